@@ -1,0 +1,111 @@
+"""Typed domain errors, mapped to HTTP in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """What every error answer looks like."""
+
+    error: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class PasspostError(Exception):
+    """Base of every error we raise on purpose; ``status_code`` is its HTTP meaning."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+    @classmethod
+    def openapi(cls, description: str | None = None) -> dict[int | str, dict[str, Any]]:
+        """A ``responses=`` entry for a route that can raise this error."""
+        return {cls.status_code: {"description": description or cls.code, "model": ErrorBody}}
+
+
+class BadRequest(PasspostError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(PasspostError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(PasspostError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(PasspostError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(PasspostError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class InvalidInput(PasspostError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class NotConfigured(PasspostError):
+    """A merchant's setting or file is missing or unusable; ops must fix the configuration."""
+
+    status_code = 503
+    code = "not_configured"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PasspostError)
+    async def _domain_error(_request: Request, exc: PasspostError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        if exc.status_code >= 500:
+            log.error("request failed: %s", exc.message, extra={"error": exc.code})
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"path": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        body = {"error": InvalidInput.code, "message": "the request is invalid", "errors": errors}
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = {"error": "http_error", "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        body = {"error": "internal_error", "message": "an internal error occurred"}
+        return JSONResponse(body, status_code=500)

@@ -1,0 +1,93 @@
+"""The durable queue between services: publish inside a transaction, consume at least once.
+
+Publishing writes an outbox row in the caller's transaction, so a message exists exactly when
+the change it announces was committed. Consumers apply each message in a transaction that also
+records it in the inbox, so a redelivered message has no second effect.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session as SyncSession
+
+from services.core.queue.models import InboxMessage, OutboxMessage
+
+__all__ = [
+    "Handler",
+    "InboxMessage",
+    "Message",
+    "OutboxMessage",
+    "QueueBackend",
+    "Subscription",
+    "publish",
+]
+
+_PUBLISHED_FLAG = "passpost.published"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: uuid.UUID
+    topic: str
+    key: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    attempt: int
+
+
+Handler = Callable[[AsyncSession, Message], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """``consumer`` applies ``topic`` with ``handler``; the consumer name keys its inbox."""
+
+    consumer: str
+    topic: str
+    handler: Handler
+
+
+class QueueBackend(Protocol):
+    async def run(self, subscriptions: list[Subscription]) -> None:
+        """Consume until cancelled."""
+
+    def wake(self) -> None:
+        """A message was just committed in this process: look now rather than at the next poll."""
+
+
+def publish(
+    session: AsyncSession, topic: str, payload: dict[str, Any], *, key: str | None = None
+) -> uuid.UUID:
+    """Add a message to the caller's transaction; it is delivered only if that transaction commits."""
+    message = OutboxMessage(message_id=uuid.uuid4(), topic=topic, key=key, payload=payload)
+    session.add(message)
+    session.info[_PUBLISHED_FLAG] = True
+    return message.message_id
+
+
+_listeners: list[Callable[[], None]] = []
+
+
+def on_commit_of_published(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call ``listener`` after any commit that published; returns the function that removes it."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener)
+
+
+@event.listens_for(SyncSession, "after_commit")
+def _after_commit(session: SyncSession) -> None:
+    if session.info.pop(_PUBLISHED_FLAG, False):
+        for listener in list(_listeners):
+            listener()
+
+
+@event.listens_for(SyncSession, "after_rollback")
+def _after_rollback(session: SyncSession) -> None:
+    session.info.pop(_PUBLISHED_FLAG, None)

@@ -1,0 +1,105 @@
+"""Settings from the environment (``PASSPOST_*``), refusing unsafe defaults outside development."""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+ADMIN_TOKEN_FILE = "admin_token"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PASSPOST_", env_file=".env", extra="ignore")
+
+    environment: Environment = Environment.development
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    """Empty means the embedded default: SQLite in ``data_dir``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_base_url: str = "http://127.0.0.1:8000"
+    admin_token: SecretStr | None = None
+    """Unset in development means the token ``passpost init`` wrote to ``data_dir``."""
+
+    queue_backend: Literal["db", "nats"] = "db"
+    nats_url: str = "nats://127.0.0.1:4222"
+    queue_poll_interval: float = Field(default=0.2, gt=0)
+    queue_lease_seconds: float = Field(default=30.0, gt=0)
+    queue_max_attempts: int = Field(default=10, ge=1)
+
+    apns_url: str = "https://api.push.apple.com"
+    apns_ca_file: Path | None = None
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    max_request_bytes: int = Field(default=256 * 1024, gt=0)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'passpost.db'}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def base_url(self) -> str:
+        return self.public_base_url.rstrip("/")
+
+    def resolved_admin_token(self) -> str | None:
+        """The admin token: the setting, or in development the one ``passpost init`` saved."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        path = self.data_dir / ADMIN_TOKEN_FILE
+        if self.environment != Environment.production and path.exists():
+            return path.read_text().strip() or None
+        return None
+
+    def ensure_admin_token(self) -> str:
+        """Return the admin token, creating the development one on first use."""
+        token = self.resolved_admin_token()
+        if token is not None:
+            return token
+        token = secrets.token_urlsafe(32)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / ADMIN_TOKEN_FILE
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+        return token
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment != Environment.production:
+            return self
+        problems = []
+        if self.admin_token is None or len(self.admin_token.get_secret_value()) < 32:
+            problems.append("PASSPOST_ADMIN_TOKEN must be set to at least 32 characters")
+        if not self.public_base_url.startswith("https://"):
+            problems.append("PASSPOST_PUBLIC_BASE_URL must be https:// (Apple Wallet requires it)")
+        if not self.database_url:
+            problems.append("PASSPOST_DATABASE_URL must be set explicitly in production")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,169 @@
+"""The one way a service becomes an ASGI app: health, metrics, errors, limits and the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.core import metrics
+from services.core.db import create_engine, create_sessionmaker
+from services.core.errors import PayloadTooLarge, install_error_handlers
+from services.core.logging import request_id
+from services.core.queue import Subscription, on_commit_of_published
+from services.core.queue.db import DatabaseQueue
+from services.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+StartupHook = Callable[[FastAPI], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Component:
+    """What one service contributes to a process: routes, queue consumers, startup work."""
+
+    name: str
+    routers: Sequence[APIRouter] = ()
+    subscriptions: Sequence[Subscription] = ()
+    on_startup: Sequence[StartupHook] = field(default_factory=tuple)
+
+
+def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
+    names = "+".join(c.name for c in components)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        workers: list[asyncio.Task[None]] = []
+        remove_listener: Callable[[], None] | None = None
+        try:
+            for component in components:
+                for hook in component.on_startup:
+                    await hook(app)
+            subscriptions = [s for c in components for s in c.subscriptions]
+            if subscriptions:
+                queue = DatabaseQueue(
+                    app.state.sessionmaker,
+                    poll_interval=settings.queue_poll_interval,
+                    lease_seconds=settings.queue_lease_seconds,
+                    max_attempts=settings.queue_max_attempts,
+                )
+                app.state.queue = queue
+                remove_listener = on_commit_of_published(queue.wake)
+                workers.append(asyncio.create_task(queue.run(subscriptions), name="queue"))
+            log.info("service started", extra={"services": names})
+            yield
+        finally:
+            if remove_listener is not None:
+                remove_listener()
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await engine.dispose()
+
+    app = FastAPI(
+        title=f"passpost ({names})",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Order updates on the customer's lock screen through Apple and Google Wallet.",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(metrics.router)
+    for component in components:
+        for router in component.routers:
+            app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, max_body=settings.max_request_bytes)  # type: ignore[arg-type]
+    return app
+
+
+health_router = APIRouter(tags=["health"])
+
+
+@health_router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Alive: the process answers."""
+    return {"status": "ok"}
+
+
+@health_router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Ready: the database (and with it the ``db`` queue) answers."""
+    try:
+        async with request.app.state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure means not ready; say which
+        log.warning("not ready: database unreachable", extra={"error": type(exc).__name__})
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})
+
+
+class RequestContextMiddleware:
+    """Request ids, metrics, and the body-size limit, as one plain ASGI layer."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", ()))
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await self._too_large(scope, receive, send)
+            request_id.reset(token)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise PayloadTooLarge(f"the request body is larger than {self.max_body} bytes")
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            method = scope.get("method", "")
+            metrics.HTTP_REQUESTS.labels(method, path, str(status)).inc()
+            metrics.HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
+            request_id.reset(token)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(f"the request body is larger than {self.max_body} bytes")
+        response = JSONResponse(error.to_dict(), status_code=error.status_code)
+        await response(scope, receive, send)

@@ -1,0 +1,37 @@
+"""Merchants (the shops we serve) and their orders-API keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from services.core.models import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
+
+
+class Merchant(IdMixin, TimestampMixin, Base):
+    __tablename__ = "merchants"
+
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    default_locale: Mapped[str] = mapped_column(String(16), default="en")
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant", lazy="raise")
+
+
+class ApiKey(IdMixin, Base):
+    """Only the SHA-256 of a key is kept: a key is shown once, when it is made."""
+
+    __tablename__ = "merchant_api_keys"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("merchants.id", ondelete="CASCADE"), index=True
+    )
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    merchant: Mapped[Merchant] = relationship(back_populates="api_keys", lazy="raise")

@@ -1,0 +1,8 @@
+"""Every service's tables in one metadata, for migrations and test set-up."""
+
+from services.core.models import Base
+from services.core.queue import models as queue_models
+from services.merchants import models as merchant_models
+from services.passes import models as pass_models
+
+__all__ = ["Base", "merchant_models", "pass_models", "queue_models"]

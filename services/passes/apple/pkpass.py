@@ -1,0 +1,90 @@
+"""The .pkpass bundle: pass.json, images, localizations, manifest and detached signature."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.passes.apple.signing import SigningMaterial
+from services.passes.texts import LOCALES, pass_strings
+
+MEDIA_TYPE = "application/vnd.apple.pkpass"
+
+REQUIRED_IMAGES = ("icon.png", "icon@2x.png", "icon@3x.png")
+IMAGE_NAMES = frozenset({
+    f"{base}{scale}.png"
+    for base in ("icon", "logo", "strip", "thumbnail")
+    for scale in ("", "@2x", "@3x")
+})
+"""Images a storeCard can show (thumbnail only on some styles, but harmless)."""
+
+# storeCard limits (Apple's Wallet Developer Guide).
+MAX_HEADER_FIELDS = 3
+MAX_PRIMARY_FIELDS = 1
+MAX_SECONDARY_AND_AUXILIARY = 4  # together, with a square (QR) barcode
+
+
+def _sha1(data: bytes) -> str:
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFiles:
+    """The files every card of one design shares, hashed once per design, not once per pass."""
+
+    files: Mapping[str, bytes]
+    sha1: Mapping[str, str]
+
+    @classmethod
+    def for_images(cls, images: Mapping[str, bytes]) -> StaticFiles:
+        missing = [name for name in REQUIRED_IMAGES if name not in images]
+        if missing:
+            raise ValueError(f"a pass needs {', '.join(missing)}")
+        files = dict(images)
+        for locale in LOCALES:
+            files[f"{locale}.lproj/pass.strings"] = pass_strings(locale)
+        return cls(files=files, sha1={name: _sha1(data) for name, data in files.items()})
+
+
+def rgb(hex_color: str) -> str:
+    """``#RRGGBB`` as Wallet's ``rgb(r, g, b)``."""
+    value = hex_color.lstrip("#")
+    return f"rgb({int(value[0:2], 16)}, {int(value[2:4], 16)}, {int(value[4:6], 16)})"
+
+
+def check_field_limits(store_card: Mapping[str, list[Any]]) -> None:
+    """Refuse a front that Wallet would cut or reject."""
+    if len(store_card.get("headerFields", [])) > MAX_HEADER_FIELDS:
+        raise ValueError("a storeCard shows at most 3 header fields")
+    if len(store_card.get("primaryFields", [])) > MAX_PRIMARY_FIELDS:
+        raise ValueError("a storeCard shows at most 1 primary field")
+    front = len(store_card.get("secondaryFields", [])) + len(store_card.get("auxiliaryFields", []))
+    if front > MAX_SECONDARY_AND_AUXILIARY:
+        raise ValueError("with a QR code a storeCard shows at most 4 secondary and auxiliary fields")
+    keys = [f["key"] for fields in store_card.values() for f in fields]
+    if len(keys) != len(set(keys)):
+        raise ValueError("field keys must be unique across the pass")
+
+
+def build_pkpass(document: Mapping[str, Any], static: StaticFiles, signer: SigningMaterial) -> bytes:
+    """Serialise, hash, sign and zip one pass."""
+    pass_json = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    manifest = {"pass.json": _sha1(pass_json), **static.sha1}
+    manifest_json = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    signature = signer.sign(manifest_json)
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as bundle:
+        bundle.writestr("pass.json", pass_json)
+        bundle.writestr("manifest.json", manifest_json)
+        bundle.writestr("signature", signature)
+        for name, data in static.files.items():
+            # PNGs are compressed already: storing them saves time and loses nothing.
+            compress = zipfile.ZIP_STORED if name.endswith(".png") else zipfile.ZIP_DEFLATED
+            bundle.writestr(name, data, compress_type=compress)
+    return buffer.getvalue()

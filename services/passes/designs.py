@@ -1,0 +1,186 @@
+"""Pass designs: a merchant's Apple signing settings, branding, links and images."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.core.errors import InvalidInput, NotConfigured
+from services.core.models import utcnow
+from services.merchants.models import Merchant
+from services.passes.apple.pkpass import IMAGE_NAMES, StaticFiles
+from services.passes.apple.signing import SigningFiles, SigningMaterial, load_signing_material
+from services.passes.models import DesignImage, PassDesign
+from services.passes.png import NotAPNG, badge_png, png_size
+from services.passes.schemas import AppleSettings, Branding
+
+DEFAULT_IMAGE_SIZES = {
+    "icon.png": (29, 29), "icon@2x.png": (58, 58), "icon@3x.png": (87, 87),
+    "logo.png": (50, 50), "logo@2x.png": (100, 100), "logo@3x.png": (150, 150),
+}
+MAX_IMAGE_BYTES = 2 * 1024 * 1024
+
+
+def signing_files(merchant: Merchant, design: PassDesign) -> SigningFiles:
+    return SigningFiles(
+        merchant=merchant.slug,
+        pass_type_identifier=design.pass_type_identifier,
+        team_identifier=design.team_identifier,
+        certificate_path=Path(design.certificate_path),
+        key_path=Path(design.key_path),
+        wwdr_path=Path(design.wwdr_path),
+    )
+
+
+def _hex_to_rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+async def create_design(
+    session: AsyncSession, merchant: Merchant, apple: AppleSettings, branding: Branding | None = None
+) -> PassDesign:
+    """A merchant's design with checked signing material and default artwork."""
+    design = PassDesign(
+        merchant_id=merchant.id,
+        organization_name=merchant.name,
+        description=f"{merchant.name} customer card",
+        **apple.model_dump(),
+    )
+    if branding is not None:
+        for field, value in branding.model_dump(exclude_unset=True).items():
+            setattr(design, field, value)
+    load_signing_material(signing_files(merchant, design))
+    session.add(design)
+    await session.flush()
+    background = _hex_to_rgb(design.background_color or "#1F2937")
+    for name, (width, height) in DEFAULT_IMAGE_SIZES.items():
+        session.add(
+            DesignImage(design_id=design.id, name=name, content=badge_png(width, height, background))
+        )
+    await session.flush()
+    return design
+
+
+async def get_design(session: AsyncSession, merchant: Merchant) -> PassDesign:
+    design = await session.scalar(select(PassDesign).where(PassDesign.merchant_id == merchant.id))
+    if design is None:
+        raise NotConfigured(
+            f"merchant {merchant.slug!r} has no pass design: set its Apple settings first "
+            f"(passpost designs apple --merchant {merchant.slug} ...)",
+            merchant=merchant.slug,
+        )
+    return design
+
+
+async def update_apple(
+    session: AsyncSession, merchant: Merchant, design: PassDesign, apple: AppleSettings
+) -> PassDesign:
+    """Switch signing material; the new files are checked before anything is saved."""
+    candidate = PassDesign(**{**_apple_of(design), **apple.model_dump()})
+    load_signing_material(signing_files(merchant, candidate))
+    for field, value in apple.model_dump().items():
+        setattr(design, field, value)
+    await session.flush()
+    return design
+
+
+def _apple_of(design: PassDesign) -> dict[str, str]:
+    return {field: getattr(design, field) for field in AppleSettings.model_fields}
+
+
+async def update_branding(session: AsyncSession, design: PassDesign, branding: Branding) -> PassDesign:
+    for field, value in branding.model_dump(exclude_unset=True).items():
+        setattr(design, field, value)
+    await session.flush()
+    return design
+
+
+def check_image(name: str, data: bytes) -> None:
+    if name not in IMAGE_NAMES:
+        raise InvalidInput(
+            f"unknown image name {name!r}; use one of {', '.join(sorted(IMAGE_NAMES))}", name=name
+        )
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InvalidInput(f"{name} is larger than 2 MiB", name=name)
+    try:
+        png_size(data)
+    except NotAPNG as exc:
+        raise InvalidInput(f"{name}: {exc}", name=name) from None
+
+
+async def set_image(session: AsyncSession, design: PassDesign, name: str, data: bytes) -> None:
+    check_image(name, data)
+    image = await session.get(DesignImage, (design.id, name))
+    if image is None:
+        session.add(DesignImage(design_id=design.id, name=name, content=data))
+    else:
+        image.content = data
+    design.updated_at = utcnow()  # invalidates DesignAssetCache entries in every process
+    await session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class DesignAssets:
+    signer: SigningMaterial
+    static: StaticFiles
+
+
+class DesignAssetCache:
+    """Signing material and hashed static files per design, rebuilt when the design changes.
+
+    The key includes the files' modification times, so a renewed certificate dropped in place is
+    picked up without a restart.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[uuid.UUID, tuple[tuple[object, ...], DesignAssets]] = {}
+
+    async def get(self, session: AsyncSession, merchant: Merchant, design: PassDesign) -> DesignAssets:
+        files = signing_files(merchant, design)
+        key = (
+            design.updated_at,
+            *(_mtime(p) for p in (files.certificate_path, files.key_path, files.wwdr_path)),
+        )
+        cached = self._entries.get(design.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        images = {
+            image.name: image.content
+            for image in await session.scalars(
+                select(DesignImage).where(DesignImage.design_id == design.id)
+            )
+        }
+        try:
+            static = StaticFiles.for_images(images)
+        except ValueError as exc:
+            raise NotConfigured(f"merchant {merchant.slug!r}: {exc}", merchant=merchant.slug) from None
+        assets = DesignAssets(signer=load_signing_material(files), static=static)
+        self._entries[design.id] = (key, assets)
+        return assets
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+
+async def check_designs(session: AsyncSession) -> list[str]:
+    """Every merchant's signing material and images, checked; one line per problem."""
+    problems = []
+    rows = await session.execute(
+        select(Merchant, PassDesign).join(PassDesign, PassDesign.merchant_id == Merchant.id)
+    )
+    cache = DesignAssetCache()
+    for merchant, design in rows.tuples():
+        try:
+            await cache.get(session, merchant, design)
+        except NotConfigured as exc:
+            problems.append(exc.message)
+    return problems

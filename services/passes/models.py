@@ -1,0 +1,95 @@
+"""Tables owned by the passes service: pass designs, their images, cards and built bundles."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from services.core.models import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
+
+
+class PassDesign(IdMixin, TimestampMixin, Base):
+    """How one merchant's card looks and is signed (one design per merchant)."""
+
+    __tablename__ = "pass_designs"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("merchants.id", ondelete="CASCADE"), unique=True
+    )
+    # Apple
+    pass_type_identifier: Mapped[str] = mapped_column(String(255))
+    team_identifier: Mapped[str] = mapped_column(String(32))
+    certificate_path: Mapped[str] = mapped_column(String(1024))
+    key_path: Mapped[str] = mapped_column(String(1024))
+    wwdr_path: Mapped[str] = mapped_column(String(1024))
+    # Branding
+    organization_name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(200))
+    logo_text: Mapped[str | None] = mapped_column(String(60))
+    foreground_color: Mapped[str] = mapped_column(String(7), default="#FFFFFF")
+    background_color: Mapped[str] = mapped_column(String(7), default="#1F2937")
+    label_color: Mapped[str] = mapped_column(String(7), default="#D1D5DB")
+    support_phone: Mapped[str | None] = mapped_column(String(40))
+    # Link templates: {order_id}, {order_number}, {customer_id}, {tracking_number}
+    order_url_template: Mapped[str | None] = mapped_column(String(1024))
+    tracking_url_template: Mapped[str | None] = mapped_column(String(1024))
+    returns_url_template: Mapped[str | None] = mapped_column(String(1024))
+    account_url_template: Mapped[str | None] = mapped_column(String(1024))
+
+    images: Mapped[list[DesignImage]] = relationship(
+        back_populates="design", lazy="raise", cascade="all, delete-orphan"
+    )
+
+
+class DesignImage(Base):
+    """A PNG of the design, under its file name in the bundle (``icon@2x.png``...)."""
+
+    __tablename__ = "pass_design_images"
+
+    design_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("pass_designs.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+    design: Mapped[PassDesign] = relationship(back_populates="images", lazy="raise")
+
+
+class Card(IdMixin, Base):
+    """One customer's card at one merchant: an Apple storeCard (and later a Google object)."""
+
+    __tablename__ = "cards"
+    __table_args__ = (UniqueConstraint("merchant_id", "customer_id"),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("merchants.id", ondelete="CASCADE"), index=True
+    )
+    customer_id: Mapped[str] = mapped_column(String(200))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    locale: Mapped[str] = mapped_column(String(16))
+    serial_number: Mapped[str] = mapped_column(String(64), unique=True)
+    authentication_token: Mapped[str] = mapped_column(String(64))
+    link_token: Mapped[str] = mapped_column(String(64), unique=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """What the card currently shows beyond the customer (the latest order, later offers)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    """When what the card shows last changed: the pass's Last-Modified."""
+
+
+class PassBundle(Base):
+    """The signed .pkpass of a card's latest version, built once and served many times."""
+
+    __tablename__ = "pass_bundles"
+
+    card_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("cards.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

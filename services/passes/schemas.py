@@ -1,0 +1,84 @@
+"""Pass designs and cards at the edge (CLI, admin API, links)."""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from services.merchants.schemas import Locale
+
+HEX_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+PHONE = re.compile(r"^\+?[0-9 ()./-]{3,30}$")
+TEMPLATE_FIELDS = frozenset({"order_id", "order_number", "customer_id", "tracking_number"})
+
+
+def _color(value: str) -> str:
+    if not HEX_COLOR.fullmatch(value):
+        raise ValueError("a color as #RRGGBB")
+    return value.upper()
+
+
+def _phone(value: str) -> str:
+    if not PHONE.fullmatch(value):
+        raise ValueError("a phone number such as +421 2 1234 5678")
+    return value
+
+
+def _link_template(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("an http(s) URL, optionally with {order_id}, {order_number}, ...")
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from None
+    unknown = names - TEMPLATE_FIELDS
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {sorted(unknown)[0]!r}; use {', '.join(sorted(TEMPLATE_FIELDS))}"
+        )
+    return value
+
+
+Color = Annotated[str, AfterValidator(_color)]
+Phone = Annotated[str, AfterValidator(_phone)]
+LinkTemplate = Annotated[str, Field(max_length=1024), AfterValidator(_link_template)]
+PASS_TYPE_ID = r"^pass(\.[A-Za-z0-9-]+)+$"
+TEAM_ID = r"^[A-Z0-9]{10}$"
+
+
+class AppleSettings(BaseModel):
+    pass_type_identifier: Annotated[str, Field(pattern=PASS_TYPE_ID, max_length=255)]
+    team_identifier: Annotated[str, Field(pattern=TEAM_ID)]
+    certificate_path: str = Field(min_length=1, max_length=1024)
+    key_path: str = Field(min_length=1, max_length=1024)
+    wwdr_path: str = Field(min_length=1, max_length=1024)
+
+
+class Branding(BaseModel):
+    """A partial update of how the card looks and what its back links to."""
+
+    organization_name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, min_length=1, max_length=200)
+    logo_text: str | None = Field(default=None, max_length=60)
+    foreground_color: Color | None = None
+    background_color: Color | None = None
+    label_color: Color | None = None
+    support_phone: Phone | None = None
+    order_url_template: LinkTemplate | None = None
+    tracking_url_template: LinkTemplate | None = None
+    returns_url_template: LinkTemplate | None = None
+    account_url_template: LinkTemplate | None = None
+
+
+class CardIssue(BaseModel):
+    customer_id: str = Field(min_length=1, max_length=200)
+    customer_name: str | None = Field(default=None, max_length=200)
+    locale: Locale | None = None
+
+
+class CardLinks(BaseModel):
+    serial_number: str
+    apple_pass_url: str
