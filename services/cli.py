@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
@@ -29,8 +28,9 @@ from services.passes.schemas import AppleSettings, Branding, CardIssue
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 merchants_app = typer.Typer(help="Merchants and their API keys.", no_args_is_help=True)
-designs_app = typer.Typer(help="A merchant's pass design: Apple settings, branding, images.",
-                          no_args_is_help=True)
+designs_app = typer.Typer(
+    help="A merchant's pass design: Apple settings, branding, images.", no_args_is_help=True
+)
 cards_app = typer.Typer(help="Customer cards.", no_args_is_help=True)
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(designs_app, name="designs")
@@ -132,12 +132,14 @@ def init() -> None:
 
     result = _in_transaction(settings, work)
     _write_private(demo_file, json.dumps({"api_key": result["api_key"]}))
-    _print({
-        **result,
-        "admin_token": admin_token,
-        "data_dir": str(settings.data_dir.resolve()),
-        "public_base_url": settings.base_url(),
-    })
+    _print(
+        {
+            **result,
+            "admin_token": admin_token,
+            "data_dir": str(settings.data_dir.resolve()),
+            "public_base_url": settings.base_url(),
+        }
+    )
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -184,8 +186,14 @@ def serve(
         f"metrics: /metrics; links start with {settings.base_url()})",
         err=True,
     )
-    uvicorn.run(create_app(settings, chosen), host=host, port=port, log_config=None,
-                proxy_headers=True, server_header=False)
+    uvicorn.run(
+        create_app(settings, chosen),
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        server_header=False,
+    )
 
 
 @app.command()
@@ -223,8 +231,11 @@ def merchants_create(
         apple = None
         if pass_type_id is not None:
             apple = AppleSettings(
-                pass_type_identifier=pass_type_id, team_identifier=team_id or "",
-                certificate_path=str(certificate), key_path=str(key), wwdr_path=str(wwdr),
+                pass_type_identifier=pass_type_id,
+                team_identifier=team_id or "",
+                certificate_path=str(certificate),
+                key_path=str(key),
+                wwdr_path=str(wwdr),
             )
         onboarded = await onboard_merchant(
             session, settings, MerchantCreate(slug=slug, name=name, default_locale=locale), apple
@@ -260,8 +271,11 @@ def merchants_api_key(
     async def work(session: AsyncSession) -> dict[str, Any]:
         merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
         revoked = await merchants.revoke_api_keys(session, merchant) if revoke_others else 0
-        return {"merchant": merchant.slug, "api_key": await merchants.create_api_key(session, merchant),
-                "revoked": revoked}
+        return {
+            "merchant": merchant.slug,
+            "api_key": await merchants.create_api_key(session, merchant),
+            "revoked": revoked,
+        }
 
     _print(_in_transaction(settings, work))
 
@@ -278,8 +292,10 @@ def designs_apple(
     """Set (or replace) a merchant's Apple signing material; checked before it is saved."""
     settings = _settings()
     apple = AppleSettings(
-        pass_type_identifier=pass_type_id, team_identifier=team_id,
-        certificate_path=str(certificate.resolve()), key_path=str(key.resolve()),
+        pass_type_identifier=pass_type_id,
+        team_identifier=team_id,
+        certificate_path=str(certificate.resolve()),
+        key_path=str(key.resolve()),
         wwdr_path=str(wwdr.resolve()),
     )
 
@@ -306,7 +322,9 @@ def designs_branding(
     background_color: Annotated[str | None, typer.Option(help="#RRGGBB")] = None,
     label_color: Annotated[str | None, typer.Option(help="#RRGGBB")] = None,
     support_phone: Annotated[str | None, typer.Option()] = None,
-    order_url: Annotated[str | None, typer.Option(help="May use {order_id}, {order_number}")] = None,
+    order_url: Annotated[
+        str | None, typer.Option(help="May use {order_id}, {order_number}")
+    ] = None,
     tracking_url: Annotated[str | None, typer.Option(help="May use {tracking_number}")] = None,
     returns_url: Annotated[str | None, typer.Option()] = None,
     account_url: Annotated[str | None, typer.Option()] = None,
@@ -314,11 +332,16 @@ def designs_branding(
     """Change how a merchant's cards look and where their links lead."""
     settings = _settings()
     given = {
-        "organization_name": organization_name, "description": description,
-        "logo_text": logo_text, "foreground_color": foreground_color,
-        "background_color": background_color, "label_color": label_color,
-        "support_phone": support_phone, "order_url_template": order_url,
-        "tracking_url_template": tracking_url, "returns_url_template": returns_url,
+        "organization_name": organization_name,
+        "description": description,
+        "logo_text": logo_text,
+        "foreground_color": foreground_color,
+        "background_color": background_color,
+        "label_color": label_color,
+        "support_phone": support_phone,
+        "order_url_template": order_url,
+        "tracking_url_template": tracking_url,
+        "returns_url_template": returns_url,
         "account_url_template": account_url,
     }
 
@@ -376,11 +399,3 @@ def cards_issue(
         }
 
     _print(_in_transaction(settings, work))
-
-
-def main() -> None:
-    app(prog_name="passpost")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

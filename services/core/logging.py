@@ -14,7 +14,10 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 message_id: ContextVar[str | None] = ContextVar("message_id", default=None)
 
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {
-    "message", "asctime", "taskName", "color_message",
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
 }
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(authorization\s*[:=]\s*)(\S+\s+)?\S+"),
@@ -59,7 +62,9 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JSONFormatter() if json_output else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        JSONFormatter()
+        if json_output
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -9,14 +9,18 @@ HTTP_REQUESTS = Counter(
     "passpost_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
 )
 HTTP_LATENCY = Histogram(
-    "passpost_http_request_seconds", "HTTP request latency", ["method", "route"],
+    "passpost_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 QUEUE_MESSAGES = Counter(
     "passpost_queue_messages_total", "Queue messages handled", ["topic", "outcome"]
 )
 QUEUE_LAG = Histogram(
-    "passpost_queue_lag_seconds", "Time from publish to applied", ["topic"],
+    "passpost_queue_lag_seconds",
+    "Time from publish to applied",
+    ["topic"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 PASSES_BUILT = Counter("passpost_passes_built_total", "Signed .pkpass bundles built")

@@ -1,4 +1,4 @@
-"""Alembic, driven from code: ``passpost migrate`` and ``passpost init`` bring the schema to head."""
+"""Alembic from code: ``passpost migrate`` and ``passpost init`` bring the schema to head."""
 
 from __future__ import annotations
 

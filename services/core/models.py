@@ -1,4 +1,4 @@
-"""The declarative base every table derives from, with names for constraints that Alembic can diff."""
+"""The declarative base of every table, naming constraints so that Alembic can diff them."""
 
 from __future__ import annotations
 

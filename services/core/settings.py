@@ -18,7 +18,7 @@ class Environment(StrEnum):
     production = "production"
 
 
-ADMIN_TOKEN_FILE = "admin_token"
+ADMIN_TOKEN_FILE = "admin_token"  # noqa: S105  (a file name)
 
 
 class Settings(BaseSettings):

@@ -86,7 +86,7 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
     for component in components:
         for router in component.routers:
             app.include_router(router)
-    app.add_middleware(RequestContextMiddleware, max_body=settings.max_request_bytes)  # type: ignore[arg-type]
+    app.add_middleware(RequestContextMiddleware, max_body=settings.max_request_bytes)
     return app
 
 
@@ -135,16 +135,14 @@ class RequestContextMiddleware:
             request_id.reset(token)
             return
 
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise PayloadTooLarge(f"the request body is larger than {self.max_body} bytes")
-            return message
+        if declared is None and scope.get("method") in {"POST", "PUT", "PATCH"}:
+            # A chunked body has no declared size: read it here, within the limit, and replay it.
+            body = await self._read_limited(receive)
+            if body is None:
+                await self._too_large(scope, receive, send)
+                request_id.reset(token)
+                return
+            receive = _replay(body, receive)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -154,7 +152,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
@@ -163,7 +161,36 @@ class RequestContextMiddleware:
             metrics.HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
             request_id.reset(token)
 
+    async def _read_limited(self, receive: Receive) -> bytes | None:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = PayloadTooLarge(f"the request body is larger than {self.max_body} bytes")
         response = JSONResponse(error.to_dict(), status_code=error.status_code)
         await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The buffered body first, then the real channel (for the disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

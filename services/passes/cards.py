@@ -169,19 +169,23 @@ def _back_fields(design: PassDesign, card: Card) -> list[dict[str, Any]]:
         if any(f"{{{name}}}" in template and not values[name] for name in needs):
             continue
         url = template.format(**values)
-        fields.append({
-            "key": f"link_{key}",
-            "label": f"back.{key}",
-            "value": url,
-            "dataDetectorTypes": ["PKDataDetectorTypeLink"],
-        })
+        fields.append(
+            {
+                "key": f"link_{key}",
+                "label": f"back.{key}",
+                "value": url,
+                "dataDetectorTypes": ["PKDataDetectorTypeLink"],
+            }
+        )
     if design.support_phone:
-        fields.append({
-            "key": "support_phone",
-            "label": "back.support",
-            "value": design.support_phone,
-            "dataDetectorTypes": ["PKDataDetectorTypePhoneNumber"],
-        })
+        fields.append(
+            {
+                "key": "support_phone",
+                "label": "back.support",
+                "value": design.support_phone,
+                "dataDetectorTypes": ["PKDataDetectorTypePhoneNumber"],
+            }
+        )
     fields.append({"key": "about", "label": "back.about", "value": "about.text"})
     return fields
 

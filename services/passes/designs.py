@@ -19,8 +19,12 @@ from services.passes.png import NotAPNG, badge_png, png_size
 from services.passes.schemas import AppleSettings, Branding
 
 DEFAULT_IMAGE_SIZES = {
-    "icon.png": (29, 29), "icon@2x.png": (58, 58), "icon@3x.png": (87, 87),
-    "logo.png": (50, 50), "logo@2x.png": (100, 100), "logo@3x.png": (150, 150),
+    "icon.png": (29, 29),
+    "icon@2x.png": (58, 58),
+    "icon@3x.png": (87, 87),
+    "logo.png": (50, 50),
+    "logo@2x.png": (100, 100),
+    "logo@3x.png": (150, 150),
 }
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
 
@@ -41,7 +45,10 @@ def _hex_to_rgb(color: str) -> tuple[int, int, int]:
 
 
 async def create_design(
-    session: AsyncSession, merchant: Merchant, apple: AppleSettings, branding: Branding | None = None
+    session: AsyncSession,
+    merchant: Merchant,
+    apple: AppleSettings,
+    branding: Branding | None = None,
 ) -> PassDesign:
     """A merchant's design with checked signing material and default artwork."""
     design = PassDesign(
@@ -59,7 +66,9 @@ async def create_design(
     background = _hex_to_rgb(design.background_color or "#1F2937")
     for name, (width, height) in DEFAULT_IMAGE_SIZES.items():
         session.add(
-            DesignImage(design_id=design.id, name=name, content=badge_png(width, height, background))
+            DesignImage(
+                design_id=design.id, name=name, content=badge_png(width, height, background)
+            )
         )
     await session.flush()
     return design
@@ -92,7 +101,9 @@ def _apple_of(design: PassDesign) -> dict[str, str]:
     return {field: getattr(design, field) for field in AppleSettings.model_fields}
 
 
-async def update_branding(session: AsyncSession, design: PassDesign, branding: Branding) -> PassDesign:
+async def update_branding(
+    session: AsyncSession, design: PassDesign, branding: Branding
+) -> PassDesign:
     for field, value in branding.model_dump(exclude_unset=True).items():
         setattr(design, field, value)
     await session.flush()
@@ -139,7 +150,9 @@ class DesignAssetCache:
     def __init__(self) -> None:
         self._entries: dict[uuid.UUID, tuple[tuple[object, ...], DesignAssets]] = {}
 
-    async def get(self, session: AsyncSession, merchant: Merchant, design: PassDesign) -> DesignAssets:
+    async def get(
+        self, session: AsyncSession, merchant: Merchant, design: PassDesign
+    ) -> DesignAssets:
         files = signing_files(merchant, design)
         key = (
             design.updated_at,
@@ -157,7 +170,9 @@ class DesignAssetCache:
         try:
             static = StaticFiles.for_images(images)
         except ValueError as exc:
-            raise NotConfigured(f"merchant {merchant.slug!r}: {exc}", merchant=merchant.slug) from None
+            raise NotConfigured(
+                f"merchant {merchant.slug!r}: {exc}", merchant=merchant.slug
+            ) from None
         assets = DesignAssets(signer=load_signing_material(files), static=static)
         self._entries[design.id] = (key, assets)
         return assets
@@ -170,7 +185,6 @@ def _mtime(path: Path) -> int:
         return -1
 
 
-
 async def check_designs(session: AsyncSession) -> list[str]:
     """Every merchant's signing material and images, checked; one line per problem."""
     problems = []
@@ -178,7 +192,7 @@ async def check_designs(session: AsyncSession) -> list[str]:
         select(Merchant, PassDesign).join(PassDesign, PassDesign.merchant_id == Merchant.id)
     )
     cache = DesignAssetCache()
-    for merchant, design in rows.tuples():
+    for merchant, design in rows:
         try:
             await cache.get(session, merchant, design)
         except NotConfigured as exc:

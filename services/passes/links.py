@@ -14,6 +14,7 @@ from services.passes.cards import LINK_PATH, PassBuilder, SignedPass, get_card_b
 
 router = APIRouter(prefix=LINK_PATH, tags=["customer links"])
 
+
 def get_pass_builder(request: Request) -> PassBuilder:
     builder: PassBuilder = request.app.state.pass_builder
     return builder

@@ -45,7 +45,7 @@ def _link_template(value: str) -> str:
 Color = Annotated[str, AfterValidator(_color)]
 Phone = Annotated[str, AfterValidator(_phone)]
 LinkTemplate = Annotated[str, Field(max_length=1024), AfterValidator(_link_template)]
-PASS_TYPE_ID = r"^pass(\.[A-Za-z0-9-]+)+$"
+PASS_TYPE_ID = r"^pass(\.[A-Za-z0-9-]+)+$"  # noqa: S105  (a pattern)
 TEAM_ID = r"^[A-Z0-9]{10}$"
 
 

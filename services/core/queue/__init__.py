@@ -65,7 +65,7 @@ class QueueBackend(Protocol):
 def publish(
     session: AsyncSession, topic: str, payload: dict[str, Any], *, key: str | None = None
 ) -> uuid.UUID:
-    """Add a message to the caller's transaction; it is delivered only if that transaction commits."""
+    """Add a message to the caller's transaction: delivered only if that transaction commits."""
     message = OutboxMessage(message_id=uuid.uuid4(), topic=topic, key=key, payload=payload)
     session.add(message)
     session.info[_PUBLISHED_FLAG] = True

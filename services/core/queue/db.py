@@ -8,6 +8,7 @@ lease: a consumer that dies mid-message leaves it to be claimed again when the l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from datetime import timedelta
@@ -55,10 +56,8 @@ class DatabaseQueue:
             if handled:
                 continue
             self._wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)
-            except TimeoutError:
-                pass
 
     async def drain_once(self, subscriptions: list[Subscription]) -> int:
         """Claim one batch and apply it; returns how many messages were claimed."""
@@ -79,7 +78,9 @@ class DatabaseQueue:
                         OutboxMessage.processed_at.is_(None),
                         OutboxMessage.failed_at.is_(None),
                         OutboxMessage.available_at <= now,
-                        or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now),
+                        or_(
+                            OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now
+                        ),
                     )
                     .order_by(OutboxMessage.id)
                     .limit(BATCH_SIZE)
@@ -90,7 +91,9 @@ class DatabaseQueue:
                 row.locked_until = now + self._lease
                 row.attempts += 1
             return [
-                Message(row.message_id, row.topic, row.key, row.payload, row.created_at, row.attempts)
+                Message(
+                    row.message_id, row.topic, row.key, row.payload, row.created_at, row.attempts
+                )
                 for row in rows
             ]
 
@@ -121,8 +124,12 @@ class DatabaseQueue:
         give_up = message.attempt >= self._max_attempts
         log.warning(
             "message failed",
-            extra={"topic": message.topic, "attempt": message.attempt, "gave_up": give_up,
-                   "error": f"{type(exc).__name__}: {exc}"[:500]},
+            extra={
+                "topic": message.topic,
+                "attempt": message.attempt,
+                "gave_up": give_up,
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+            },
             exc_info=exc,
         )
         now = utcnow()

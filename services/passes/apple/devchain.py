@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from services.core.pki import (
@@ -43,8 +44,11 @@ class PassTypeFiles:
     key: Path
 
 
-def _load_key(path: Path) -> object:
-    return serialization.load_pem_private_key(path.read_bytes(), password=None)
+def _load_key(path: Path) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"{path}: the development chain uses RSA keys")
+    return key
 
 
 def ensure_dev_chain(keys_dir: Path) -> DevChain:
@@ -60,11 +64,17 @@ def ensure_dev_chain(keys_dir: Path) -> DevChain:
     if not (chain.root_certificate.exists() and root_key_path.exists()):
         root_key = new_rsa_key()
         root = build_certificate(
-            x509.Name([
-                x509.NameAttribute(NameOID.COMMON_NAME, ROOT_NAME),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Passpost Development"),
-            ]),
-            root_key.public_key(), issuer=None, issuer_key=root_key, days=3650, ca=True,
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, ROOT_NAME),
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Passpost Development"),
+                ]
+            ),
+            root_key.public_key(),
+            issuer=None,
+            issuer_key=root_key,
+            days=3650,
+            ca=True,
         )
         write_private_key(root_key_path, root_key)
         write_certificate(chain.root_certificate, root)
@@ -76,18 +86,24 @@ def ensure_dev_chain(keys_dir: Path) -> DevChain:
     if not (chain.wwdr_certificate.exists() and wwdr_key_path.exists()):
         wwdr_key = new_rsa_key()
         wwdr = build_certificate(
-            x509.Name([
-                x509.NameAttribute(NameOID.COMMON_NAME, WWDR_NAME),
-                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "G4"),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Passpost Development"),
-            ]),
-            wwdr_key.public_key(), issuer=root, issuer_key=root_key, days=3650, ca=True,  # type: ignore[arg-type]
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, WWDR_NAME),
+                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "G4"),
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Passpost Development"),
+                ]
+            ),
+            wwdr_key.public_key(),
+            issuer=root,
+            issuer_key=root_key,
+            days=3650,
+            ca=True,
         )
         write_private_key(wwdr_key_path, wwdr_key)
         write_certificate(chain.wwdr_certificate, wwdr)
 
     if not (chain.apns_standin_certificate.exists() and chain.apns_standin_key.exists()):
-        cert, key = tls_server_certificate(STANDIN_HOSTS, issuer=root, issuer_key=root_key)  # type: ignore[arg-type]
+        cert, key = tls_server_certificate(STANDIN_HOSTS, issuer=root, issuer_key=root_key)
         write_private_key(chain.apns_standin_key, key)
         write_certificate(chain.apns_standin_certificate, cert)
     return chain
@@ -108,16 +124,18 @@ def ensure_pass_type_certificate(
     wwdr_key = _load_key(keys_dir / "dev-wwdr.key")
     key = new_rsa_key()
     cert = build_certificate(
-        x509.Name([
-            x509.NameAttribute(NameOID.USER_ID, pass_type_identifier),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"Pass Type ID: {pass_type_identifier}"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, team_identifier),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-        ]),
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.USER_ID, pass_type_identifier),
+                x509.NameAttribute(NameOID.COMMON_NAME, f"Pass Type ID: {pass_type_identifier}"),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, team_identifier),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            ]
+        ),
         key.public_key(),
         issuer=wwdr,
-        issuer_key=wwdr_key,  # type: ignore[arg-type]
+        issuer_key=wwdr_key,
         days=365,
         extensions=[
             (x509.UnrecognizedExtension(PASS_TYPE_EXTENSION_OID, b"\x05\x00"), False),

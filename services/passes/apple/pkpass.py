@@ -16,11 +16,13 @@ from services.passes.texts import LOCALES, pass_strings
 MEDIA_TYPE = "application/vnd.apple.pkpass"
 
 REQUIRED_IMAGES = ("icon.png", "icon@2x.png", "icon@3x.png")
-IMAGE_NAMES = frozenset({
-    f"{base}{scale}.png"
-    for base in ("icon", "logo", "strip", "thumbnail")
-    for scale in ("", "@2x", "@3x")
-})
+IMAGE_NAMES = frozenset(
+    {
+        f"{base}{scale}.png"
+        for base in ("icon", "logo", "strip", "thumbnail")
+        for scale in ("", "@2x", "@3x")
+    }
+)
 """Images a storeCard can show (thumbnail only on some styles, but harmless)."""
 
 # storeCard limits (Apple's Wallet Developer Guide).
@@ -65,13 +67,17 @@ def check_field_limits(store_card: Mapping[str, list[Any]]) -> None:
         raise ValueError("a storeCard shows at most 1 primary field")
     front = len(store_card.get("secondaryFields", [])) + len(store_card.get("auxiliaryFields", []))
     if front > MAX_SECONDARY_AND_AUXILIARY:
-        raise ValueError("with a QR code a storeCard shows at most 4 secondary and auxiliary fields")
+        raise ValueError(
+            "with a QR code a storeCard shows at most 4 secondary and auxiliary fields"
+        )
     keys = [f["key"] for fields in store_card.values() for f in fields]
     if len(keys) != len(set(keys)):
         raise ValueError("field keys must be unique across the pass")
 
 
-def build_pkpass(document: Mapping[str, Any], static: StaticFiles, signer: SigningMaterial) -> bytes:
+def build_pkpass(
+    document: Mapping[str, Any], static: StaticFiles, signer: SigningMaterial
+) -> bytes:
     """Serialise, hash, sign and zip one pass."""
     pass_json = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     manifest = {"pass.json": _sha1(pass_json), **static.sha1}

@@ -113,7 +113,9 @@ def load_signing_material(files: SigningFiles) -> SigningMaterial:
         certificate.public_key().public_bytes(serialization.Encoding.DER, public)
     ):
         raise _problem(
-            files, "key_path", files.key_path,
+            files,
+            "key_path",
+            files.key_path,
             f"does not match the certificate in {files.certificate_path}",
         )
 
@@ -122,21 +124,27 @@ def load_signing_material(files: SigningFiles) -> SigningMaterial:
     cert_pass_type = uid or common_name.removeprefix("Pass Type ID: ")
     if cert_pass_type != files.pass_type_identifier:
         raise _problem(
-            files, "certificate_path", files.certificate_path,
+            files,
+            "certificate_path",
+            files.certificate_path,
             f"is for pass type {cert_pass_type!r}, not the merchant's "
             f"{files.pass_type_identifier!r} (apple.pass_type_identifier)",
         )
     team = _subject(certificate, NameOID.ORGANIZATIONAL_UNIT_NAME)
     if team is not None and team != files.team_identifier:
         raise _problem(
-            files, "certificate_path", files.certificate_path,
+            files,
+            "certificate_path",
+            files.certificate_path,
             f"belongs to team {team!r}, not the merchant's {files.team_identifier!r} "
             "(apple.team_identifier)",
         )
     now = datetime.now(UTC)
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         raise _problem(
-            files, "certificate_path", files.certificate_path,
+            files,
+            "certificate_path",
+            files.certificate_path,
             f"is not valid now (valid {certificate.not_valid_before_utc:%Y-%m-%d} to "
             f"{certificate.not_valid_after_utc:%Y-%m-%d})",
         )
@@ -144,7 +152,9 @@ def load_signing_material(files: SigningFiles) -> SigningMaterial:
         certificate.verify_directly_issued_by(wwdr)
     except (ValueError, TypeError, InvalidSignature) as exc:
         raise _problem(
-            files, "wwdr_path", files.wwdr_path,
+            files,
+            "wwdr_path",
+            files.wwdr_path,
             f"did not issue the certificate in {files.certificate_path} "
             "(use Apple's WWDR G4 intermediate)",
         ) from exc

@@ -1,0 +1,144 @@
+"""Every test gets its own database (SQLite always, PostgreSQL when configured) and data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from services.core.db import create_engine, create_sessionmaker
+from services.core.migrations import upgrade_to_head
+from services.core.settings import Environment, Settings
+from services.core.web import create_app
+from services.models import Base
+from services.onboarding import DEV_TEAM_IDENTIFIER
+from services.orders.app import component as orders_component
+from services.passes.app import component as passes_component
+from services.passes.apple.devchain import ensure_dev_chain, ensure_pass_type_certificate
+from services.push.app import component as push_component
+
+POSTGRES_URL = os.environ.get("PASSPOST_TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
+BASE_URL = "https://passpost.test"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("CI", "").lower() == "true" and not POSTGRES_URL:
+        raise pytest.UsageError("CI needs PostgreSQL: set PASSPOST_TEST_DATABASE_URL")
+
+
+@dataclass(frozen=True)
+class MigratedDatabase:
+    backend: str
+    url: str
+    template: Path | None = None
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP SCHEMA public CASCADE"))
+        await connection.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def migrated_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> MigratedDatabase:
+    """The schema, built once per session by the real migrations."""
+    if request.param == "sqlite":
+        template = tmp_path_factory.mktemp("sqlite") / "template.db"
+        upgrade_to_head(Settings(database_url=f"sqlite+aiosqlite:///{template}"))
+        return MigratedDatabase("sqlite", "", template)
+    asyncio.run(_reset_postgres(POSTGRES_URL))
+    upgrade_to_head(Settings(database_url=POSTGRES_URL))
+    return MigratedDatabase("postgresql", POSTGRES_URL)
+
+
+@pytest.fixture(scope="session")
+def dev_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The development chain and the test merchants' pass type certificates, made once."""
+    keys = tmp_path_factory.mktemp("keys")
+    ensure_dev_chain(keys)
+    for slug in ("demo", "shop", "other"):
+        ensure_pass_type_certificate(
+            keys, f"pass.dev.passpost.{slug}", DEV_TEAM_IDENTIFIER, slug.title()
+        )
+    return keys
+
+
+@pytest.fixture
+async def settings(migrated_database: MigratedDatabase, dev_keys: Path, tmp_path: Path) -> Settings:
+    data_dir = tmp_path / "var"
+    shutil.copytree(dev_keys, data_dir / "keys")
+    if migrated_database.template is not None:
+        database = data_dir / "passpost.db"
+        shutil.copyfile(migrated_database.template, database)
+        url = f"sqlite+aiosqlite:///{database}"
+    else:
+        url = migrated_database.url
+        await _truncate_all(url)
+    return Settings(
+        environment=Environment.test,
+        data_dir=data_dir,
+        database_url=url,
+        public_base_url=BASE_URL,
+        queue_poll_interval=0.05,
+        log_json=False,
+    )
+
+
+async def _truncate_all(url: str) -> None:
+    engine = create_async_engine(url)
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for arranging and inspecting data; tests commit what the app must see."""
+    async with sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(settings, [orders_component(), passes_component(), push_component()])
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        yield client

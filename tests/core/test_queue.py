@@ -1,0 +1,166 @@
+"""The outbox and the db queue: delivered only after commit, applied exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core.models import utcnow
+from services.core.queue import InboxMessage, Message, OutboxMessage, Subscription, publish
+from services.core.queue.db import DatabaseQueue, retry_delay
+from services.merchants.models import Merchant
+
+
+class Recorder:
+    """A handler with a visible effect: it writes a merchant row per message it applies."""
+
+    def __init__(self, fail_times: int = 0) -> None:
+        self.seen: list[Message] = []
+        self.fail_times = fail_times
+
+    async def __call__(self, session: AsyncSession, message: Message) -> None:
+        self.seen.append(message)
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise RuntimeError("handler failed on purpose")
+        session.add(Merchant(slug=f"m-{uuid.uuid4().hex[:8]}", name=message.payload["name"]))
+
+
+def _queue(sessionmaker: async_sessionmaker[AsyncSession], **kwargs: float) -> DatabaseQueue:
+    return DatabaseQueue(sessionmaker, poll_interval=0.01, **kwargs)  # type: ignore[arg-type]
+
+
+async def _count(session: AsyncSession, model: type) -> int:
+    return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_message_of_a_rolled_back_transaction_is_never_delivered(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        publish(session, "test.topic", {"name": "lost"})
+        await session.flush()
+        await session.rollback()
+    async with sessionmaker() as session:
+        publish(session, "test.topic", {"name": "kept"})
+        await session.commit()
+
+    recorder = Recorder()
+    queue = _queue(sessionmaker)
+    subscriptions = [Subscription("tester", "test.topic", recorder)]
+    assert await queue.drain_once(subscriptions) == 1
+    assert await queue.drain_once(subscriptions) == 0
+    assert [m.payload["name"] for m in recorder.seen] == ["kept"]
+
+
+async def test_redelivered_message_has_no_second_effect(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        message_id = publish(session, "test.topic", {"name": "once"})
+        await session.commit()
+    recorder = Recorder()
+    queue = _queue(sessionmaker)
+    subscriptions = [Subscription("tester", "test.topic", recorder)]
+    await queue.drain_once(subscriptions)
+
+    # Deliver it again, as a broker would after a lost acknowledgement.
+    async with sessionmaker() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.message_id == message_id)
+            .values(processed_at=None, locked_until=None)
+        )
+        await session.commit()
+    assert await queue.drain_once(subscriptions) == 1
+
+    async with sessionmaker() as session:
+        assert await _count(session, Merchant) == 1
+        assert await _count(session, InboxMessage) == 1
+    assert len(recorder.seen) == 1, "the handler must not even run for a seen message"
+
+
+async def test_failed_message_is_retried_later_and_its_effect_rolled_back(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        message_id = publish(session, "test.topic", {"name": "flaky"})
+        await session.commit()
+    recorder = Recorder(fail_times=1)
+    queue = _queue(sessionmaker)
+    subscriptions = [Subscription("tester", "test.topic", recorder)]
+    await queue.drain_once(subscriptions)
+
+    async with sessionmaker() as session:
+        row = await session.scalar(
+            select(OutboxMessage).where(OutboxMessage.message_id == message_id)
+        )
+        assert row is not None
+        assert row.processed_at is None
+        assert row.failed_at is None
+        assert row.available_at > utcnow(), "a retry waits for its backoff"
+        assert "handler failed on purpose" in (row.last_error or "")
+        assert await _count(session, Merchant) == 0
+        assert await _count(session, InboxMessage) == 0
+        row.available_at = utcnow() - timedelta(seconds=1)
+        await session.commit()
+
+    assert await queue.drain_once(subscriptions) == 1
+    async with sessionmaker() as session:
+        assert await _count(session, Merchant) == 1
+    assert [m.attempt for m in recorder.seen] == [1, 2]
+
+
+async def test_message_gives_up_after_max_attempts(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        message_id = publish(session, "test.topic", {"name": "poison"})
+        await session.commit()
+    queue = _queue(sessionmaker, max_attempts=1)
+    await queue.drain_once([Subscription("tester", "test.topic", Recorder(fail_times=5))])
+    async with sessionmaker() as session:
+        row = await session.scalar(
+            select(OutboxMessage).where(OutboxMessage.message_id == message_id)
+        )
+        assert row is not None
+        assert row.failed_at is not None
+    assert await queue.drain_once([Subscription("tester", "test.topic", Recorder())]) == 0
+
+
+async def test_claimed_message_is_not_claimed_twice_until_its_lease_ends(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        message_id = publish(session, "test.topic", {"name": "leased"})
+        await session.commit()
+    queue = _queue(sessionmaker)
+    first = await queue._claim(["test.topic"])
+    assert [m.id for m in first] == [message_id]
+    assert await queue._claim(["test.topic"]) == []
+    async with sessionmaker() as session:
+        await session.execute(
+            update(OutboxMessage).values(locked_until=utcnow() - timedelta(seconds=1))
+        )
+        await session.commit()
+    again = await queue._claim(["test.topic"])
+    assert [(m.id, m.attempt) for m in again] == [(message_id, 2)]
+
+
+async def test_other_topics_are_left_alone(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with sessionmaker() as session:
+        publish(session, "other.topic", {"name": "not mine"})
+        await session.commit()
+    recorder = Recorder()
+    assert await _queue(sessionmaker).drain_once([Subscription("t", "test.topic", recorder)]) == 0
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 5, 30])
+def test_retry_delay_grows_and_is_capped(attempt: int) -> None:
+    delay = retry_delay(attempt)
+    assert 0.5 * min(300, 2 ** (attempt - 1)) <= delay <= min(300, 2 ** (attempt - 1))

@@ -1,0 +1,63 @@
+"""Settings refuse unsafe production defaults; logs never carry secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from pydantic import ValidationError
+
+from services.core.logging import JSONFormatter, redact
+from services.core.settings import Environment, Settings
+
+
+def test_development_defaults_need_no_server() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.resolved_database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.queue_backend == "db"
+    assert settings.public_base_url == "http://127.0.0.1:8000"
+
+
+def test_production_refuses_unsafe_defaults() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(environment=Environment.production, _env_file=None)  # type: ignore[call-arg]
+    message = str(caught.value)
+    assert "PASSPOST_ADMIN_TOKEN" in message
+    assert "PASSPOST_PUBLIC_BASE_URL must be https://" in message
+    assert "PASSPOST_DATABASE_URL" in message
+
+
+def test_production_accepts_safe_settings() -> None:
+    settings = Settings(
+        environment=Environment.production,
+        admin_token="x" * 40,
+        public_base_url="https://cards.example.com",
+        database_url="postgresql+asyncpg://passpost@db/passpost",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    assert settings.resolved_admin_token() == "x" * 40
+    assert "x" * 40 not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Authorization: Bearer pp_live_abcdef123456", "abcdef123456"),
+        ("Authorization: ApplePass 0IiZw5Nag8xCXEP_NDyM", "0IiZw5Nag8xCXEP_NDyM"),
+        ('{"api_key": "hunter2hunter2"}', "hunter2hunter2"),
+        ("made key pp_live_Zm9vYmFyYmF6", "Zm9vYmFyYmF6"),
+        ("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----", "MIIE"),
+    ],
+)
+def test_secrets_are_redacted(text: str, secret: str) -> None:
+    assert secret not in redact(text)
+
+
+def test_json_log_lines_carry_extras_and_no_secret() -> None:
+    record = logging.makeLogRecord(
+        {"msg": "got %s", "args": ("token=abcdefgh12345678",), "levelname": "INFO", "topic": "x"}
+    )
+    line = json.loads(JSONFormatter().format(record))
+    assert line["topic"] == "x"
+    assert "abcdefgh12345678" not in line["message"]

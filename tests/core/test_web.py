@@ -1,0 +1,97 @@
+"""What every service answers: health, readiness, metrics, errors, limits, request ids."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+
+from services.core.settings import Settings
+from services.core.web import create_app
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["database"] == "ok"
+
+
+async def test_not_ready_when_the_database_is_gone(settings: Settings) -> None:
+    broken = settings.model_copy(
+        update={"database_url": "postgresql+asyncpg://nobody@127.0.0.1:1/none"}
+    )
+    app = create_app(broken, [])
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "unreachable"}
+
+
+async def test_metrics_are_exposed(client: httpx.AsyncClient) -> None:
+    await client.get("/healthz")
+    metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert (
+        'passpost_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics.text
+    )
+
+
+async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
+    given = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = await client.get("/healthz")
+    assert len(made.headers["x-request-id"]) == 32
+
+
+async def test_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+async def test_openapi_document_is_served(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert "/c/{link_token}/pass.pkpass" in document["paths"]
+
+
+def _echo_app(settings: Settings) -> FastAPI:
+    app = create_app(settings, [])
+
+    @app.post("/echo")
+    async def echo(body: dict[str, str]) -> dict[str, int]:
+        return {"keys": len(body)}
+
+    return app
+
+
+async def test_body_over_the_limit_is_413(settings: Settings) -> None:
+    app = _echo_app(settings.model_copy(update={"max_request_bytes": 100}))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        small = await client.post("/echo", json={"a": "b"})
+        assert small.status_code == 200
+        declared = await client.post("/echo", json={"a": "b" * 200})
+        assert declared.status_code == 413
+        assert declared.json()["error"] == "payload_too_large"
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"a": "'
+            yield b"b" * 200
+            yield b'"}'
+
+        streamed = await client.post("/echo", content=chunks())  # no Content-Length
+        assert streamed.status_code == 413
+
+
+async def test_invalid_body_is_422_with_the_field_path(settings: Settings) -> None:
+    transport = httpx.ASGITransport(app=_echo_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.post("/echo", json={"a": 1})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid_input"
+    assert body["errors"][0]["path"] == "body.a"
