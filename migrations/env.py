@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -14,6 +15,7 @@ from services.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+MIGRATION_LOCK = 0x70617373  # 'pass'
 
 
 def _url() -> str:
@@ -29,6 +31,9 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Several containers may start at once: one migrates, the others wait and find head.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 
