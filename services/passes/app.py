@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.core.web import Component
 from services.passes import links
+from services.passes.apple import webservice
 from services.passes.cards import PassBuilder
 
 
@@ -14,4 +15,4 @@ async def _start(app: FastAPI) -> None:
 
 
 def component() -> Component:
-    return Component(name="passes", routers=[links.router], on_startup=[_start])
+    return Component(name="passes", routers=[links.router, webservice.router], on_startup=[_start])

@@ -6,7 +6,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -16,21 +16,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.core import metrics
 from services.core.errors import NotFound
 from services.core.models import utcnow
+from services.core.queue import publish
 from services.core.settings import Settings
 from services.merchants.models import Merchant
 from services.passes.apple.pkpass import build_pkpass, check_field_limits, rgb
 from services.passes.designs import DesignAssetCache, get_design
-from services.passes.models import Card, PassBundle, PassDesign
+from services.passes.models import Card, PassBundle, PassDesign, Registration
+from services.passes.registrations import next_update_tag, registrations_of
 from services.passes.schemas import CardIssue, CardLinks
 
 LINK_PATH = "/c"
 LINK_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
-def new_card(merchant: Merchant, data: CardIssue) -> Card:
+CARD_UPDATED = "card.updated"
+
+
+def whole_second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+def new_card(merchant: Merchant, design: PassDesign, data: CardIssue) -> Card:
     return Card(
         id=uuid.uuid4(),
         merchant_id=merchant.id,
+        pass_type_identifier=design.pass_type_identifier,
         customer_id=data.customer_id,
         customer_name=data.customer_name,
         locale=data.locale or merchant.default_locale,
@@ -39,35 +49,79 @@ def new_card(merchant: Merchant, data: CardIssue) -> Card:
         link_token=secrets.token_urlsafe(24),
         version=1,
         content={},
-        changed_at=utcnow(),
+        changed_at=whole_second(utcnow()),
     )
 
 
-def mark_changed(card: Card) -> None:
-    """Every change of what a card shows gets a new version and Last-Modified time."""
+async def record_change(session: AsyncSession, card: Card) -> None:
+    """Every change of what a card shows: a new version, Last-Modified and update tag, and a
+    ``card.updated`` message for the push service, all in the caller's transaction.
+
+    Last-Modified has whole-second precision in HTTP, so it moves at least one second per
+    change: a device holding the previous version never gets a 304 for the new one.
+    """
     card.version += 1
-    card.changed_at = utcnow()
+    card.changed_at = max(whole_second(utcnow()), card.changed_at + timedelta(seconds=1))
+    design = await session.scalar(
+        select(PassDesign).where(PassDesign.merchant_id == card.merchant_id)
+    )
+    assert design is not None, "a card exists only for a merchant with a design"
+    devices = await registrations_of(session, card)
+    # The tag last: it locks the pass type's counter until commit, so keep that short.
+    card.update_tag = await next_update_tag(session, card.pass_type_identifier)
+    publish(session, CARD_UPDATED, card_updated(card, design, devices), key=str(card.id))
+
+
+def card_updated(card: Card, design: PassDesign, devices: list[Registration]) -> dict[str, Any]:
+    """What the push service needs to deliver a change, so that it reads no passes table."""
+    apns: dict[str, Any] = {
+        "auth": "certificate",
+        "certificate_path": design.certificate_path,
+        "key_path": design.key_path,
+    }
+    if design.apns_token_key_path and design.apns_token_key_id:
+        apns = {
+            "auth": "token",
+            "key_path": design.apns_token_key_path,
+            "key_id": design.apns_token_key_id,
+            "team_id": design.team_identifier,
+        }
+    return {
+        "card_id": str(card.id),
+        "merchant_id": str(card.merchant_id),
+        "serial_number": card.serial_number,
+        "pass_type_identifier": card.pass_type_identifier,
+        "version": card.version,
+        "apns": apns,
+        "devices": [
+            {"device_library_identifier": d.device_library_identifier, "push_token": d.push_token}
+            for d in devices
+        ],
+    }
 
 
 async def issue_card(session: AsyncSession, merchant: Merchant, data: CardIssue) -> Card:
     """The customer's card, made on first use; a later call updates name and language."""
-    await get_design(session, merchant)  # refuse before a card exists that cannot be built
+    design = await get_design(session, merchant)  # refuse before a card that cannot be built
     card = await _find(session, merchant, data.customer_id)
     if card is None:
-        card = new_card(merchant, data)
+        card = new_card(merchant, design, data)
         try:
             async with session.begin_nested():
                 session.add(card)
+                card.update_tag = await next_update_tag(session, card.pass_type_identifier)
         except IntegrityError:  # issued concurrently by another request
             card = await _find(session, merchant, data.customer_id)
             assert card is not None
+        else:
+            return card
     changed = False
     if data.customer_name is not None and data.customer_name != card.customer_name:
         card.customer_name, changed = data.customer_name, True
     if data.locale is not None and data.locale != card.locale:
         card.locale, changed = data.locale, True
     if changed:
-        mark_changed(card)
+        await record_change(session, card)
     await session.flush()
     return card
 

@@ -9,12 +9,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.errors import InvalidInput, NotConfigured
+from services.core.errors import Conflict, InvalidInput, NotConfigured
 from services.core.models import utcnow
 from services.merchants.models import Merchant
 from services.passes.apple.pkpass import IMAGE_NAMES, StaticFiles
 from services.passes.apple.signing import SigningFiles, SigningMaterial, load_signing_material
-from services.passes.models import DesignImage, PassDesign
+from services.passes.models import Card, DesignImage, PassDesign
 from services.passes.png import NotAPNG, badge_png, png_size
 from services.passes.schemas import AppleSettings, Branding
 
@@ -88,7 +88,17 @@ async def get_design(session: AsyncSession, merchant: Merchant) -> PassDesign:
 async def update_apple(
     session: AsyncSession, merchant: Merchant, design: PassDesign, apple: AppleSettings
 ) -> PassDesign:
-    """Switch signing material; the new files are checked before anything is saved."""
+    """Switch signing material; the new files are checked before anything is saved.
+
+    Devices know a pass by its pass type id, so it cannot change once cards exist.
+    """
+    if apple.pass_type_identifier != design.pass_type_identifier and await session.scalar(
+        select(Card.id).where(Card.merchant_id == merchant.id).limit(1)
+    ):
+        raise Conflict(
+            f"merchant {merchant.slug!r} has cards of {design.pass_type_identifier!r}: "
+            "its pass type id cannot change (renew the certificate of the same pass type)"
+        )
     candidate = PassDesign(**{**_apple_of(design), **apple.model_dump()})
     load_signing_material(signing_files(merchant, candidate))
     for field, value in apple.model_dump().items():

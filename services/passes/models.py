@@ -6,7 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from services.core.models import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
@@ -26,6 +35,9 @@ class PassDesign(IdMixin, TimestampMixin, Base):
     certificate_path: Mapped[str] = mapped_column(String(1024))
     key_path: Mapped[str] = mapped_column(String(1024))
     wwdr_path: Mapped[str] = mapped_column(String(1024))
+    apns_token_key_path: Mapped[str | None] = mapped_column(String(1024))
+    """A .p8 key for APNs token auth; without it pushes authenticate with the certificate."""
+    apns_token_key_id: Mapped[str | None] = mapped_column(String(10))
     # Branding
     organization_name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(String(200))
@@ -63,12 +75,13 @@ class Card(IdMixin, Base):
     """One customer's card at one merchant: an Apple storeCard (and later a Google object)."""
 
     __tablename__ = "cards"
-    __table_args__ = (UniqueConstraint("merchant_id", "customer_id"),)
 
     merchant_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("merchants.id", ondelete="CASCADE"), index=True
     )
     customer_id: Mapped[str] = mapped_column(String(200))
+    pass_type_identifier: Mapped[str] = mapped_column(String(255))
+    """Fixed at issue, like the serial number: devices know the pass by both."""
     customer_name: Mapped[str | None] = mapped_column(String(200))
     locale: Mapped[str] = mapped_column(String(16))
     serial_number: Mapped[str] = mapped_column(String(64), unique=True)
@@ -79,7 +92,14 @@ class Card(IdMixin, Base):
     """What the card currently shows beyond the customer (the latest order, later offers)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    """When what the card shows last changed: the pass's Last-Modified."""
+    """When what the card shows last changed: the pass's Last-Modified (whole seconds, rising)."""
+    update_tag: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Position in its pass type's change order: what ``passesUpdatedSince`` compares."""
+
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "customer_id"),
+        Index("ix_cards_pass_type_identifier_update_tag", "pass_type_identifier", "update_tag"),
+    )
 
 
 class PassBundle(Base):
@@ -93,3 +113,31 @@ class PassBundle(Base):
     version: Mapped[int] = mapped_column(Integer)
     content: Mapped[bytes] = mapped_column(LargeBinary)
     built_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PassTypeCounter(Base):
+    """The last update tag handed out per pass type.
+
+    Taking the next tag locks this row until the change commits, so tags commit in the order
+    they are handed out and a device listing with ``passesUpdatedSince`` can never skip one.
+    """
+
+    __tablename__ = "pass_type_counters"
+
+    pass_type_identifier: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Registration(IdMixin, Base):
+    """A device that holds a card and wants pushes for it (Apple's PassKit web service)."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (UniqueConstraint("device_library_identifier", "card_id"),)
+
+    device_library_identifier: Mapped[str] = mapped_column(String(128))
+    card_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("cards.id", ondelete="CASCADE"), index=True
+    )
+    push_token: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core import metrics
 from services.core.settings import Settings
-from services.passes.cards import card_links, mark_changed
+from services.passes.cards import card_links, record_change
 from services.passes.texts import LOCALES
 from tests.factories import create_card, create_merchant
 
@@ -162,7 +162,7 @@ async def test_bundle_built_once_per_version(
     assert metrics.PASSES_BUILT._value.get() == built + 1
 
     card.customer_name = "Jana Horváthová"
-    mark_changed(card)
+    await record_change(session, card)
     await session.commit()
     third = await client.get(url)
     assert third.status_code == 200

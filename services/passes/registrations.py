@@ -1,0 +1,152 @@
+"""Device registrations: the PassKit web service's state, and the change order devices follow."""
+
+from __future__ import annotations
+
+import hmac
+import re
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.core.errors import BadRequest, NotFound, Unauthorized
+from services.passes.models import Card, PassTypeCounter, Registration
+
+DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+PASS_TYPE_ID = re.compile(r"pass(?:\.[A-Za-z0-9-]+)+")
+SERIAL_NUMBER = re.compile(r"[A-Za-z0-9._-]{1,64}")
+PUSH_TOKEN = re.compile(r"[0-9A-Fa-f]{16,200}")
+AUTH_SCHEME = "ApplePass "
+
+
+def check_path(
+    *, device: str | None = None, pass_type: str | None = None, serial: str | None = None
+) -> None:
+    """Path parameters from a device: anything out of shape is 400, never a query."""
+    if device is not None and not DEVICE_ID.fullmatch(device):
+        raise BadRequest("malformed deviceLibraryIdentifier")
+    if pass_type is not None and (len(pass_type) > 255 or not PASS_TYPE_ID.fullmatch(pass_type)):
+        raise BadRequest("malformed passTypeIdentifier")
+    if serial is not None and not SERIAL_NUMBER.fullmatch(serial):
+        raise BadRequest("malformed serialNumber")
+
+
+async def find_card(session: AsyncSession, pass_type: str, serial: str) -> Card:
+    card = await session.scalar(
+        select(Card).where(Card.serial_number == serial, Card.pass_type_identifier == pass_type)
+    )
+    if card is None:
+        raise NotFound("no such pass")
+    return card
+
+
+def authenticate(card: Card, authorization: str | None) -> None:
+    """``Authorization: ApplePass <token>``, compared in constant time."""
+    given = (authorization or "").removeprefix(AUTH_SCHEME) if authorization else ""
+    if (
+        not authorization
+        or not authorization.startswith(AUTH_SCHEME)
+        or not hmac.compare_digest(given.encode(), card.authentication_token.encode())
+    ):
+        raise Unauthorized("missing or wrong ApplePass token")
+
+
+async def register(session: AsyncSession, card: Card, device: str, push_token: str) -> bool:
+    """Register ``device`` for ``card``; True when new. A new push token replaces the old one."""
+    if not PUSH_TOKEN.fullmatch(push_token):
+        raise BadRequest("pushToken must be a hexadecimal APNs device token")
+    existing = await session.scalar(
+        select(Registration).where(
+            Registration.device_library_identifier == device, Registration.card_id == card.id
+        )
+    )
+    if existing is not None:
+        existing.push_token = push_token
+        return False
+    try:
+        async with session.begin_nested():
+            session.add(
+                Registration(
+                    device_library_identifier=device, card_id=card.id, push_token=push_token
+                )
+            )
+    except IntegrityError:  # the same device registering twice at once
+        return False
+    return True
+
+
+async def unregister(session: AsyncSession, card: Card, device: str) -> None:
+    result = await session.execute(
+        delete(Registration).where(
+            Registration.device_library_identifier == device, Registration.card_id == card.id
+        )
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFound("this device has no registration for the pass")
+
+
+async def updated_serials(
+    session: AsyncSession, device: str, pass_type: str, since: int | None
+) -> tuple[list[str], int]:
+    """Serial numbers of the device's cards changed after tag ``since``, and the newest tag."""
+    query = (
+        select(Card.serial_number, Card.update_tag)
+        .join(Registration, Registration.card_id == Card.id)
+        .where(
+            Registration.device_library_identifier == device,
+            Card.pass_type_identifier == pass_type,
+        )
+    )
+    if since is not None:
+        query = query.where(Card.update_tag > since)
+    rows = (await session.execute(query.order_by(Card.update_tag))).all()
+    return [row.serial_number for row in rows], max((row.update_tag for row in rows), default=0)
+
+
+def parse_tag(value: str | None) -> int | None:
+    """``passesUpdatedSince`` as we handed it out; anything else means 'everything'."""
+    if value is None or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
+
+
+async def next_update_tag(session: AsyncSession, pass_type: str) -> int:
+    """The next tag of ``pass_type``; its row stays locked until the caller's transaction ends."""
+    bump = (
+        update(PassTypeCounter)
+        .where(PassTypeCounter.pass_type_identifier == pass_type)
+        .values(value=PassTypeCounter.value + 1)
+        .returning(PassTypeCounter.value)
+    )
+    value = (await session.execute(bump)).scalar_one_or_none()
+    if value is not None:
+        return int(value)
+    try:
+        async with session.begin_nested():
+            session.add(PassTypeCounter(pass_type_identifier=pass_type, value=1))
+        return 1
+    except IntegrityError:  # another transaction made the row first
+        return int((await session.execute(bump)).scalar_one())
+
+
+async def registrations_of(session: AsyncSession, card: Card) -> list[Registration]:
+    return list(
+        (
+            await session.scalars(
+                select(Registration)
+                .where(Registration.card_id == card.id)
+                .order_by(Registration.created_at)
+            )
+        ).all()
+    )
+
+
+async def drop_push_token(session: AsyncSession, device: str, push_token: str) -> int:
+    """Forget a token APNs rejected for good; a token re-registered since then is kept."""
+    result = await session.execute(
+        delete(Registration).where(
+            Registration.device_library_identifier == device, Registration.push_token == push_token
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+

@@ -1,0 +1,243 @@
+"""Apple's PassKit web service, status by status, as a device calls it."""
+
+from __future__ import annotations
+
+import asyncio
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core.queue import OutboxMessage
+from services.core.settings import Settings
+from services.passes.cards import record_change
+from services.passes.models import Card, Registration
+from tests.factories import create_card, create_merchant
+
+DEVICE = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+TOKEN = "ab" * 32
+WS = "/passkit/v1"
+
+
+def _auth(card: Card) -> dict[str, str]:
+    return {"Authorization": f"ApplePass {card.authentication_token}"}
+
+
+def _registration(card: Card, device: str = DEVICE) -> str:
+    return f"{WS}/devices/{device}/registrations/{card.pass_type_identifier}/{card.serial_number}"
+
+
+@pytest.fixture
+async def card(session: AsyncSession, settings: Settings) -> Card:
+    return await create_card(session, await create_merchant(session, settings))
+
+
+async def test_register_new_then_again(client: httpx.AsyncClient, card: Card) -> None:
+    first = await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+    assert first.status_code == 201
+    again = await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+    assert again.status_code == 200
+
+
+async def test_new_push_token_replaces_the_old(
+    client: httpx.AsyncClient, card: Card, session: AsyncSession
+) -> None:
+    await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+    newer = "cd" * 32
+    response = await client.post(
+        _registration(card), json={"pushToken": newer}, headers=_auth(card)
+    )
+    assert response.status_code == 200
+    tokens = (await session.scalars(select(Registration.push_token))).all()
+    assert tokens == [newer]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "ApplePass wrong-token-123456"}, {"Authorization": "Bearer x"}],
+)
+async def test_register_without_the_right_token_is_401(
+    client: httpx.AsyncClient, card: Card, headers: dict[str, str]
+) -> None:
+    response = await client.post(_registration(card), json={"pushToken": TOKEN}, headers=headers)
+    assert response.status_code == 401
+
+
+async def test_register_unknown_pass_is_404(client: httpx.AsyncClient, card: Card) -> None:
+    unknown_serial = f"{WS}/devices/{DEVICE}/registrations/{card.pass_type_identifier}/nope"
+    response = await client.post(unknown_serial, json={"pushToken": TOKEN}, headers=_auth(card))
+    assert response.status_code == 404
+    unknown_type = f"{WS}/devices/{DEVICE}/registrations/pass.other.type/{card.serial_number}"
+    response = await client.post(unknown_type, json={"pushToken": TOKEN}, headers=_auth(card))
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b"{}",
+        b'{"pushToken": 5}',
+        b'{"pushToken": "not-hex!"}',
+        b'{"pushToken": "' + b"a" * 300 + b'"}',
+    ],
+)
+async def test_register_with_a_bad_body_is_400(
+    client: httpx.AsyncClient, card: Card, body: bytes
+) -> None:
+    response = await client.post(_registration(card), content=body, headers=_auth(card))
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("device", ["has space", "x" * 129, "semi;colon"])
+async def test_malformed_path_parameters_are_400(
+    client: httpx.AsyncClient, card: Card, device: str
+) -> None:
+    response = await client.post(
+        _registration(card, device), json={"pushToken": TOKEN}, headers=_auth(card)
+    )
+    assert response.status_code == 400
+    listing = await client.get(f"{WS}/devices/{device}/registrations/{card.pass_type_identifier}")
+    assert listing.status_code == 400
+
+
+async def test_unregister(client: httpx.AsyncClient, card: Card) -> None:
+    await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+    wrong = await client.delete(_registration(card), headers={"Authorization": "ApplePass nope"})
+    assert wrong.status_code == 401
+    assert (await client.delete(_registration(card), headers=_auth(card))).status_code == 200
+    assert (await client.delete(_registration(card), headers=_auth(card))).status_code == 404
+
+
+async def test_list_with_and_without_tag(
+    client: httpx.AsyncClient, session: AsyncSession, settings: Settings
+) -> None:
+    onboarded = await create_merchant(session, settings)
+    first, second = await create_card(session, onboarded), await create_card(session, onboarded)
+    listing_url = f"{WS}/devices/{DEVICE}/registrations/{first.pass_type_identifier}"
+    assert (await client.get(listing_url)).status_code == 204  # no registrations yet
+    for card in (first, second):
+        await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+
+    everything = await client.get(listing_url)
+    assert everything.status_code == 200
+    body = everything.json()
+    assert sorted(body["serialNumbers"]) == sorted([first.serial_number, second.serial_number])
+    assert isinstance(body["lastUpdated"], str)
+
+    nothing_new = await client.get(listing_url, params={"passesUpdatedSince": body["lastUpdated"]})
+    assert nothing_new.status_code == 204
+
+    await record_change(session, second)
+    await session.commit()
+    changed = await client.get(listing_url, params={"passesUpdatedSince": body["lastUpdated"]})
+    assert changed.status_code == 200
+    assert changed.json()["serialNumbers"] == [second.serial_number]
+    assert int(changed.json()["lastUpdated"]) > int(body["lastUpdated"])
+
+    garbage = await client.get(listing_url, params={"passesUpdatedSince": "yesterday"})
+    assert len(garbage.json()["serialNumbers"]) == 2, "an unknown tag lists everything"
+
+
+async def test_no_change_is_missed_when_cards_change_in_the_same_second(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    onboarded = await create_merchant(session, settings)
+    cards = [await create_card(session, onboarded) for _ in range(6)]
+    for card in cards:
+        await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+    listing_url = f"{WS}/devices/{DEVICE}/registrations/{cards[0].pass_type_identifier}"
+    tag = (await client.get(listing_url)).json()["lastUpdated"]
+
+    async def change(card_id: Any) -> None:
+        async with sessionmaker() as own, own.begin():
+            await record_change(own, await own.get_one(Card, card_id))
+
+    seen: set[str] = set()
+    # Changes land while the device keeps listing with the tag it was last given.
+    for batch in (cards[:3], cards[3:]):
+        await asyncio.gather(*(change(card.id) for card in batch))
+        response = await client.get(listing_url, params={"passesUpdatedSince": tag})
+        assert response.status_code == 200
+        seen |= set(response.json()["serialNumbers"])
+        tag = response.json()["lastUpdated"]
+    assert seen == {card.serial_number for card in cards}
+
+
+async def test_latest_pass_and_if_modified_since(
+    client: httpx.AsyncClient, card: Card, session: AsyncSession
+) -> None:
+    url = f"{WS}/passes/{card.pass_type_identifier}/{card.serial_number}"
+    response = await client.get(url, headers=_auth(card))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/vnd.apple.pkpass"
+    last_modified = response.headers["last-modified"]
+
+    unchanged = await client.get(url, headers={**_auth(card), "If-Modified-Since": last_modified})
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+
+    # Two changes within one second still give the device a newer Last-Modified each time.
+    for _ in range(2):
+        await record_change(session, card)
+        await session.commit()
+        newer = await client.get(url, headers={**_auth(card), "If-Modified-Since": last_modified})
+        assert newer.status_code == 200
+        assert newer.headers["last-modified"] != last_modified
+        last_modified = newer.headers["last-modified"]
+
+    older = format_datetime(card.changed_at.replace(year=2020), usegmt=True)
+    stale = await client.get(url, headers={**_auth(card), "If-Modified-Since": older})
+    assert stale.status_code == 200
+    bogus = await client.get(url, headers={**_auth(card), "If-Modified-Since": "yesterday"})
+    assert bogus.status_code == 200
+
+
+async def test_latest_pass_needs_the_token_and_a_known_pass(
+    client: httpx.AsyncClient, card: Card
+) -> None:
+    url = f"{WS}/passes/{card.pass_type_identifier}/{card.serial_number}"
+    assert (await client.get(url)).status_code == 401
+    assert (await client.get(url, headers={"Authorization": "ApplePass x" * 3})).status_code == 401
+    unknown = f"{WS}/passes/{card.pass_type_identifier}/unknown-serial"
+    assert (await client.get(unknown, headers=_auth(card))).status_code == 404
+
+
+async def test_one_device_many_cards_and_one_card_many_devices(
+    client: httpx.AsyncClient, session: AsyncSession, settings: Settings
+) -> None:
+    onboarded = await create_merchant(session, settings)
+    a, b = await create_card(session, onboarded), await create_card(session, onboarded)
+    for card in (a, b):
+        for device in ("device-one", "device-two"):
+            response = await client.post(
+                _registration(card, device), json={"pushToken": TOKEN}, headers=_auth(card)
+            )
+            assert response.status_code == 201
+    await record_change(session, a)
+    await session.commit()
+    message = (
+        await session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "card.updated"))
+    ).one()
+    devices = {d["device_library_identifier"] for d in message.payload["devices"]}
+    assert devices == {"device-one", "device-two"}
+    assert message.payload["pass_type_identifier"] == a.pass_type_identifier
+    assert message.payload["version"] == a.version
+
+
+async def test_device_log(client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    response = await client.post(f"{WS}/log", json={"logs": ["pass fetch failed", "x" * 5000]})
+    assert response.status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "passpost.device_log"]
+    assert lines[0] == "device log: pass fetch failed"
+    assert len(lines[1]) <= 1000 + len("device log: ")
+    assert (await client.post(f"{WS}/log", json={"logs": "nope"})).status_code == 400
+    assert (await client.post(f"{WS}/log", content=b"{")).status_code == 400
