@@ -1,8 +1,8 @@
-"""Foundation: merchants, pass designs, cards, registrations, outbox and inbox.
+"""Foundation: merchants, pass designs, cards, registrations, pushes, outbox and inbox.
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 08:42:32.770552
+Create Date: 2026-11-23 08:47:52.917458
 """
 
 from collections.abc import Sequence
@@ -75,6 +75,59 @@ def upgrade() -> None:
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("pass_type_identifier", name=op.f("pk_pass_type_counters")),
     )
+    op.create_table(
+        "push_deliveries",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("card_id", sa.Uuid(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("device_library_identifier", sa.String(length=128), nullable=False),
+        sa.Column("push_token_suffix", sa.String(length=8), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("apns_id", sa.String(length=64), nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("created_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_push_deliveries")),
+    )
+    with op.batch_alter_table("push_deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_push_deliveries_card_id_version", ["card_id", "version"], unique=False
+        )
+
+    op.create_table(
+        "push_targets",
+        sa.Column("card_id", sa.Uuid(), nullable=False),
+        sa.Column("device_library_identifier", sa.String(length=128), nullable=False),
+        sa.Column("merchant_id", sa.Uuid(), nullable=False),
+        sa.Column("pass_type_identifier", sa.String(length=255), nullable=False),
+        sa.Column("push_token", sa.String(length=200), nullable=False),
+        sa.Column("apns", sa.JSON(), nullable=False),
+        sa.Column("wanted_version", sa.Integer(), nullable=False),
+        sa.Column("sent_version", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("available_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("locked_until", services.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "card_id", "device_library_identifier", name=op.f("pk_push_targets")
+        ),
+    )
+    with op.batch_alter_table("push_targets", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_push_targets_due",
+            ["available_at"],
+            unique=False,
+            postgresql_where=sa.text("status = 'active' AND wanted_version > sent_version"),
+            sqlite_where=sa.text("status = 'active' AND wanted_version > sent_version"),
+        )
+
     op.create_table(
         "cards",
         sa.Column("merchant_id", sa.Uuid(), nullable=False),
@@ -239,6 +292,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_cards_merchant_id"))
 
     op.drop_table("cards")
+    with op.batch_alter_table("push_targets", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_push_targets_due",
+            postgresql_where=sa.text("status = 'active' AND wanted_version > sent_version"),
+            sqlite_where=sa.text("status = 'active' AND wanted_version > sent_version"),
+        )
+
+    op.drop_table("push_targets")
+    with op.batch_alter_table("push_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_push_deliveries_card_id_version")
+
+    op.drop_table("push_deliveries")
     op.drop_table("pass_type_counters")
     with op.batch_alter_table("outbox_messages", schema=None) as batch_op:
         batch_op.drop_index(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session as SyncSession
 
 from services.core.settings import Settings
 
@@ -68,3 +69,24 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 """Committed before the response is sent, so a 2xx always means the change is durable."""
+
+
+_AFTER_COMMIT = "passpost.after_commit"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's current transaction commits (never on rollback)."""
+    callbacks: list[Callable[[], None]] = session.info.setdefault(_AFTER_COMMIT, [])
+    if callback not in callbacks:
+        callbacks.append(callback)
+
+
+@event.listens_for(SyncSession, "after_commit")
+def _run_after_commit(session: SyncSession) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        callback()
+
+
+@event.listens_for(SyncSession, "after_rollback")
+def _drop_after_commit(session: SyncSession) -> None:
+    session.info.pop(_AFTER_COMMIT, None)

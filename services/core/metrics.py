@@ -23,6 +23,9 @@ QUEUE_LAG = Histogram(
     ["topic"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+PUSHES = Counter(
+    "passpost_pushes_total", "APNs push attempts by outcome and HTTP status", ["outcome", "status"]
+)
 PASSES_BUILT = Counter("passpost_passes_built_total", "Signed .pkpass bundles built")
 
 router = APIRouter()

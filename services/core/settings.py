@@ -43,6 +43,12 @@ class Settings(BaseSettings):
 
     apns_url: str = "https://api.push.apple.com"
     apns_ca_file: Path | None = None
+    """An extra CA to trust for APNs (the local stand-in's root in development)."""
+    apns_timeout: float = Field(default=10.0, gt=0)
+    apns_max_connections: int = Field(default=4, ge=1)
+    apns_connection_max_requests: int = Field(default=50_000, ge=1)
+    """Recycle an APNs connection after this many pushes (aioapns keeps per-stream state)."""
+    push_max_attempts: int = Field(default=8, ge=1)
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -7,8 +7,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -25,17 +26,23 @@ from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-StartupHook = Callable[[FastAPI], Awaitable[None]]
+AppHook = Callable[[FastAPI], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
 class Component:
-    """What one service contributes to a process: routes, queue consumers, startup work."""
+    """What one service contributes to a process.
+
+    Routes, queue subscriptions, hooks run at startup and (in reverse) at shutdown, and
+    long-running tasks, started after every startup hook and cancelled after every shutdown hook.
+    """
 
     name: str
     routers: Sequence[APIRouter] = ()
     subscriptions: Sequence[Subscription] = ()
-    on_startup: Sequence[StartupHook] = field(default_factory=tuple)
+    on_startup: Sequence[AppHook] = field(default_factory=tuple)
+    on_shutdown: Sequence[AppHook] = field(default_factory=tuple)
+    tasks: Sequence[AppHook] = field(default_factory=tuple)
 
 
 def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
@@ -63,11 +70,17 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
                 app.state.queue = queue
                 remove_listener = on_commit_of_published(queue.wake)
                 workers.append(asyncio.create_task(queue.run(subscriptions), name="queue"))
+            for component in components:
+                for task in component.tasks:
+                    workers.append(asyncio.create_task(task(app), name=component.name))
             log.info("service started", extra={"services": names})
             yield
         finally:
             if remove_listener is not None:
                 remove_listener()
+            for component in reversed(components):
+                for hook in component.on_shutdown:
+                    await hook(app)
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.core.queue import Subscription
+from services.core.queue.topics import PUSH_TOKEN_REJECTED
 from services.core.web import Component
 from services.passes import links
 from services.passes.apple import webservice
 from services.passes.cards import PassBuilder
+from services.passes.handlers import push_token_rejected
 
 
 async def _start(app: FastAPI) -> None:
@@ -15,4 +18,9 @@ async def _start(app: FastAPI) -> None:
 
 
 def component() -> Component:
-    return Component(name="passes", routers=[links.router, webservice.router], on_startup=[_start])
+    return Component(
+        name="passes",
+        routers=[links.router, webservice.router],
+        subscriptions=[Subscription("passes", PUSH_TOKEN_REJECTED, push_token_rejected)],
+        on_startup=[_start],
+    )

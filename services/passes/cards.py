@@ -17,6 +17,7 @@ from services.core import metrics
 from services.core.errors import NotFound
 from services.core.models import utcnow
 from services.core.queue import publish
+from services.core.queue.topics import CARD_UPDATED
 from services.core.settings import Settings
 from services.merchants.models import Merchant
 from services.passes.apple.pkpass import build_pkpass, check_field_limits, rgb
@@ -27,9 +28,6 @@ from services.passes.schemas import CardIssue, CardLinks
 
 LINK_PATH = "/c"
 LINK_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
-
-
-CARD_UPDATED = "card.updated"
 
 
 def whole_second(moment: datetime) -> datetime:

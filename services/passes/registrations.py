@@ -149,4 +149,3 @@ async def drop_push_token(session: AsyncSession, device: str, push_token: str) -
         )
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-

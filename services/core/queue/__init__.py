@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session as SyncSession
 
+from services.core.db import after_commit
 from services.core.queue.models import InboxMessage, OutboxMessage
 
 __all__ = [
@@ -28,8 +27,6 @@ __all__ = [
     "Subscription",
     "publish",
 ]
-
-_PUBLISHED_FLAG = "passpost.published"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +65,7 @@ def publish(
     """Add a message to the caller's transaction: delivered only if that transaction commits."""
     message = OutboxMessage(message_id=uuid.uuid4(), topic=topic, key=key, payload=payload)
     session.add(message)
-    session.info[_PUBLISHED_FLAG] = True
+    after_commit(session, _notify_listeners)
     return message.message_id
 
 
@@ -81,13 +78,6 @@ def on_commit_of_published(listener: Callable[[], None]) -> Callable[[], None]:
     return lambda: _listeners.remove(listener)
 
 
-@event.listens_for(SyncSession, "after_commit")
-def _after_commit(session: SyncSession) -> None:
-    if session.info.pop(_PUBLISHED_FLAG, False):
-        for listener in list(_listeners):
-            listener()
-
-
-@event.listens_for(SyncSession, "after_rollback")
-def _after_rollback(session: SyncSession) -> None:
-    session.info.pop(_PUBLISHED_FLAG, None)
+def _notify_listeners() -> None:
+    for listener in list(_listeners):
+        listener()

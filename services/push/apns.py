@@ -1,0 +1,236 @@
+"""Sending pushes to APNs through aioapns, behind a small interface of our own.
+
+aioapns is the design's client; these are its known faults and what guards each:
+- no per-request timeout, and a 200 without ``apns-id`` waits forever: every send is bounded by
+  ``asyncio.wait_for``;
+- per-stream state (``request_streams``) is kept until the connection closes: our protocol drops
+  it when a stream ends, and connections are recycled after a number of requests anyway;
+- DATA frames (error bodies) are never acknowledged, so a connection's flow-control window runs
+  dry after enough errors: our protocol acknowledges them;
+- on a dropped connection aioapns resends at once, so a push APNs already accepted could go
+  twice: we allow one attempt and retry with backoff ourselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import uuid
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+from aioapns.common import NotificationRequest
+from aioapns.connection import (
+    APNsBaseClientProtocol,
+    APNsBaseConnectionPool,
+    APNsProductionClientProtocol,
+    JWTAuthorizationHeaderProvider,
+)
+from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ApnsCredentials:
+    """How one merchant authenticates: its pass type certificate, or a .p8 token key."""
+
+    auth: Literal["certificate", "token"]
+    key_path: str
+    certificate_path: str | None = None
+    key_id: str | None = None
+    team_id: str | None = None
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> ApnsCredentials:
+        return cls(
+            auth=data["auth"],
+            key_path=data["key_path"],
+            certificate_path=data.get("certificate_path"),
+            key_id=data.get("key_id"),
+            team_id=data.get("team_id"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ApnsResult:
+    """What APNs said; ``status`` 0 means no answer (timeout or dropped connection)."""
+
+    status: int
+    reason: str | None = None
+    apns_id: str | None = None
+    timestamp: int | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status == 200
+
+    @property
+    def token_is_dead(self) -> bool:
+        """APNs will never accept this token again: forget the registration."""
+        return (self.status == 410 and self.reason == "Unregistered") or (
+            self.status == 400 and self.reason == "BadDeviceToken"
+        )
+
+
+class ApnsSender(Protocol):
+    async def send(self, credentials: ApnsCredentials, token: str, topic: str) -> ApnsResult:
+        """Send the empty pass-update push ``{}`` for ``topic`` to ``token``."""
+
+    async def close(self) -> None: ...
+
+
+class _PassProtocol(APNsProductionClientProtocol):
+    """aioapns's protocol with its per-stream leak and flow-control stall mended."""
+
+    def on_data_received(self, raw_data: bytes, stream_id: int) -> None:
+        self.conn.acknowledge_received_data(len(raw_data), stream_id)
+        try:
+            super().on_data_received(raw_data, stream_id)
+        except ValueError:  # not JSON: answer the stream instead of killing the connection
+            log.warning("APNs sent a body that is not JSON")
+
+    def on_stream_ended(self, stream_id: int) -> None:
+        self.request_streams.pop(stream_id, None)
+        super().on_stream_ended(stream_id)
+
+
+def protocol_for(url: str) -> type[APNsProductionClientProtocol]:
+    """aioapns takes no host or port: a protocol subclass carries them."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"PASSPOST_APNS_URL must be an https:// URL, not {url!r}")
+    attributes = {"APNS_SERVER": parts.hostname, "APNS_PORT": parts.port or 443}
+    return type("EndpointProtocol", (_PassProtocol,), attributes)
+
+
+class _Pool(APNsBaseConnectionPool):
+    """One merchant's connections, authenticated by certificate (TLS) or by token (JWT)."""
+
+    def __init__(
+        self,
+        protocol: type[APNsProductionClientProtocol],
+        ssl_context: ssl.SSLContext,
+        topic: str,
+        max_connections: int,
+        auth_provider: JWTAuthorizationHeaderProvider | None,
+    ) -> None:
+        super().__init__(topic=topic, max_connections=max_connections, max_connection_attempts=1)
+        self.protocol_class = protocol
+        self.ssl_context = ssl_context
+        self._auth_provider = auth_provider
+        self.requests_sent = 0
+        self._topic = topic
+
+    async def create_connection(self) -> APNsBaseClientProtocol:
+        factory = partial(
+            self.protocol_class,
+            self._topic,
+            self.loop,
+            self.discard_connection,  # type: ignore[arg-type]  # aioapns says NoReturn
+            self._auth_provider,
+        )
+        _, connection = await self.loop.create_connection(
+            factory,
+            host=self.protocol_class.APNS_SERVER,
+            port=self.protocol_class.APNS_PORT,
+            ssl=self.ssl_context,
+        )
+        return connection
+
+
+class AioApnsSender:
+    """Sends through one aioapns pool per credentials, each recycled after ``recycle_after``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ca_file: Path | None = None,
+        timeout: float = 10.0,
+        max_connections: int = 4,
+        recycle_after: int = 50_000,
+    ) -> None:
+        self._protocol = protocol_for(url)
+        self._ca_file = ca_file
+        self._timeout = timeout
+        self._max_connections = max_connections
+        self._recycle_after = recycle_after
+        self._pools: dict[tuple[ApnsCredentials, str], _Pool] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def _ssl_context(self, credentials: ApnsCredentials) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if self._ca_file is not None:
+            context.load_verify_locations(cafile=str(self._ca_file))
+        context.set_alpn_protocols(["h2"])
+        if credentials.auth == "certificate":
+            context.load_cert_chain(str(credentials.certificate_path), credentials.key_path)
+        return context
+
+    def _pool(self, credentials: ApnsCredentials, topic: str) -> _Pool:
+        key = (credentials, topic)
+        pool = self._pools.get(key)
+        if pool is not None and pool.requests_sent >= self._recycle_after:
+            self._retire(pool)
+            pool = None
+        if pool is None:
+            auth = None
+            if credentials.auth == "token":
+                auth = JWTAuthorizationHeaderProvider(
+                    key=Path(credentials.key_path).read_text(),
+                    key_id=credentials.key_id,
+                    team_id=credentials.team_id,
+                )
+            pool = _Pool(
+                self._protocol, self._ssl_context(credentials), topic, self._max_connections, auth
+            )
+            self._pools[key] = pool
+        return pool
+
+    def _retire(self, pool: _Pool) -> None:
+        """Close a pool once its in-flight requests had time to finish."""
+
+        async def later() -> None:
+            await asyncio.sleep(self._timeout)
+            pool.close()
+
+        task = asyncio.create_task(later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def send(self, credentials: ApnsCredentials, token: str, topic: str) -> ApnsResult:
+        pool = self._pool(credentials, topic)
+        pool.requests_sent += 1
+        request = NotificationRequest(
+            device_token=token,
+            message={},
+            notification_id=str(uuid.uuid4()),
+            apns_topic=topic,  # Wallet's documented push: topic and {} only, no push type
+        )
+        try:
+            result = await asyncio.wait_for(pool.send_notification(request), self._timeout)
+        except TimeoutError:
+            return ApnsResult(status=0, reason="Timeout")
+        except (ConnectionClosed, MaxAttemptsExceeded, ConnectionError, OSError) as exc:
+            return ApnsResult(status=0, reason=f"ConnectionError: {type(exc).__name__}")
+        return ApnsResult(
+            status=int(result.status or 0),
+            reason=result.description,
+            apns_id=result.notification_id,
+            timestamp=result.timestamp,
+        )
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+        for task in list(self._retiring):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._retiring, return_exceptions=True)

@@ -1,0 +1,65 @@
+"""Tables owned by the push service: what each device should get, and what it got."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String, Text, Uuid, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.core.models import Base, BigIntPK, UTCDateTime, utcnow
+
+PENDING = text("status = 'active' AND wanted_version > sent_version")
+
+
+class PushTarget(Base):
+    """One card on one device: the newest version it should hear of, and the newest it did.
+
+    Versions only move up, so a device never hears of a version twice nor of an older one after
+    a newer; changes that arrive while a push is pending are coalesced into one push.
+    """
+
+    __tablename__ = "push_targets"
+    __table_args__ = (
+        Index(
+            "ix_push_targets_due", "available_at", postgresql_where=PENDING, sqlite_where=PENDING
+        ),
+    )
+
+    card_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    device_library_identifier: Mapped[str] = mapped_column(String(128), primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    pass_type_identifier: Mapped[str] = mapped_column(String(255))
+    push_token: Mapped[str] = mapped_column(String(200))
+    apns: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """How to authenticate to APNs for this card's merchant (file paths, never key material)."""
+    wanted_version: Mapped[int] = mapped_column(Integer, default=0)
+    sent_version: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    """``active``, or ``dead`` once APNs rejected the token for good."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Delivery(Base):
+    """One push attempt and its outcome, for ops and support (never the whole token)."""
+
+    __tablename__ = "push_deliveries"
+    __table_args__ = (Index("ix_push_deliveries_card_id_version", "card_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    card_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    version: Mapped[int] = mapped_column(Integer)
+    device_library_identifier: Mapped[str] = mapped_column(String(128))
+    push_token_suffix: Mapped[str] = mapped_column(String(8))
+    outcome: Mapped[str] = mapped_column(String(16))
+    """``delivered``, ``rejected`` (token dead), ``retry`` or ``failed`` (gave up)."""
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    apns_id: Mapped[str | None] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
