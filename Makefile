@@ -17,7 +17,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/passpost init
-	$(BIN)/passpost serve all
+	$(BIN)/passpost serve all --apns-standin
 
 test: install
 	$(BIN)/pytest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -156,22 +157,40 @@ class ServiceName(StrEnum):
     push = "push"
 
 
+STANDIN_PORT = 2197
+
+
 @app.command()
 def serve(
     service: Annotated[ServiceName, typer.Argument(help="Which service to run.")] = ServiceName.all,
     host: Annotated[str | None, typer.Option(help="Default: PASSPOST_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Default: PASSPOST_PORT.")] = None,
+    apns_standin: Annotated[
+        bool, typer.Option(help="Run the local APNs stand-in in this process and push to it.")
+    ] = False,
 ) -> None:
     """Serve one service, or all three in one process."""
     import uvicorn
 
-    from services.core.web import create_app
+    from services.core.web import Component, create_app
     from services.orders.app import component as orders_component
     from services.passes.app import component as passes_component
     from services.push.app import component as push_component
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_json)
+    extra: list[Component] = []
+    if apns_standin:
+        if settings.environment == Environment.production:
+            _fail("--apns-standin is for development; production pushes go to Apple")
+        chain = ensure_dev_chain(settings.keys_dir)
+        settings = settings.model_copy(
+            update={
+                "apns_url": f"https://127.0.0.1:{STANDIN_PORT}",
+                "apns_ca_file": chain.root_certificate,
+            }
+        )
+        extra.append(_standin_component(settings))
     problems = _in_transaction(settings, designs.check_designs)
     if problems:
         _fail("\n  ".join(["the configuration has problems:", *problems]))
@@ -180,6 +199,7 @@ def serve(
         ServiceName.passes: [passes_component()],
         ServiceName.push: [push_component()],
     }.get(service) or [orders_component(), passes_component(), push_component()]
+    chosen = [*extra, *chosen]
     host, port = host or settings.host, port or settings.port
     typer.echo(
         f"passpost {service.value} on http://{host}:{port}  (API docs: /docs, health: /healthz, "
@@ -194,6 +214,52 @@ def serve(
         proxy_headers=True,
         server_header=False,
     )
+
+
+def _standin_component(settings: Settings) -> Any:
+    from services.core.web import Component
+    from services.push import apns_standin
+
+    chain = ensure_dev_chain(settings.keys_dir)
+
+    async def run(_app: Any) -> None:
+        await apns_standin.main(
+            "127.0.0.1",
+            STANDIN_PORT,
+            chain.apns_standin_certificate,
+            chain.apns_standin_key,
+            chain.client_ca_bundle,
+        )
+
+    return Component(name="apns-standin", tasks=[run])
+
+
+@app.command("apns-mock")
+def apns_mock(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = STANDIN_PORT,
+) -> None:
+    """Run the local APNs stand-in (HTTP/2 over TLS), logging every push it receives.
+
+    Point the push service at it with PASSPOST_APNS_URL=https://127.0.0.1:2197 and
+    PASSPOST_APNS_CA_FILE=var/keys/dev-root.pem.
+    """
+    from services.push import apns_standin
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    chain = ensure_dev_chain(settings.keys_dir)
+    typer.echo(f"APNs stand-in on https://{host}:{port}", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            apns_standin.main(
+                host,
+                port,
+                chain.apns_standin_certificate,
+                chain.apns_standin_key,
+                chain.client_ca_bundle,
+            )
+        )
 
 
 @app.command()

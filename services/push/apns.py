@@ -7,6 +7,8 @@ aioapns is the design's client; these are its known faults and what guards each:
   it when a stream ends, and connections are recycled after a number of requests anyway;
 - DATA frames (error bodies) are never acknowledged, so a connection's flow-control window runs
   dry after enough errors: our protocol acknowledges them;
+- a request timed out leaves a cancelled future that breaks the connection's clean-up when it
+  is lost: our protocol drops such futures first;
 - on a dropped connection aioapns resends at once, so a push APNs already accepted could go
   twice: we allow one attempt and retry with backoff ourselves.
 """
@@ -94,6 +96,14 @@ class _PassProtocol(APNsProductionClientProtocol):
             super().on_data_received(raw_data, stream_id)
         except ValueError:  # not JSON: answer the stream instead of killing the connection
             log.warning("APNs sent a body that is not JSON")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Requests we timed out left cancelled futures behind; aioapns would fail setting an
+        # exception on them and never wake the tasks waiting for a free stream.
+        for notification_id, future in list(self.requests.items()):
+            if future.done():
+                del self.requests[notification_id]
+        super().connection_lost(exc)
 
     def on_stream_ended(self, stream_id: int) -> None:
         self.request_streams.pop(stream_id, None)

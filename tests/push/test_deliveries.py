@@ -37,8 +37,12 @@ class ScriptedSender:
 
 def change(version: int, *devices: tuple[str, str]) -> dict[str, Any]:
     return {
-        "card_id": str(CARD), "merchant_id": str(uuid.uuid4()), "serial_number": "s",
-        "pass_type_identifier": "pass.test.shop", "version": version, "apns": CREDENTIALS,
+        "card_id": str(CARD),
+        "merchant_id": str(uuid.uuid4()),
+        "serial_number": "s",
+        "pass_type_identifier": "pass.test.shop",
+        "version": version,
+        "apns": CREDENTIALS,
         "devices": [{"device_library_identifier": d, "push_token": t} for d, t in devices],
     }
 
@@ -100,9 +104,7 @@ async def test_changes_pending_together_become_one_push(
     assert await _deliveries(session) == [("d1", 4, "delivered")]
 
 
-@pytest.mark.parametrize(
-    ("status", "reason"), [(410, "Unregistered"), (400, "BadDeviceToken")]
-)
+@pytest.mark.parametrize(("status", "reason"), [(410, "Unregistered"), (400, "BadDeviceToken")])
 async def test_dead_token_stops_pushes_and_tells_passes(
     sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession, status: int, reason: str
 ) -> None:
@@ -129,8 +131,12 @@ async def test_dead_token_stops_pushes_and_tells_passes(
 
 @pytest.mark.parametrize(
     "failure",
-    [ApnsResult(429, "TooManyRequests"), ApnsResult(503, "ServiceUnavailable"),
-     ApnsResult(0, "Timeout"), ApnsResult(0, "ConnectionError: ConnectionClosed")],
+    [
+        ApnsResult(429, "TooManyRequests"),
+        ApnsResult(503, "ServiceUnavailable"),
+        ApnsResult(0, "Timeout"),
+        ApnsResult(0, "ConnectionError: ConnectionClosed"),
+    ],
 )
 async def test_transient_failures_are_retried_with_backoff(
     sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession, failure: ApnsResult

@@ -36,6 +36,8 @@ class DevChain:
     wwdr_certificate: Path
     apns_standin_certificate: Path
     apns_standin_key: Path
+    client_ca_bundle: Path
+    """Root and WWDR together: what the stand-in trusts for client certificates."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ def ensure_dev_chain(keys_dir: Path) -> DevChain:
         wwdr_certificate=keys_dir / "dev-wwdr.pem",
         apns_standin_certificate=keys_dir / "apns-standin.pem",
         apns_standin_key=keys_dir / "apns-standin.key",
+        client_ca_bundle=keys_dir / "dev-ca-bundle.pem",
     )
     root_key_path = keys_dir / "dev-root.key"
     wwdr_key_path = keys_dir / "dev-wwdr.key"
@@ -78,7 +81,11 @@ def ensure_dev_chain(keys_dir: Path) -> DevChain:
         )
         write_private_key(root_key_path, root_key)
         write_certificate(chain.root_certificate, root)
-        for stale in (chain.wwdr_certificate, chain.apns_standin_certificate):
+        for stale in (
+            chain.wwdr_certificate,
+            chain.apns_standin_certificate,
+            chain.client_ca_bundle,
+        ):
             stale.unlink(missing_ok=True)
     root = read_certificate(chain.root_certificate)
     root_key = _load_key(root_key_path)
@@ -101,6 +108,12 @@ def ensure_dev_chain(keys_dir: Path) -> DevChain:
         )
         write_private_key(wwdr_key_path, wwdr_key)
         write_certificate(chain.wwdr_certificate, wwdr)
+        chain.client_ca_bundle.unlink(missing_ok=True)
+
+    if not chain.client_ca_bundle.exists():
+        chain.client_ca_bundle.write_bytes(
+            chain.root_certificate.read_bytes() + chain.wwdr_certificate.read_bytes()
+        )
 
     if not (chain.apns_standin_certificate.exists() and chain.apns_standin_key.exists()):
         cert, key = tls_server_certificate(STANDIN_HOSTS, issuer=root, issuer_key=root_key)

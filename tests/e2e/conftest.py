@@ -1,0 +1,54 @@
+"""A whole installation in the test process: all three services and the local APNs stand-in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.core.settings import Settings
+from services.core.web import create_app
+from services.orders.app import component as orders_component
+from services.passes.app import component as passes_component
+from services.passes.apple.devchain import ensure_dev_chain
+from services.push.apns_standin import ApnsStandin
+from services.push.app import component as push_component
+from tests.conftest import BASE_URL
+
+
+@pytest.fixture
+async def standin(settings: Settings) -> AsyncIterator[ApnsStandin]:
+    chain = ensure_dev_chain(settings.keys_dir)
+    async with ApnsStandin(
+        certfile=chain.apns_standin_certificate,
+        keyfile=chain.apns_standin_key,
+        client_ca_file=chain.client_ca_bundle,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def push_settings(settings: Settings, standin: ApnsStandin) -> Settings:
+    return settings.model_copy(
+        update={
+            "apns_url": standin.url,
+            "apns_ca_file": settings.keys_dir / "dev-root.pem",
+            "apns_timeout": 1.0,
+        }
+    )
+
+
+def installation(settings: Settings, *, push: bool = True) -> FastAPI:
+    components = [orders_component(), passes_component()]
+    return create_app(settings, [*components, push_component()] if push else components)
+
+
+@pytest.fixture
+async def device_client(push_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = installation(push_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            yield client
