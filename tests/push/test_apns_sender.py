@@ -1,0 +1,62 @@
+"""Our aioapns sender against the stand-in, on the event loop production runs (uvloop)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import uvloop
+
+from services.onboarding import DEV_TEAM_IDENTIFIER
+from services.passes.apple.devchain import ensure_dev_chain, ensure_pass_type_certificate
+from services.push.apns import AioApnsSender, ApnsCredentials, protocol_for
+from services.push.apns_standin import ApnsStandin
+
+TOPIC = "pass.dev.passpost.shop"
+TOKEN = "ab" * 32
+
+
+async def _exchange(keys: Path, recycle_after: int = 50_000) -> list[int]:
+    chain = ensure_dev_chain(keys)
+    files = ensure_pass_type_certificate(keys, TOPIC, DEV_TEAM_IDENTIFIER, "Shop")
+    credentials = ApnsCredentials(
+        auth="certificate", certificate_path=str(files.certificate), key_path=str(files.key)
+    )
+    async with ApnsStandin(
+        certfile=chain.apns_standin_certificate,
+        keyfile=chain.apns_standin_key,
+        client_ca_file=chain.client_ca_bundle,
+    ) as standin:
+        standin.fail("cd" * 32, status=410)
+        sender = AioApnsSender(
+            standin.url, ca_file=chain.root_certificate, timeout=2, recycle_after=recycle_after
+        )
+        try:
+            results = [await sender.send(credentials, TOKEN, TOPIC) for _ in range(3)]
+            results.append(await sender.send(credentials, "cd" * 32, TOPIC))
+        finally:
+            await sender.close()
+        assert {p.connection for p in standin.received} == (
+            {1} if recycle_after > 4 else {1, 2, 3, 4}
+        )
+    assert all(r.apns_id for r in results[:3])
+    assert results[3].token_is_dead
+    assert results[3].timestamp
+    return [r.status for r in results]
+
+
+@pytest.mark.parametrize("recycle_after", [50_000, 1])
+def test_sender_under_uvloop(dev_keys: Path, tmp_path: Path, recycle_after: int) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for item in dev_keys.iterdir():
+        (keys / item.name).write_bytes(item.read_bytes())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(_exchange(keys, recycle_after)) == [200, 200, 200, 410]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "api.push.apple.com", "https://"])
+def test_apns_url_must_be_https(url: str) -> None:
+    with pytest.raises(ValueError, match="https://"):
+        protocol_for(url)
