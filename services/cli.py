@@ -378,6 +378,24 @@ def designs_apple(
     _print(_in_transaction(settings, work))
 
 
+@designs_app.command("apns-key")
+def designs_apns_key(
+    merchant_slug: Slug,
+    key: Annotated[Path, typer.Option(help="The .p8 key from Apple's developer portal.")],
+    key_id: Annotated[str, typer.Option(help="Its 10-character key id.")],
+) -> None:
+    """Push with a token key instead of the pass type certificate."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        design = await designs.get_design(session, merchant)
+        await designs.set_apns_token_key(session, merchant, design, key, key_id)
+        return {"merchant": merchant.slug, "apns_auth": "token", "key_id": key_id}
+
+    _print(_in_transaction(settings, work))
+
+
 @designs_app.command("branding")
 def designs_branding(
     merchant_slug: Slug,

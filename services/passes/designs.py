@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,6 +106,42 @@ async def update_apple(
     load_signing_material(signing_files(merchant, candidate))
     for field, value in apple.model_dump().items():
         setattr(design, field, value)
+    await session.flush()
+    return design
+
+
+APNS_KEY_ID = re.compile(r"[A-Z0-9]{10}")
+
+
+def check_apns_token_key(merchant: Merchant, key_path: Path, key_id: str) -> str:
+    """The key file's absolute path once it holds a P-256 key; a clear error otherwise."""
+    if not APNS_KEY_ID.fullmatch(key_id):
+        raise InvalidInput("apns.key_id: the 10-character key id from Apple's portal")
+
+    def problem(what: str) -> NotConfigured:
+        return NotConfigured(
+            f"merchant {merchant.slug!r}: apns.token_key_path ({key_path}): {what}",
+            setting="apns.token_key_path",
+            path=str(key_path),
+        )
+
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except OSError as exc:
+        raise problem(f"cannot be read ({exc.strerror})") from None
+    except (ValueError, TypeError):
+        raise problem("not a P-256 .p8 key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise problem("not a P-256 .p8 key")
+    return str(key_path.resolve())
+
+
+async def set_apns_token_key(
+    session: AsyncSession, merchant: Merchant, design: PassDesign, key_path: Path, key_id: str
+) -> PassDesign:
+    """Push with a .p8 token key (ES256) instead of the pass type certificate."""
+    design.apns_token_key_path = check_apns_token_key(merchant, key_path, key_id)
+    design.apns_token_key_id = key_id
     await session.flush()
     return design
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.errors import Conflict, InvalidInput
+from services.core.errors import Conflict, InvalidInput, NotConfigured
+from services.core.queue import OutboxMessage
 from services.core.settings import Settings
 from services.onboarding import development_apple_settings
-from services.passes.designs import check_image, update_apple
+from services.passes.cards import record_change
+from services.passes.designs import check_image, set_apns_token_key, update_apple
 from services.passes.png import badge_png, png_size
 from tests.factories import create_card, create_merchant
 
@@ -48,3 +55,36 @@ async def test_pass_type_can_change_before_any_card(
     other = development_apple_settings(settings, "other", "Other")
     design = await update_apple(session, onboarded.merchant, onboarded.design, other)
     assert design.pass_type_identifier == "pass.dev.passpost.other"
+
+
+async def test_apns_token_key_switches_card_updates_to_token_auth(
+    session: AsyncSession, settings: Settings, tmp_path: Path
+) -> None:
+    onboarded = await create_merchant(session, settings)
+    card = await create_card(session, onboarded)
+    rsa_key = settings.keys_dir / "pass.dev.passpost.shop.key"
+    with pytest.raises(NotConfigured, match=r"not a P-256 \.p8 key"):
+        await set_apns_token_key(
+            session, onboarded.merchant, onboarded.design, rsa_key, "ABCDE12345"
+        )
+    with pytest.raises(InvalidInput, match="key_id"):
+        await set_apns_token_key(session, onboarded.merchant, onboarded.design, rsa_key, "short")
+
+    p8 = tmp_path / "AuthKey.p8"
+    p8.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    await set_apns_token_key(session, onboarded.merchant, onboarded.design, p8, "ABCDE12345")
+    await record_change(session, card)
+    await session.commit()
+    message = (await session.scalars(select(OutboxMessage))).one()
+    assert message.payload["apns"] == {
+        "auth": "token",
+        "key_path": str(p8.resolve()),
+        "key_id": "ABCDE12345",
+        "team_id": "PASSPOST42",
+    }

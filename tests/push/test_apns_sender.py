@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import uvloop
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.onboarding import DEV_TEAM_IDENTIFIER
 from services.passes.apple.devchain import ensure_dev_chain, ensure_pass_type_certificate
@@ -60,3 +62,36 @@ def test_sender_under_uvloop(dev_keys: Path, tmp_path: Path, recycle_after: int)
 def test_apns_url_must_be_https(url: str) -> None:
     with pytest.raises(ValueError, match="https://"):
         protocol_for(url)
+
+
+async def test_token_key_authentication(dev_keys: Path, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "AuthKey_ABCDE12345.p8"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    chain = ensure_dev_chain(dev_keys)
+    credentials = ApnsCredentials(
+        auth="token", key_path=str(key_file), key_id="ABCDE12345", team_id=DEV_TEAM_IDENTIFIER
+    )
+    async with ApnsStandin(
+        certfile=chain.apns_standin_certificate,
+        keyfile=chain.apns_standin_key,
+        token_keys={"ABCDE12345": key.public_key()},
+    ) as standin:
+        sender = AioApnsSender(standin.url, ca_file=chain.root_certificate, timeout=2)
+        try:
+            result = await sender.send(credentials, TOKEN, TOPIC)
+            forged = ApnsCredentials(
+                auth="token", key_path=str(key_file), key_id="ZZZZZ99999", team_id="X"
+            )
+            refused = await sender.send(forged, TOKEN, TOPIC)
+        finally:
+            await sender.close()
+    assert result.status == 200
+    assert standin.received[0].authenticated_by == "token"
+    assert (refused.status, refused.reason) == (403, "InvalidProviderToken")
