@@ -195,10 +195,14 @@ def serve(
     if problems:
         _fail("\n  ".join(["the configuration has problems:", *problems]))
     chosen = {
-        ServiceName.orders: [orders_component()],
-        ServiceName.passes: [passes_component()],
-        ServiceName.push: [push_component()],
-    }.get(service) or [orders_component(), passes_component(), push_component()]
+        ServiceName.orders: [orders_component(settings)],
+        ServiceName.passes: [passes_component(settings)],
+        ServiceName.push: [push_component(settings)],
+    }.get(service) or [
+        orders_component(settings),
+        passes_component(settings),
+        push_component(settings),
+    ]
     chosen = [*extra, *chosen]
     host, port = host or settings.host, port or settings.port
     typer.echo(
@@ -474,7 +478,7 @@ def cards_issue(
     async def work(session: AsyncSession) -> dict[str, Any]:
         data = CardIssue(customer_id=customer, customer_name=name, locale=locale)
         merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
-        card = await cards.issue_card(session, merchant, data)
+        card = await cards.issue_card(session, merchant, data, settings.resolved_secret_key())
         return {
             **cards.card_links(card, settings).model_dump(),
             "merchant": merchant.slug,

@@ -3,7 +3,15 @@
 from services.core.models import Base
 from services.core.queue import models as queue_models
 from services.merchants import models as merchant_models
+from services.orders import models as order_models
 from services.passes import models as pass_models
 from services.push import models as push_models
 
-__all__ = ["Base", "merchant_models", "pass_models", "push_models", "queue_models"]
+__all__ = [
+    "Base",
+    "merchant_models",
+    "order_models",
+    "pass_models",
+    "push_models",
+    "queue_models",
+]

@@ -30,6 +30,7 @@ from services.orders.app import component as orders_component
 from services.passes.app import component as passes_component
 from services.passes.apple.devchain import ensure_dev_chain, ensure_pass_type_certificate
 from services.push.app import component as push_component
+from tests.factories import TEST_SECRET_KEY
 
 POSTGRES_URL = os.environ.get("PASSPOST_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
@@ -98,6 +99,7 @@ async def settings(migrated_database: MigratedDatabase, dev_keys: Path, tmp_path
         data_dir=data_dir,
         database_url=url,
         public_base_url=BASE_URL,
+        secret_key=TEST_SECRET_KEY.decode(),
         queue_poll_interval=0.05,
         log_json=False,
     )
@@ -132,7 +134,9 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings, [orders_component(), passes_component(), push_component()])
+    app = create_app(
+        settings, [orders_component(settings), passes_component(settings), push_component(settings)]
+    )
     async with app.router.lifespan_context(app):
         yield app
 

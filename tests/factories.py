@@ -35,6 +35,9 @@ async def create_merchant(
     return onboarded
 
 
+TEST_SECRET_KEY = b"test-secret-key-of-at-least-32-characters"
+
+
 async def create_card(
     session: AsyncSession,
     onboarded: Onboarded,
@@ -48,6 +51,7 @@ async def create_card(
         CardIssue(
             customer_id=customer_id or f"c-{next(_customers)}", customer_name=name, locale=locale
         ),
+        TEST_SECRET_KEY,
     )
     await session.commit()
     return card

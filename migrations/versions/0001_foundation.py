@@ -1,8 +1,8 @@
-"""Foundation: merchants, pass designs, cards, registrations, pushes, outbox and inbox.
+"""Foundation: merchants, orders, pass designs, cards, registrations, pushes, outbox, inbox.
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 08:47:52.917458
+Create Date: 2026-11-23 09:01:55.141408
 """
 
 from collections.abc import Sequence
@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("slug", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("default_locale", sa.String(length=16), nullable=False),
+        sa.Column("signing_secret", sa.String(length=100), nullable=True),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
@@ -188,6 +189,32 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "orders",
+        sa.Column("merchant_id", sa.Uuid(), nullable=False),
+        sa.Column("external_id", sa.String(length=200), nullable=False),
+        sa.Column("number", sa.String(length=50), nullable=True),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("customer_id", sa.String(length=200), nullable=False),
+        sa.Column("snapshot", sa.JSON(), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("placed_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "last_occurred_at", services.core.models.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("updated_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["merchant_id"],
+            ["merchants.id"],
+            name=op.f("fk_orders_merchant_id_merchants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_orders")),
+        sa.UniqueConstraint(
+            "merchant_id", "external_id", name=op.f("uq_orders_merchant_id_external_id")
+        ),
+    )
+    op.create_table(
         "pass_designs",
         sa.Column("merchant_id", sa.Uuid(), nullable=False),
         sa.Column("pass_type_identifier", sa.String(length=255), nullable=False),
@@ -208,6 +235,7 @@ def upgrade() -> None:
         sa.Column("tracking_url_template", sa.String(length=1024), nullable=True),
         sa.Column("returns_url_template", sa.String(length=1024), nullable=True),
         sa.Column("account_url_template", sa.String(length=1024), nullable=True),
+        sa.Column("texts", sa.JSON(), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
@@ -220,6 +248,38 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pass_designs")),
         sa.UniqueConstraint("merchant_id", name=op.f("uq_pass_designs_merchant_id")),
     )
+    op.create_table(
+        "order_events",
+        sa.Column("merchant_id", sa.Uuid(), nullable=False),
+        sa.Column("event_id", sa.String(length=200), nullable=False),
+        sa.Column("order_id", sa.Uuid(), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("occurred_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("body_hash", sa.String(length=64), nullable=False),
+        sa.Column("response", sa.JSON(), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["merchant_id"],
+            ["merchants.id"],
+            name=op.f("fk_order_events_merchant_id_merchants"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["order_id"],
+            ["orders.id"],
+            name=op.f("fk_order_events_order_id_orders"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_order_events")),
+        sa.UniqueConstraint(
+            "merchant_id", "event_id", name=op.f("uq_order_events_merchant_id_event_id")
+        ),
+    )
+    with op.batch_alter_table("order_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_order_events_order_id"), ["order_id"], unique=False)
+
     op.create_table(
         "pass_bundles",
         sa.Column("card_id", sa.Uuid(), nullable=False),
@@ -282,7 +342,12 @@ def downgrade() -> None:
     op.drop_table("registrations")
     op.drop_table("pass_design_images")
     op.drop_table("pass_bundles")
+    with op.batch_alter_table("order_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_order_events_order_id"))
+
+    op.drop_table("order_events")
     op.drop_table("pass_designs")
+    op.drop_table("orders")
     with op.batch_alter_table("merchant_api_keys", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_merchant_api_keys_merchant_id"))
 

@@ -19,6 +19,7 @@ class Environment(StrEnum):
 
 
 ADMIN_TOKEN_FILE = "admin_token"  # noqa: S105  (a file name)
+SECRET_KEY_FILE = "secret_key"  # noqa: S105  (a file name)
 
 
 class Settings(BaseSettings):
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     admin_token: SecretStr | None = None
     """Unset in development means the token ``passpost init`` wrote to ``data_dir``."""
+    secret_key: SecretStr | None = None
+    """Derives card links and serial numbers: never change it once cards exist.
+    Unset in development means the key kept in ``data_dir``."""
 
     queue_backend: Literal["db", "nats"] = "db"
     nats_url: str = "nats://127.0.0.1:4222"
@@ -71,24 +75,36 @@ class Settings(BaseSettings):
 
     def resolved_admin_token(self) -> str | None:
         """The admin token: the setting, or in development the one ``passpost init`` saved."""
-        if self.admin_token is not None:
-            return self.admin_token.get_secret_value()
-        path = self.data_dir / ADMIN_TOKEN_FILE
-        if self.environment != Environment.production and path.exists():
-            return path.read_text().strip() or None
-        return None
+        return self._secret(self.admin_token, ADMIN_TOKEN_FILE, create=False)
 
     def ensure_admin_token(self) -> str:
         """Return the admin token, creating the development one on first use."""
-        token = self.resolved_admin_token()
-        if token is not None:
-            return token
-        token = secrets.token_urlsafe(32)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        path = self.data_dir / ADMIN_TOKEN_FILE
-        path.write_text(token + "\n")
-        path.chmod(0o600)
+        token = self._secret(self.admin_token, ADMIN_TOKEN_FILE, create=True)
+        assert token is not None
         return token
+
+    def resolved_secret_key(self) -> bytes:
+        key = self._secret(self.secret_key, SECRET_KEY_FILE, create=True)
+        assert key is not None
+        return key.encode()
+
+    def _secret(self, value: SecretStr | None, file_name: str, *, create: bool) -> str | None:
+        """A secret setting, or outside production one kept in ``data_dir`` (made on demand)."""
+        if value is not None:
+            return value.get_secret_value()
+        if self.environment == Environment.production:
+            return None
+        path = self.data_dir / file_name
+        if path.exists() and (saved := path.read_text().strip()):
+            return saved
+        if not create:
+            return None
+        made = secrets.token_urlsafe(32)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text(made + "\n")
+        return made
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -97,6 +113,8 @@ class Settings(BaseSettings):
         problems = []
         if self.admin_token is None or len(self.admin_token.get_secret_value()) < 32:
             problems.append("PASSPOST_ADMIN_TOKEN must be set to at least 32 characters")
+        if self.secret_key is None or len(self.secret_key.get_secret_value()) < 32:
+            problems.append("PASSPOST_SECRET_KEY must be set to at least 32 characters")
         if not self.public_base_url.startswith("https://"):
             problems.append("PASSPOST_PUBLIC_BASE_URL must be https:// (Apple Wallet requires it)")
         if not self.database_url:

@@ -17,6 +17,8 @@ class Merchant(IdMixin, TimestampMixin, Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     default_locale: Mapped[str] = mapped_column(String(16), default="en")
+    signing_secret: Mapped[str | None] = mapped_column(String(100))
+    """When set, order events must carry a valid ``Passpost-Signature``; never shown again."""
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant", lazy="raise")
 

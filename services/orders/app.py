@@ -1,9 +1,11 @@
-"""The orders service: the e-shop facing API (its routes arrive with the orders issue)."""
+"""The orders service: the e-shop facing API."""
 
 from __future__ import annotations
 
+from services.core.settings import Settings
 from services.core.web import Component
+from services.orders.router import router
 
 
-def component() -> Component:
-    return Component(name="orders")
+def component(settings: Settings) -> Component:
+    return Component(name="orders", routers=[router])

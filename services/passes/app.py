@@ -5,22 +5,26 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.core.queue import Subscription
-from services.core.queue.topics import PUSH_TOKEN_REJECTED
+from services.core.queue.topics import ORDER_CHANGED, PUSH_TOKEN_REJECTED
+from services.core.settings import Settings
 from services.core.web import Component
 from services.passes import links
 from services.passes.apple import webservice
 from services.passes.cards import PassBuilder
-from services.passes.handlers import push_token_rejected
+from services.passes.handlers import order_changed, push_token_rejected
 
 
 async def _start(app: FastAPI) -> None:
     app.state.pass_builder = PassBuilder(app.state.settings)
 
 
-def component() -> Component:
+def component(settings: Settings) -> Component:
     return Component(
         name="passes",
         routers=[links.router, webservice.router],
-        subscriptions=[Subscription("passes", PUSH_TOKEN_REJECTED, push_token_rejected)],
+        subscriptions=[
+            Subscription("passes", ORDER_CHANGED, order_changed(settings)),
+            Subscription("passes", PUSH_TOKEN_REJECTED, push_token_rejected),
+        ],
         on_startup=[_start],
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 import re
 import secrets
 import uuid
@@ -20,11 +22,13 @@ from services.core.queue import publish
 from services.core.queue.topics import CARD_UPDATED
 from services.core.settings import Settings
 from services.merchants.models import Merchant
-from services.passes.apple.pkpass import build_pkpass, check_field_limits, rgb
+from services.passes.apple.document import current_order, pass_document, pass_strings_for
+from services.passes.apple.pkpass import build_pkpass
 from services.passes.designs import DesignAssetCache, get_design
 from services.passes.models import Card, PassBundle, PassDesign, Registration
 from services.passes.registrations import next_update_tag, registrations_of
 from services.passes.schemas import CardIssue, CardLinks
+from services.passes.texts import LOCALES
 
 LINK_PATH = "/c"
 LINK_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
@@ -34,7 +38,33 @@ def whole_second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def new_card(merchant: Merchant, design: PassDesign, data: CardIssue) -> Card:
+@dataclass(frozen=True, slots=True)
+class CardIdentity:
+    serial_number: str
+    link_token: str
+
+
+def card_identity(secret_key: bytes, merchant_id: uuid.UUID, customer_id: str) -> CardIdentity:
+    """A customer's card serial number and link, derived rather than stored.
+
+    Whoever first needs them (the orders API answering a shop, the passes service issuing the
+    card, the CLI) gets the same values without asking another service; without the secret key
+    neither can be guessed.
+    """
+
+    def derive(purpose: str) -> bytes:
+        message = f"{purpose}\x00{merchant_id}\x00{customer_id}".encode()
+        return hmac.digest(secret_key, message, "sha256")
+
+    return CardIdentity(
+        serial_number=derive("serial").hex()[:32],
+        link_token=base64.urlsafe_b64encode(derive("link")[:24]).decode(),
+    )
+
+
+def new_card(
+    merchant: Merchant, design: PassDesign, data: CardIssue, identity: CardIdentity
+) -> Card:
     return Card(
         id=uuid.uuid4(),
         merchant_id=merchant.id,
@@ -42,9 +72,9 @@ def new_card(merchant: Merchant, design: PassDesign, data: CardIssue) -> Card:
         customer_id=data.customer_id,
         customer_name=data.customer_name,
         locale=data.locale or merchant.default_locale,
-        serial_number=uuid.uuid4().hex,
+        serial_number=identity.serial_number,
         authentication_token=secrets.token_urlsafe(24),
-        link_token=secrets.token_urlsafe(24),
+        link_token=identity.link_token,
         version=1,
         content={},
         changed_at=whole_second(utcnow()),
@@ -98,27 +128,88 @@ def card_updated(card: Card, design: PassDesign, devices: list[Registration]) ->
     }
 
 
-async def issue_card(session: AsyncSession, merchant: Merchant, data: CardIssue) -> Card:
+async def issue_card(
+    session: AsyncSession, merchant: Merchant, data: CardIssue, secret_key: bytes
+) -> Card:
     """The customer's card, made on first use; a later call updates name and language."""
+    card, created = await find_or_issue(session, merchant, data.customer_id, secret_key)
+    if _update_customer(card, merchant, data) and not created:
+        await record_change(session, card)
+    await session.flush()
+    return card
+
+
+async def find_or_issue(
+    session: AsyncSession, merchant: Merchant, customer_id: str, secret_key: bytes
+) -> tuple[Card, bool]:
+    """The customer's card, and whether it was made just now."""
+    card = await _find(session, merchant, customer_id)
+    if card is not None:
+        return card, False
     design = await get_design(session, merchant)  # refuse before a card that cannot be built
-    card = await _find(session, merchant, data.customer_id)
-    if card is None:
-        card = new_card(merchant, design, data)
-        try:
-            async with session.begin_nested():
-                session.add(card)
-                card.update_tag = await next_update_tag(session, card.pass_type_identifier)
-        except IntegrityError:  # issued concurrently by another request
-            card = await _find(session, merchant, data.customer_id)
-            assert card is not None
-        else:
-            return card
+    identity = card_identity(secret_key, merchant.id, customer_id)
+    card = new_card(merchant, design, CardIssue(customer_id=customer_id), identity)
+    try:
+        async with session.begin_nested():
+            session.add(card)
+            card.update_tag = await next_update_tag(session, card.pass_type_identifier)
+    except IntegrityError:  # issued concurrently by another request
+        found = await _find(session, merchant, customer_id)
+        assert found is not None
+        return found, False
+    return card, True
+
+
+def _update_customer(card: Card, merchant: Merchant, data: CardIssue) -> bool:
+    """Take the customer's name and language; an unknown language means the shop's default."""
     changed = False
     if data.customer_name is not None and data.customer_name != card.customer_name:
         card.customer_name, changed = data.customer_name, True
-    if data.locale is not None and data.locale != card.locale:
-        card.locale, changed = data.locale, True
-    if changed:
+    if data.locale is not None:
+        locale = data.locale if data.locale in LOCALES else merchant.default_locale
+        if locale != card.locale:
+            card.locale, changed = locale, True
+    return changed
+
+
+MAX_ORDERS_KEPT = 10
+
+
+async def apply_order_change(
+    session: AsyncSession, merchant: Merchant, change: dict[str, Any], secret_key: bytes
+) -> Card:
+    """Put an order's latest state on its customer's card (``order.changed``).
+
+    A change older than what the card has (a redelivered or reordered message) is ignored.
+    """
+    order = change["order"]
+    customer = order.get("customer") or {}
+    card, created = await find_or_issue(session, merchant, customer["id"], secret_key)
+    changed = _update_customer(
+        card,
+        merchant,
+        CardIssue(
+            customer_id=customer["id"],
+            customer_name=customer.get("name"),
+            locale=customer.get("locale"),
+        ),
+    )
+    orders = dict(card.content.get("orders") or {})
+    known = orders.get(order["id"])
+    if known is None or known["revision"] < change["revision"]:
+        orders[order["id"]] = {
+            "id": order["id"],
+            "revision": change["revision"],
+            "status": order["status"],
+            "placed_at": change["placed_at"],
+            **{k: order.get(k) for k in ("number", "total", "shipping", "items", "links")},
+        }
+        newest = sorted(orders.values(), key=lambda o: o["placed_at"])[-MAX_ORDERS_KEPT:]
+        shown = current_order(card.content)
+        card.content = {**card.content, "orders": {o["id"]: o for o in newest}}
+        # An update of an order the card does not show changes nothing a customer sees.
+        changed = changed or current_order(card.content) != shown
+    if changed and not created:
         await record_change(session, card)
     await session.flush()
     return card
@@ -139,107 +230,13 @@ async def get_card_by_link(session: AsyncSession, link_token: str) -> Card:
     return card
 
 
-def card_links(card: Card, settings: Settings) -> CardLinks:
-    base = f"{settings.base_url()}{LINK_PATH}/{card.link_token}"
-    return CardLinks(serial_number=card.serial_number, apple_pass_url=f"{base}/pass.pkpass")
-
-
-def web_service_url(settings: Settings) -> str:
-    return f"{settings.base_url()}/passkit"
-
-
-def pass_document(
-    merchant: Merchant, design: PassDesign, card: Card, settings: Settings
-) -> dict[str, Any]:
-    """pass.json for the card as it is now. Labels and fixed values are pass.strings keys."""
-    store_card: dict[str, list[dict[str, Any]]] = {
-        "headerFields": [],
-        "primaryFields": [
-            {
-                "key": "status",
-                "label": "label.status",
-                "value": card.content.get("status_key", "status.welcome"),
-                "changeMessage": "status.change",
-            }
-        ],
-        "secondaryFields": [],
-        "auxiliaryFields": [],
-        "backFields": _back_fields(design, card),
-    }
-    if card.customer_name:
-        store_card["secondaryFields"].append(
-            {"key": "customer", "label": "label.customer", "value": card.customer_name}
-        )
-    check_field_limits(store_card)
-    document: dict[str, Any] = {
-        "formatVersion": 1,
-        "passTypeIdentifier": design.pass_type_identifier,
-        "serialNumber": card.serial_number,
-        "teamIdentifier": design.team_identifier,
-        "organizationName": design.organization_name,
-        "description": design.description,
-        "webServiceURL": web_service_url(settings),
-        "authenticationToken": card.authentication_token,
-        "foregroundColor": rgb(design.foreground_color),
-        "backgroundColor": rgb(design.background_color),
-        "labelColor": rgb(design.label_color),
-        "sharingProhibited": True,
-        "barcodes": [
-            {
-                "format": "PKBarcodeFormatQR",
-                "message": card.serial_number,
-                "messageEncoding": "iso-8859-1",
-                "altText": card.serial_number[:12].upper(),
-            }
-        ],
-        "storeCard": store_card,
-    }
-    if design.logo_text:
-        document["logoText"] = design.logo_text
-    return document
-
-
-def _back_fields(design: PassDesign, card: Card) -> list[dict[str, Any]]:
-    order = card.content.get("order") or {}
-    values = {
-        "order_id": order.get("id", ""),
-        "order_number": order.get("number", ""),
-        "customer_id": card.customer_id,
-        "tracking_number": (order.get("shipping") or {}).get("tracking_number", ""),
-    }
-    fields: list[dict[str, Any]] = []
-    links = [
-        ("order", design.order_url_template, ("order_id", "order_number")),
-        ("tracking", design.tracking_url_template, ("tracking_number",)),
-        ("returns", design.returns_url_template, ("order_id", "order_number")),
-        ("account", design.account_url_template, ()),
-    ]
-    for key, template, needs in links:
-        if not template:
-            continue
-        # A link that needs an order (or a tracking number) appears once there is one.
-        if any(f"{{{name}}}" in template and not values[name] for name in needs):
-            continue
-        url = template.format(**values)
-        fields.append(
-            {
-                "key": f"link_{key}",
-                "label": f"back.{key}",
-                "value": url,
-                "dataDetectorTypes": ["PKDataDetectorTypeLink"],
-            }
-        )
-    if design.support_phone:
-        fields.append(
-            {
-                "key": "support_phone",
-                "label": "back.support",
-                "value": design.support_phone,
-                "dataDetectorTypes": ["PKDataDetectorTypePhoneNumber"],
-            }
-        )
-    fields.append({"key": "about", "label": "back.about", "value": "about.text"})
-    return fields
+def card_links(identity: CardIdentity | Card, settings: Settings) -> CardLinks:
+    base = f"{settings.base_url()}{LINK_PATH}/{identity.link_token}"
+    return CardLinks(
+        serial_number=identity.serial_number,
+        apple_pass_url=f"{base}/pass.pkpass",
+        landing_url=base,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +261,10 @@ class PassBuilder:
         design = await get_design(session, merchant)
         assets = await self._assets.get(session, merchant, design)
         content = build_pkpass(
-            pass_document(merchant, design, card, self._settings), assets.static, assets.signer
+            pass_document(design, card, self._settings),
+            pass_strings_for(design, card),
+            assets.static,
+            assets.signer,
         )
         metrics.PASSES_BUILT.inc()
         if bundle is None:

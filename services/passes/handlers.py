@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.queue import Message
+from services.core.queue import Handler, Message
+from services.core.settings import Settings
+from services.merchants.models import Merchant
+from services.passes.cards import apply_order_change
 from services.passes.registrations import drop_push_token
 
 log = logging.getLogger(__name__)
@@ -21,3 +25,12 @@ async def push_token_rejected(session: AsyncSession, message: Message) -> None:
         "registration dropped after APNs rejected its token",
         extra={"reason": message.payload.get("reason"), "registrations": dropped},
     )
+
+
+def order_changed(settings: Settings) -> Handler:
+    async def handle(session: AsyncSession, message: Message) -> None:
+        """Show an order's new state on its customer's card."""
+        merchant = await session.get_one(Merchant, uuid.UUID(message.payload["merchant_id"]))
+        await apply_order_change(session, merchant, message.payload, settings.resolved_secret_key())
+
+    return handle

@@ -51,6 +51,8 @@ class PassDesign(IdMixin, TimestampMixin, Base):
     tracking_url_template: Mapped[str | None] = mapped_column(String(1024))
     returns_url_template: Mapped[str | None] = mapped_column(String(1024))
     account_url_template: Mapped[str | None] = mapped_column(String(1024))
+    texts: Mapped[dict[str, dict[str, str]]] = mapped_column(JSON, default=dict)
+    """The merchant's own wording: locale -> text key -> text (see ``passes.texts``)."""
 
     images: Mapped[list[DesignImage]] = relationship(
         back_populates="design", lazy="raise", cascade="all, delete-orphan"

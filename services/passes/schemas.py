@@ -82,3 +82,4 @@ class CardIssue(BaseModel):
 class CardLinks(BaseModel):
     serial_number: str
     apple_pass_url: str
+    landing_url: str

@@ -1,112 +1,189 @@
-"""The card's words in each language we ship; every language carries the same keys."""
+"""The card's words in each language we ship; every language carries the same keys.
+
+Labels and status values in pass.json are keys of these texts; Wallet shows them in the
+phone's language. A merchant may override any text per language (``PassDesign.texts``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 LOCALES = ("en", "sk", "cs", "pl", "ru", "de")
 
+
+def _t(en: str, sk: str, cs: str, pl: str, ru: str, de: str) -> dict[str, str]:
+    return {"en": en, "sk": sk, "cs": cs, "pl": pl, "ru": ru, "de": de}
+
+
 TEXTS: dict[str, dict[str, str]] = {
-    "label.status": {
-        "en": "Status",
-        "sk": "Stav",
-        "cs": "Stav",
-        "pl": "Status",
-        "ru": "Статус",
-        "de": "Status",
-    },
-    "status.welcome": {
-        "en": "Welcome",
-        "sk": "Vitajte",
-        "cs": "Vítejte",
-        "pl": "Witamy",
-        "ru": "Добро пожаловать",
-        "de": "Willkommen",
-    },
-    "status.change": {
-        "en": "%@",
-        "sk": "%@",
-        "cs": "%@",
-        "pl": "%@",
-        "ru": "%@",
-        "de": "%@",
-    },
-    "label.customer": {
-        "en": "Customer",
-        "sk": "Zákazník",
-        "cs": "Zákazník",
-        "pl": "Klient",
-        "ru": "Клиент",
-        "de": "Kunde",
-    },
-    "back.order": {
-        "en": "Order details",
-        "sk": "Detail objednávky",
-        "cs": "Detail objednávky",
-        "pl": "Szczegóły zamówienia",
-        "ru": "Детали заказа",
-        "de": "Bestelldetails",
-    },
-    "back.tracking": {
-        "en": "Track your parcel",
-        "sk": "Sledovať zásielku",
-        "cs": "Sledovat zásilku",
-        "pl": "Śledź przesyłkę",
-        "ru": "Отследить посылку",
-        "de": "Sendung verfolgen",
-    },
-    "back.returns": {
-        "en": "Returns and complaints",
-        "sk": "Vrátenie a reklamácie",
-        "cs": "Vrácení a reklamace",
-        "pl": "Zwroty i reklamacje",
-        "ru": "Возвраты и претензии",
-        "de": "Rücksendungen und Reklamationen",
-    },
-    "back.account": {
-        "en": "Your account",
-        "sk": "Váš účet",
-        "cs": "Váš účet",
-        "pl": "Twoje konto",
-        "ru": "Ваш аккаунт",
-        "de": "Ihr Konto",
-    },
-    "back.support": {
-        "en": "Customer support",
-        "sk": "Zákaznícka podpora",
-        "cs": "Zákaznická podpora",
-        "pl": "Obsługa klienta",
-        "ru": "Служба поддержки",
-        "de": "Kundenservice",
-    },
-    "back.about": {
-        "en": "About this card",
-        "sk": "O tejto karte",
-        "cs": "O této kartě",
-        "pl": "O tej karcie",
-        "ru": "Об этой карте",
-        "de": "Über diese Karte",
-    },
-    "about.text": {
-        "en": "This card shows your latest order and updates itself as it moves.",
-        "sk": "Táto karta ukazuje vašu poslednú objednávku a sama sa aktualizuje.",
-        "cs": "Tato karta ukazuje vaši poslední objednávku a sama se aktualizuje.",
-        "pl": "Ta karta pokazuje Twoje ostatnie zamówienie i sama się aktualizuje.",
-        "ru": "Эта карта показывает ваш последний заказ и обновляется сама.",
-        "de": "Diese Karte zeigt Ihre letzte Bestellung und aktualisiert sich selbst.",
-    },
+    "label.status": _t("Status", "Stav", "Stav", "Status", "Статус", "Status"),
+    "label.order": _t("Order", "Objednávka", "Objednávka", "Zamówienie", "Заказ", "Bestellung"),
+    "label.eta": _t("Arrives", "Doručenie", "Doručení", "Dostawa", "Доставка", "Zustellung"),
+    "label.carrier": _t("Carrier", "Dopravca", "Dopravce", "Przewoźnik", "Перевозчик", "Versand"),
+    "label.tracking": _t(
+        "Tracking number",
+        "Číslo zásielky",
+        "Číslo zásilky",
+        "Numer przesyłki",
+        "Трек-номер",
+        "Sendungsnummer",
+    ),
+    "label.customer": _t("Customer", "Zákazník", "Zákazník", "Klient", "Клиент", "Kunde"),
+    "status.welcome": _t(
+        "Welcome", "Vitajte", "Vítejte", "Witamy", "Добро пожаловать", "Willkommen"
+    ),
+    "status.placed": _t(
+        "Order received",
+        "Objednávka prijatá",
+        "Objednávka přijata",
+        "Zamówienie przyjęte",
+        "Заказ принят",
+        "Bestellung eingegangen",
+    ),
+    "status.confirmed": _t(
+        "Confirmed", "Potvrdená", "Potvrzena", "Potwierdzone", "Подтверждён", "Bestätigt"
+    ),
+    "status.processing": _t(
+        "Being packed", "Balíme", "Balíme", "Pakujemy", "Собираем", "Wird verpackt"
+    ),
+    "status.shipped": _t("On its way", "Na ceste", "Na cestě", "W drodze", "В пути", "Unterwegs"),
+    "status.out_for_delivery": _t(
+        "Out for delivery", "U kuriéra", "U kurýra", "U kuriera", "У курьера", "In Zustellung"
+    ),
+    "status.delivered": _t(
+        "Delivered", "Doručená", "Doručena", "Dostarczone", "Доставлен", "Zugestellt"
+    ),
+    "status.ready_for_pickup": _t(
+        "Ready for pickup",
+        "Pripravená na vyzdvihnutie",
+        "Připravena k vyzvednutí",
+        "Gotowe do odbioru",
+        "Готов к выдаче",
+        "Abholbereit",
+    ),
+    "status.picked_up": _t(
+        "Picked up", "Vyzdvihnutá", "Vyzvednuta", "Odebrane", "Получен", "Abgeholt"
+    ),
+    "status.delivery_issue": _t(
+        "Delivery problem",
+        "Problém s doručením",
+        "Problém s doručením",
+        "Problem z dostawą",
+        "Проблема с доставкой",
+        "Zustellproblem",
+    ),
+    "status.cancelled": _t("Cancelled", "Zrušená", "Zrušena", "Anulowane", "Отменён", "Storniert"),
+    "status.returned": _t(
+        "Returned", "Vrátená", "Vrácena", "Zwrócone", "Возвращён", "Zurückgesendet"
+    ),
+    "status.refunded": _t(
+        "Refunded",
+        "Peniaze vrátené",
+        "Peníze vráceny",
+        "Pieniądze zwrócone",
+        "Деньги возвращены",
+        "Erstattet",
+    ),
+    "status.change": _t(
+        "Your order {number}: %@",
+        "Vaša objednávka {number}: %@",
+        "Vaše objednávka {number}: %@",
+        "Twoje zamówienie {number}: %@",
+        "Ваш заказ {number}: %@",
+        "Ihre Bestellung {number}: %@",
+    ),
+    "back.items": _t("Items", "Položky", "Položky", "Produkty", "Товары", "Artikel"),
+    "back.total": _t("Total", "Spolu", "Celkem", "Razem", "Итого", "Gesamt"),
+    "back.order": _t(
+        "Order details",
+        "Detail objednávky",
+        "Detail objednávky",
+        "Szczegóły zamówienia",
+        "Детали заказа",
+        "Bestelldetails",
+    ),
+    "back.tracking": _t(
+        "Track your parcel",
+        "Sledovať zásielku",
+        "Sledovat zásilku",
+        "Śledź przesyłkę",
+        "Отследить посылку",
+        "Sendung verfolgen",
+    ),
+    "back.returns": _t(
+        "Returns and complaints",
+        "Vrátenie a reklamácie",
+        "Vrácení a reklamace",
+        "Zwroty i reklamacje",
+        "Возвраты и претензии",
+        "Rücksendungen und Reklamationen",
+    ),
+    "back.account": _t(
+        "Your account", "Váš účet", "Váš účet", "Twoje konto", "Ваш аккаунт", "Ihr Konto"
+    ),
+    "back.support": _t(
+        "Customer support",
+        "Zákaznícka podpora",
+        "Zákaznická podpora",
+        "Obsługa klienta",
+        "Служба поддержки",
+        "Kundenservice",
+    ),
+    "back.about": _t(
+        "About this card",
+        "O tejto karte",
+        "O této kartě",
+        "O tej karcie",
+        "Об этой карте",
+        "Über diese Karte",
+    ),
+    "about.text": _t(
+        "This card shows your latest order and updates itself as it moves.",
+        "Táto karta ukazuje vašu poslednú objednávku a sama sa aktualizuje.",
+        "Tato karta ukazuje vaši poslední objednávku a sama se aktualizuje.",
+        "Ta karta pokazuje Twoje ostatnie zamówienie i sama się aktualizuje.",
+        "Эта карта показывает ваш последний заказ и обновляется сама.",
+        "Diese Karte zeigt Ihre letzte Bestellung und aktualisiert sich selbst.",
+    ),
 }
 
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-
-
-def pass_strings(locale: str) -> bytes:
-    """``pass.strings`` for one language (UTF-8, which Wallet reads as it reads UTF-16)."""
-    lines = [f'"{_escape(key)}" = "{_escape(values[locale])}";' for key, values in TEXTS.items()]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+Overrides = Mapping[str, Mapping[str, str]]
+"""A merchant's own texts: locale -> key -> text."""
 
 
-def text(key: str, locale: str) -> str:
-    """One string in ``locale``, falling back to English."""
+def check_override(locale: str, key: str, value: str) -> None:
+    if locale not in LOCALES:
+        raise ValueError(f"locale must be one of {', '.join(LOCALES)}")
+    if key not in TEXTS:
+        raise ValueError(f"unknown text key {key!r}")
+    if key == "status.change" and "%@" not in value:
+        raise ValueError("status.change must contain %@ (Wallet puts the new status there)")
+    if not 0 < len(value) <= 200:
+        raise ValueError("a text is 1 to 200 characters")
+
+
+def text(key: str, locale: str, overrides: Overrides | None = None) -> str:
+    """One text in ``locale`` (the merchant's own first), falling back to English."""
+    own = (overrides or {}).get(locale, {}).get(key)
+    if own is not None:
+        return own
     values = TEXTS[key]
     return values.get(locale, values["en"])
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+
+
+def pass_strings(locale: str, overrides: Overrides | None, values: Mapping[str, str]) -> bytes:
+    """``pass.strings`` for one language (UTF-8, which Wallet reads as it reads UTF-16).
+
+    ``values`` fill the ``{placeholders}`` some texts carry (the order number).
+    """
+    lines = []
+    for key in TEXTS:
+        line = text(key, locale, overrides)
+        for name, value in values.items():
+            line = line.replace(f"{{{name}}}", value) if value else line.replace(f" {{{name}}}", "")
+        lines.append(f'"{_escape(key)}" = "{_escape(line)}";')
+    return ("\n".join(lines) + "\n").encode("utf-8")

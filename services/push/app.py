@@ -6,13 +6,14 @@ from fastapi import FastAPI
 
 from services.core.queue import Subscription
 from services.core.queue.topics import CARD_UPDATED
+from services.core.settings import Settings
 from services.core.web import Component
 from services.push.apns import AioApnsSender
 from services.push.deliveries import DeliveryWorker, Wakeup
 from services.push.handlers import card_updated
 
 
-def component() -> Component:
+def component(settings: Settings) -> Component:
     wakeup = Wakeup()
 
     async def start(app: FastAPI) -> None:

@@ -26,18 +26,21 @@ def test_production_refuses_unsafe_defaults() -> None:
     assert "PASSPOST_ADMIN_TOKEN" in message
     assert "PASSPOST_PUBLIC_BASE_URL must be https://" in message
     assert "PASSPOST_DATABASE_URL" in message
+    assert "PASSPOST_SECRET_KEY" in message
 
 
 def test_production_accepts_safe_settings() -> None:
     settings = Settings(
         environment=Environment.production,
         admin_token="x" * 40,
+        secret_key="k" * 40,
         public_base_url="https://cards.example.com",
         database_url="postgresql+asyncpg://passpost@db/passpost",
         _env_file=None,  # type: ignore[call-arg]
     )
     assert settings.resolved_admin_token() == "x" * 40
     assert "x" * 40 not in repr(settings)
+    assert "k" * 40 not in repr(settings)
 
 
 @pytest.mark.parametrize(

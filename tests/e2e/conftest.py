@@ -41,8 +41,8 @@ def push_settings(settings: Settings, standin: ApnsStandin) -> Settings:
 
 
 def installation(settings: Settings, *, push: bool = True) -> FastAPI:
-    components = [orders_component(), passes_component()]
-    return create_app(settings, [*components, push_component()] if push else components)
+    components = [orders_component(settings), passes_component(settings)]
+    return create_app(settings, [*components, push_component(settings)] if push else components)
 
 
 @pytest.fixture

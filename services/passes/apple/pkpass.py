@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.passes.apple.signing import SigningMaterial
-from services.passes.texts import LOCALES, pass_strings
 
 MEDIA_TYPE = "application/vnd.apple.pkpass"
 
@@ -37,7 +36,7 @@ def _sha1(data: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StaticFiles:
-    """The files every card of one design shares, hashed once per design, not once per pass."""
+    """The images every card of one design shares, hashed once per design, not once per pass."""
 
     files: Mapping[str, bytes]
     sha1: Mapping[str, str]
@@ -47,10 +46,7 @@ class StaticFiles:
         missing = [name for name in REQUIRED_IMAGES if name not in images]
         if missing:
             raise ValueError(f"a pass needs {', '.join(missing)}")
-        files = dict(images)
-        for locale in LOCALES:
-            files[f"{locale}.lproj/pass.strings"] = pass_strings(locale)
-        return cls(files=files, sha1={name: _sha1(data) for name, data in files.items()})
+        return cls(files=dict(images), sha1={name: _sha1(data) for name, data in images.items()})
 
 
 def rgb(hex_color: str) -> str:
@@ -76,11 +72,19 @@ def check_field_limits(store_card: Mapping[str, list[Any]]) -> None:
 
 
 def build_pkpass(
-    document: Mapping[str, Any], static: StaticFiles, signer: SigningMaterial
+    document: Mapping[str, Any],
+    strings: Mapping[str, bytes],
+    static: StaticFiles,
+    signer: SigningMaterial,
 ) -> bytes:
-    """Serialise, hash, sign and zip one pass."""
+    """Serialise, hash, sign and zip one pass; ``strings`` is each locale's pass.strings."""
     pass_json = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    manifest = {"pass.json": _sha1(pass_json), **static.sha1}
+    localized = {f"{locale}.lproj/pass.strings": data for locale, data in strings.items()}
+    manifest = {
+        "pass.json": _sha1(pass_json),
+        **static.sha1,
+        **{name: _sha1(data) for name, data in localized.items()},
+    }
     manifest_json = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8")
     signature = signer.sign(manifest_json)
 
@@ -91,6 +95,7 @@ def build_pkpass(
         bundle.writestr("signature", signature)
         for name, data in static.files.items():
             # PNGs are compressed already: storing them saves time and loses nothing.
-            compress = zipfile.ZIP_STORED if name.endswith(".png") else zipfile.ZIP_DEFLATED
-            bundle.writestr(name, data, compress_type=compress)
+            bundle.writestr(name, data, compress_type=zipfile.ZIP_STORED)
+        for name, data in localized.items():
+            bundle.writestr(name, data)
     return buffer.getvalue()

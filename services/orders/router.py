@@ -1,0 +1,94 @@
+"""The orders API for e-shop backends: thin endpoints over ``services.orders.service``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import ValidationError
+
+from services.core.db import Session
+from services.core.errors import Conflict, InvalidInput, NotFound, PasspostError, Unauthorized
+from services.core.settings import Settings
+from services.merchants.models import Merchant
+from services.merchants.service import authenticate_api_key
+from services.orders import service
+from services.orders.schemas import (
+    BatchIn,
+    BatchItem,
+    BatchResult,
+    EventAccepted,
+    OrderEventIn,
+    OrderRead,
+)
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+
+async def authenticated_merchant(
+    request: Request,
+    session: Session,
+    authorization: Annotated[str | None, Header()] = None,
+    passpost_signature: Annotated[str | None, Header()] = None,
+) -> Merchant:
+    """The merchant behind ``Authorization: Bearer <API key>``, its signature checked."""
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("send Authorization: Bearer <API key>")
+    merchant = await authenticate_api_key(session, key.strip())
+    if merchant.signing_secret:
+        service.verify_signature(merchant.signing_secret, passpost_signature, await request.body())
+    return merchant
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+CurrentMerchant = Annotated[Merchant, Depends(authenticated_merchant)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+_errors = {**Unauthorized.openapi(), **Conflict.openapi(), **InvalidInput.openapi()}
+
+
+@router.post("/events", status_code=202, response_model=EventAccepted, responses=_errors)
+async def post_event(
+    event: OrderEventIn, merchant: CurrentMerchant, session: Session, settings: AppSettings
+) -> EventAccepted:
+    """Tell us what happened to an order; answers with the customer's card links."""
+    return await service.ingest_event(session, merchant, event, settings)
+
+
+@router.post("/events:batch", response_model=BatchResult, responses=Unauthorized.openapi())
+async def post_events(
+    batch: BatchIn, merchant: CurrentMerchant, session: Session, settings: AppSettings
+) -> BatchResult:
+    """Up to 500 events, each applied and answered on its own (``status`` per event)."""
+    results = []
+    for index, raw in enumerate(batch.events):
+        try:
+            event = OrderEventIn.model_validate(raw)
+        except ValidationError as exc:
+            errors = [
+                {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors()
+            ]
+            body = {"error": InvalidInput.code, "message": "the event is invalid", "errors": errors}
+            results.append(BatchItem(index=index, status=422, body=body))
+            continue
+        try:
+            async with session.begin_nested():
+                accepted = await service.ingest_event(session, merchant, event, settings)
+        except PasspostError as exc:
+            results.append(BatchItem(index=index, status=exc.status_code, body=exc.to_dict()))
+        else:
+            results.append(
+                BatchItem(index=index, status=202, body=accepted.model_dump(mode="json"))
+            )
+    return BatchResult(results=results)
+
+
+@router.get("/{order_id}", response_model=OrderRead, responses=NotFound.openapi())
+async def read_order(order_id: str, merchant: CurrentMerchant, session: Session) -> OrderRead:
+    """The order as it stands, with every event received for it."""
+    return await service.get_order(session, merchant, order_id)

@@ -1,0 +1,91 @@
+"""The order state machine: which status changes an event may make.
+
+Shops send what they know when they know it, so steps may be skipped (confirmed -> shipped).
+What never happens: a late event (older ``occurred_at`` than the last applied) moving the status,
+a newer event moving it back along the way to the customer, or anything leaving a final status
+but the after-sales path (delivered or picked up -> returned -> refunded, cancelled -> refunded).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    placed = "placed"
+    confirmed = "confirmed"
+    processing = "processing"
+    shipped = "shipped"
+    out_for_delivery = "out_for_delivery"
+    delivered = "delivered"
+    ready_for_pickup = "ready_for_pickup"
+    picked_up = "picked_up"
+    delivery_issue = "delivery_issue"
+    cancelled = "cancelled"
+    returned = "returned"
+    refunded = "refunded"
+
+
+S = OrderStatus
+FINAL = frozenset({S.delivered, S.picked_up, S.cancelled, S.returned, S.refunded})
+OPEN = frozenset(OrderStatus) - FINAL
+
+_FORWARD_FROM_START = frozenset(OrderStatus) - {S.placed, S.returned, S.refunded}
+ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.placed: _FORWARD_FROM_START,
+    S.confirmed: _FORWARD_FROM_START - {S.confirmed},
+    S.processing: _FORWARD_FROM_START - {S.confirmed, S.processing},
+    S.shipped: frozenset(
+        {
+            S.out_for_delivery,
+            S.delivered,
+            S.ready_for_pickup,
+            S.picked_up,
+            S.delivery_issue,
+            S.cancelled,
+            S.returned,
+        }
+    ),
+    S.out_for_delivery: frozenset(
+        {S.delivered, S.ready_for_pickup, S.picked_up, S.delivery_issue, S.cancelled, S.returned}
+    ),
+    S.ready_for_pickup: frozenset({S.picked_up, S.delivery_issue, S.cancelled, S.returned}),
+    # A delivery problem can be solved (back on the way) or end the order.
+    S.delivery_issue: frozenset(
+        {
+            S.shipped,
+            S.out_for_delivery,
+            S.delivered,
+            S.ready_for_pickup,
+            S.picked_up,
+            S.cancelled,
+            S.returned,
+        }
+    ),
+    S.delivered: frozenset({S.returned, S.refunded}),
+    S.picked_up: frozenset({S.returned, S.refunded}),
+    S.returned: frozenset({S.refunded}),
+    S.cancelled: frozenset({S.refunded}),
+    S.refunded: frozenset(),
+}
+
+
+class Decision(StrEnum):
+    apply = "apply"
+    """The status changes."""
+    same = "same"
+    """The same status again: other details (tracking, estimate) may still change."""
+    stale = "stale"
+    """Kept in the history, status untouched: a late event, or a step back along the way."""
+    refused = "refused"
+    """Leaving a final status other than by the after-sales path: 409."""
+
+
+def decide(current: OrderStatus, new: OrderStatus, *, late: bool) -> Decision:
+    if new == current:
+        return Decision.stale if late else Decision.same
+    if late:
+        return Decision.stale
+    if new in ALLOWED[current]:
+        return Decision.apply
+    return Decision.refused if current in FINAL else Decision.stale

@@ -1,0 +1,195 @@
+"""What a card shows in Apple Wallet: pass.json and its per-card pass.strings.
+
+The card shows the customer's most recent open order (or, once all are done, the last one):
+header "Order 1001", the status as the primary field with a ``changeMessage`` (so the lock
+screen says "Your order 1001: On its way"), the estimated delivery and the customer, the
+carrier and tracking number, and on the back the items, total, links and support phone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.core.settings import Settings
+from services.passes.apple.pkpass import check_field_limits, rgb
+from services.passes.models import Card, PassDesign
+from services.passes.texts import LOCALES, pass_strings
+
+OPEN_STATUSES = frozenset(
+    {
+        "placed",
+        "confirmed",
+        "processing",
+        "shipped",
+        "out_for_delivery",
+        "ready_for_pickup",
+        "delivery_issue",
+    }
+)
+LINK_DETECTOR = ["PKDataDetectorTypeLink"]
+
+
+def current_order(content: dict[str, Any]) -> dict[str, Any] | None:
+    """The most recently placed open order; with none open, the most recently placed."""
+    orders = list((content.get("orders") or {}).values())
+    if not orders:
+        return None
+    open_orders = [o for o in orders if o.get("status") in OPEN_STATUSES]
+    chosen: dict[str, Any] = max(
+        open_orders or orders, key=lambda o: (o.get("placed_at", ""), o.get("id", ""))
+    )
+    return chosen
+
+
+def web_service_url(settings: Settings) -> str:
+    return f"{settings.base_url()}/passkit"
+
+
+def pass_strings_for(design: PassDesign, card: Card) -> dict[str, bytes]:
+    order = current_order(card.content)
+    number = (order.get("number") or order.get("id", "")) if order else ""
+    return {locale: pass_strings(locale, design.texts, {"number": number}) for locale in LOCALES}
+
+
+def pass_document(design: PassDesign, card: Card, settings: Settings) -> dict[str, Any]:
+    """pass.json for the card as it is now. Labels and status values are pass.strings keys."""
+    order = current_order(card.content)
+    store_card = _front(card, order)
+    store_card["backFields"] = _back(design, card, order)
+    check_field_limits(store_card)
+    document: dict[str, Any] = {
+        "formatVersion": 1,
+        "passTypeIdentifier": card.pass_type_identifier,
+        "serialNumber": card.serial_number,
+        "teamIdentifier": design.team_identifier,
+        "organizationName": design.organization_name,
+        "description": design.description,
+        "webServiceURL": web_service_url(settings),
+        "authenticationToken": card.authentication_token,
+        "foregroundColor": rgb(design.foreground_color),
+        "backgroundColor": rgb(design.background_color),
+        "labelColor": rgb(design.label_color),
+        "sharingProhibited": True,
+        "barcodes": [
+            {
+                "format": "PKBarcodeFormatQR",
+                "message": card.serial_number,
+                "messageEncoding": "iso-8859-1",
+                "altText": card.serial_number[:12].upper(),
+            }
+        ],
+        "storeCard": store_card,
+    }
+    if design.logo_text:
+        document["logoText"] = design.logo_text
+    return document
+
+
+def _front(card: Card, order: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
+    status = f"status.{order['status']}" if order else "status.welcome"
+    front: dict[str, list[dict[str, Any]]] = {
+        "headerFields": [],
+        "primaryFields": [
+            {
+                "key": "status",
+                "label": "label.status",
+                "value": status,
+                "changeMessage": "status.change",
+            }
+        ],
+        "secondaryFields": [],
+        "auxiliaryFields": [],
+    }
+    shipping = (order or {}).get("shipping") or {}
+    if order:
+        front["headerFields"].append(
+            {"key": "order", "label": "label.order", "value": order.get("number") or order["id"]}
+        )
+    if order and order["status"] in OPEN_STATUSES and shipping.get("estimated_delivery"):
+        front["secondaryFields"].append(
+            {
+                "key": "eta",
+                "label": "label.eta",
+                # Noon UTC shown as UTC: the shop's date, whatever the phone's time zone.
+                "value": f"{shipping['estimated_delivery']}T12:00:00Z",
+                "dateStyle": "PKDateStyleMedium",
+                "timeStyle": "PKDateStyleNone",
+                "ignoresTimeZone": True,
+            }
+        )
+    if card.customer_name:
+        front["secondaryFields"].append(
+            {"key": "customer", "label": "label.customer", "value": card.customer_name}
+        )
+    if shipping.get("carrier"):
+        front["auxiliaryFields"].append(
+            {"key": "carrier", "label": "label.carrier", "value": shipping["carrier"]}
+        )
+    if shipping.get("tracking_number"):
+        front["auxiliaryFields"].append(
+            {"key": "tracking", "label": "label.tracking", "value": shipping["tracking_number"]}
+        )
+    return front
+
+
+def _back(design: PassDesign, card: Card, order: dict[str, Any] | None) -> list[dict[str, Any]]:
+    order = order or {}
+    shipping = order.get("shipping") or {}
+    fields: list[dict[str, Any]] = []
+    if order.get("items"):
+        lines = [f"{item.get('quantity', 1)}× {item['name']}" for item in order["items"]]
+        fields.append({"key": "items", "label": "back.items", "value": "\n".join(lines)})
+    total = order.get("total")
+    if total:
+        fields.append(
+            {
+                "key": "total",
+                "label": "back.total",
+                "value": float(total["amount"]),
+                "currencyCode": total["currency"],
+            }
+        )
+    own = order.get("links") or {}
+    if shipping.get("tracking_url") and "tracking" not in own:
+        own = {**own, "tracking": shipping["tracking_url"]}
+    values = {
+        "order_id": order.get("id", ""),
+        "order_number": order.get("number") or "",
+        "customer_id": card.customer_id,
+        "tracking_number": shipping.get("tracking_number", ""),
+    }
+    templates = [
+        ("order", design.order_url_template, ("order_id", "order_number")),
+        ("tracking", design.tracking_url_template, ("tracking_number",)),
+        ("returns", design.returns_url_template, ("order_id", "order_number")),
+        ("account", design.account_url_template, ()),
+    ]
+    for key, template, needs in templates:
+        url = own.get(key)
+        # A template that needs an order (or a tracking number) is used once there is one.
+        if (
+            url is None
+            and template
+            and not any(f"{{{name}}}" in template and not values[name] for name in needs)
+        ):
+            url = template.format(**values)
+        if url:
+            fields.append(
+                {
+                    "key": f"link_{key}",
+                    "label": f"back.{key}",
+                    "value": url,
+                    "dataDetectorTypes": LINK_DETECTOR,
+                }
+            )
+    if design.support_phone:
+        fields.append(
+            {
+                "key": "support_phone",
+                "label": "back.support",
+                "value": design.support_phone,
+                "dataDetectorTypes": ["PKDataDetectorTypePhoneNumber"],
+            }
+        )
+    fields.append({"key": "about", "label": "back.about", "value": "about.text"})
+    return fields
