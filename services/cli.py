@@ -350,6 +350,22 @@ def merchants_api_key(
     _print(_in_transaction(settings, work))
 
 
+@merchants_app.command("signing-secret")
+def merchants_signing_secret(
+    merchant_slug: Slug,
+    disable: Annotated[bool, typer.Option(help="Stop requiring signed order events.")] = False,
+) -> None:
+    """Require signed order events (Passpost-Signature) with a new secret, shown once."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        secret = await merchants.rotate_signing_secret(session, merchant, enable=not disable)
+        return {"merchant": merchant.slug, "signing_secret": secret}
+
+    _print(_in_transaction(settings, work))
+
+
 @designs_app.command("apple")
 def designs_apple(
     merchant_slug: Slug,

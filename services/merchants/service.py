@@ -66,6 +66,18 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Merchant:
     return merchant
 
 
+SIGNING_SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix)
+
+
+async def rotate_signing_secret(
+    session: AsyncSession, merchant: Merchant, *, enable: bool
+) -> str | None:
+    """A new secret for signing order events (shown once), or ``None`` to stop requiring one."""
+    merchant.signing_secret = SIGNING_SECRET_PREFIX + secrets.token_urlsafe(32) if enable else None
+    await session.flush()
+    return merchant.signing_secret
+
+
 async def revoke_api_keys(session: AsyncSession, merchant: Merchant) -> int:
     keys = (
         await session.scalars(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from services.push.models import Delivery
 from tests.conftest import BASE_URL
 from tests.e2e.conftest import installation
 from tests.factories import create_card, create_merchant
+from tests.waiting import eventually
 
 WS = "/passkit/v1"
 
@@ -39,12 +40,6 @@ async def _register(client: httpx.AsyncClient, card: Card, device: str, token: s
 async def _change(sessionmaker: async_sessionmaker[AsyncSession], card: Card) -> None:
     async with sessionmaker() as session, session.begin():
         await record_change(session, await session.get_one(Card, card.id))
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not await check():  # noqa: ASYNC110  (polling the database)
-            await asyncio.sleep(0.05)
 
 
 async def _count(sessionmaker: async_sessionmaker[AsyncSession], query: object) -> int:
@@ -141,7 +136,7 @@ async def test_dead_token_removes_the_registration(
         async with sessionmaker() as session:
             return list((await session.scalars(remaining)).all()) == ["live-device"]
 
-    await _eventually(dropped)
+    await eventually(dropped)
 
 
 @pytest.mark.parametrize(
@@ -170,7 +165,7 @@ async def test_transient_faults_are_retried_until_delivered(
         async with sessionmaker() as session:
             return list((await session.scalars(outcomes)).all()) == ["retry", "delivered"]
 
-    await _eventually(delivered)
+    await eventually(delivered)
     assert [p.status for p in standin.received if p.token == token][-1] == 200
 
 
@@ -191,7 +186,7 @@ async def test_slow_answer_and_missing_apns_id_time_out_and_are_retried(
     async def both_timed_out() -> bool:
         return await _count(sessionmaker, retries) >= 2
 
-    await _eventually(both_timed_out)
+    await eventually(both_timed_out)
     async with sessionmaker() as session:
         reasons = set((await session.scalars(select(Delivery.reason))).all())
     assert reasons == {"Timeout"}
@@ -202,7 +197,7 @@ async def test_slow_answer_and_missing_apns_id_time_out_and_are_retried(
     async def recovered() -> bool:
         return await _count(sessionmaker, delivered) == 2
 
-    await _eventually(recovered)
+    await eventually(recovered)
 
 
 async def test_restart_loses_no_push_and_sends_none_twice(

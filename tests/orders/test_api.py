@@ -1,0 +1,287 @@
+"""The orders API contract, status code by status code."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.core.settings import Settings
+from services.merchants.service import rotate_signing_secret
+from services.onboarding import Onboarded
+from tests.factories import create_merchant
+from tests.waiting import eventually
+
+EVENTS = "/v1/orders/events"
+_counter = iter(range(1, 1_000_000))
+
+
+def order_event(
+    status: str = "confirmed",
+    *,
+    order_id: str = "A-1001",
+    at: str | None = None,
+    event_id: str | None = None,
+    **order: Any,
+) -> dict[str, Any]:
+    return {
+        "id": event_id or f"evt_{next(_counter)}",
+        "occurred_at": at or "2026-11-23T10:15:00Z",
+        "order": {
+            "id": order_id,
+            "number": "1001",
+            "status": status,
+            "customer": {"id": "c-42", "name": "Jana Nováková", "locale": "sk"},
+            **order,
+        },
+    }
+
+
+FULL = {
+    "total": {"amount": "49.90", "currency": "EUR"},
+    "shipping": {
+        "carrier": "DPD",
+        "tracking_number": "0123456789",
+        "tracking_url": "https://track.example.com/0123456789",
+        "estimated_delivery": "2026-11-25",
+        "cost": {"amount": "0.00", "currency": "EUR"},
+    },
+    "items": [{"name": "Tea kettle", "quantity": 1}],
+    "links": {
+        "order": "https://shop.example.com/orders/A-1001",
+        "returns": "https://shop.example.com/returns/A-1001",
+    },
+}
+
+
+@pytest.fixture
+async def shop(session: AsyncSession, settings: Settings) -> Onboarded:
+    return await create_merchant(session, settings)
+
+
+def auth(onboarded: Onboarded) -> dict[str, str]:
+    return {"Authorization": f"Bearer {onboarded.api_key}"}
+
+
+async def test_accepted_with_the_card_links(client: httpx.AsyncClient, shop: Onboarded) -> None:
+    response = await client.post(EVENTS, json=order_event(**FULL), headers=auth(shop))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["duplicate"] is False
+    assert body["order"]["status"] == "confirmed"
+    assert body["order"]["shipping"]["carrier"] == "DPD"
+    card = body["card"]
+    assert card["apple_pass_url"].startswith("https://passpost.test/c/")
+    assert card["landing_url"] == card["apple_pass_url"].removesuffix("/pass.pkpass")
+    assert card["google_save_url"] is None
+
+    # The first event of a new customer issues the card: the link works once passes applied it.
+    async def pass_served() -> bool:
+        return (await client.get(card["apple_pass_url"])).status_code == 200
+
+    await eventually(pass_served)
+
+
+async def test_replay_answers_the_same_and_changes_nothing(
+    client: httpx.AsyncClient, shop: Onboarded
+) -> None:
+    event = order_event(**FULL)
+    first = await client.post(EVENTS, json=event, headers=auth(shop))
+    again = await client.post(EVENTS, json=event, headers=auth(shop))
+    assert again.status_code == 202
+    assert again.json() == {**first.json(), "duplicate": True}
+    history = (await client.get("/v1/orders/A-1001", headers=auth(shop))).json()["history"]
+    assert len(history) == 1
+
+
+async def test_same_id_with_another_body_is_409(client: httpx.AsyncClient, shop: Onboarded) -> None:
+    event = order_event()
+    await client.post(EVENTS, json=event, headers=auth(shop))
+    changed = {**event, "order": {**event["order"], "status": "shipped"}}
+    response = await client.post(EVENTS, json=changed, headers=auth(shop))
+    assert response.status_code == 409
+    assert "different body" in response.json()["message"]
+
+
+async def test_fields_left_out_are_kept(client: httpx.AsyncClient, shop: Onboarded) -> None:
+    await client.post(EVENTS, json=order_event("confirmed", **FULL), headers=auth(shop))
+    minimal = order_event("shipped", at="2026-11-23T12:00:00Z")
+    minimal["order"] = {"id": "A-1001", "status": "shipped", "customer": {"id": "c-42"}}
+    response = await client.post(EVENTS, json=minimal, headers=auth(shop))
+    order = response.json()["order"]
+    assert order["status"] == "shipped"
+    assert order["number"] == "1001"
+    assert order["customer"]["name"] == "Jana Nováková"
+    assert order["shipping"]["tracking_number"] == "0123456789"
+
+
+async def test_late_event_is_kept_in_history_but_never_moves_the_status(
+    client: httpx.AsyncClient, shop: Onboarded
+) -> None:
+    await client.post(
+        EVENTS, json=order_event("shipped", at="2026-11-23T12:00:00Z"), headers=auth(shop)
+    )
+    late = await client.post(
+        EVENTS, json=order_event("confirmed", at="2026-11-23T11:00:00Z"), headers=auth(shop)
+    )
+    assert late.status_code == 202
+    assert late.json()["order"]["status"] == "shipped"
+    order = (await client.get("/v1/orders/A-1001", headers=auth(shop))).json()
+    assert order["status"] == "shipped"
+    assert [(h["status"], h["outcome"]) for h in order["history"]] == [
+        ("confirmed", "stale"),
+        ("shipped", "applied"),
+    ]
+
+
+async def test_leaving_a_final_status_is_409(client: httpx.AsyncClient, shop: Onboarded) -> None:
+    await client.post(
+        EVENTS, json=order_event("delivered", at="2026-11-23T12:00:00Z"), headers=auth(shop)
+    )
+    back = await client.post(
+        EVENTS, json=order_event("shipped", at="2026-11-23T13:00:00Z"), headers=auth(shop)
+    )
+    assert back.status_code == 409
+    assert back.json()["message"] == "order 'A-1001' is delivered: it cannot become shipped"
+    returned = await client.post(
+        EVENTS, json=order_event("returned", at="2026-11-24T09:00:00Z"), headers=auth(shop)
+    )
+    assert returned.status_code == 202
+    assert returned.json()["order"]["status"] == "returned"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path"),
+    [
+        (lambda e: e.pop("id"), "body.id"),
+        (lambda e: e.update(occurred_at="2026-11-23T10:15:00"), "body.occurred_at"),
+        (lambda e: e.update(occurred_at="yesterday"), "body.occurred_at"),
+        (lambda e: e["order"].update(status="teleported"), "body.order.status"),
+        (lambda e: e["order"].pop("customer"), "body.order.customer"),
+        (
+            lambda e: e["order"].update(total={"amount": "x", "currency": "EUR"}),
+            "body.order.total.amount",
+        ),
+        (
+            lambda e: e["order"].update(total={"amount": "1.00", "currency": "euro"}),
+            "body.order.total.currency",
+        ),
+        (
+            lambda e: e["order"].update(shipping={"tracking_url": "not a url"}),
+            "body.order.shipping.tracking_url",
+        ),
+        (
+            lambda e: e["order"].update(items=[{"name": "x", "quantity": 0}]),
+            "body.order.items.0.quantity",
+        ),
+    ],
+)
+async def test_bad_input_is_422_with_the_field_path(
+    client: httpx.AsyncClient, shop: Onboarded, mutate: Any, path: str
+) -> None:
+    event = order_event()
+    mutate(event)
+    response = await client.post(EVENTS, json=event, headers=auth(shop))
+    assert response.status_code == 422
+    assert path in [e["path"] for e in response.json()["errors"]]
+
+
+async def test_malformed_json_is_422(client: httpx.AsyncClient, shop: Onboarded) -> None:
+    response = await client.post(
+        EVENTS, content=b"{nope", headers={**auth(shop), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+async def test_body_over_256_kib_is_413(client: httpx.AsyncClient, shop: Onboarded) -> None:
+    event = order_event(items=[{"name": "x" * 200}] * 1400)
+    response = await client.post(EVENTS, json=event, headers=auth(shop))
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer pp_live_unknown"}, {"Authorization": "Basic x"}]
+)
+async def test_unknown_key_is_401(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    response = await client.post(EVENTS, json=order_event(), headers=headers)
+    assert response.status_code == 401
+
+
+async def test_tenants_are_isolated(
+    client: httpx.AsyncClient, session: AsyncSession, settings: Settings, shop: Onboarded
+) -> None:
+    other = await create_merchant(session, settings, slug="other", name="Other")
+    await client.post(EVENTS, json=order_event(), headers=auth(shop))
+    assert (await client.get("/v1/orders/A-1001", headers=auth(other))).status_code == 404
+    assert (await client.get("/v1/orders/A-1001", headers=auth(shop))).status_code == 200
+    # The same order id and event id at another merchant are another order.
+    same = await client.post(EVENTS, json=order_event(event_id="evt_shared"), headers=auth(other))
+    mine = await client.post(EVENTS, json=order_event(event_id="evt_shared"), headers=auth(shop))
+    assert same.json()["duplicate"] is False
+    assert mine.json()["duplicate"] is False
+    assert same.json()["card"]["serial_number"] != mine.json()["card"]["serial_number"]
+
+
+def _sign(secret: str, body: bytes, at: int | None = None) -> str:
+    t = at if at is not None else int(time.time())
+    digest = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={digest}"
+
+
+async def test_signed_requests(
+    client: httpx.AsyncClient, session: AsyncSession, shop: Onboarded
+) -> None:
+    merchant = await session.merge(shop.merchant)
+    secret = await rotate_signing_secret(session, merchant, enable=True)
+    await session.commit()
+    assert secret is not None
+    body = json.dumps(order_event()).encode()
+    headers = {**auth(shop), "Content-Type": "application/json"}
+
+    unsigned = await client.post(EVENTS, content=body, headers=headers)
+    assert unsigned.status_code == 401
+    wrong = await client.post(
+        EVENTS, content=body, headers={**headers, "Passpost-Signature": _sign("nope", body)}
+    )
+    assert wrong.status_code == 401
+    old = await client.post(
+        EVENTS,
+        content=body,
+        headers={**headers, "Passpost-Signature": _sign(secret, body, int(time.time()) - 301)},
+    )
+    assert old.status_code == 401
+    assert "older than 5 minutes" in old.json()["message"]
+    good = await client.post(
+        EVENTS, content=body, headers={**headers, "Passpost-Signature": _sign(secret, body)}
+    )
+    assert good.status_code == 202
+
+
+async def test_batch_answers_each_event(client: httpx.AsyncClient, shop: Onboarded) -> None:
+    ok = order_event("confirmed", order_id="B-1")
+    bad = order_event("confirmed", order_id="B-2")
+    bad["order"]["status"] = "lost"
+    delivered = order_event("delivered", order_id="B-3", at="2026-11-23T10:00:00Z")
+    refused = order_event("shipped", order_id="B-3", at="2026-11-23T11:00:00Z")
+    response = await client.post(
+        f"{EVENTS}:batch", json={"events": [ok, bad, delivered, refused, ok]}, headers=auth(shop)
+    )
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [202, 422, 202, 409, 202]
+    assert results[1]["body"]["errors"][0]["path"] == "order.status"
+    assert results[4]["body"]["duplicate"] is True
+    assert (await client.get("/v1/orders/B-3", headers=auth(shop))).json()["status"] == "delivered"
+
+
+async def test_batch_is_limited_to_500(client: httpx.AsyncClient, shop: Onboarded) -> None:
+    response = await client.post(
+        f"{EVENTS}:batch", json={"events": [{"id": "x"}] * 501}, headers=auth(shop)
+    )
+    assert response.status_code == 422
