@@ -459,6 +459,25 @@ def designs_branding(
     _print(_in_transaction(settings, work))
 
 
+@designs_app.command("text")
+def designs_text(
+    merchant_slug: Slug,
+    locale: Annotated[str, typer.Option(help="en, sk, cs, pl, ru or de.")],
+    key: Annotated[str, typer.Option(help="e.g. status.shipped, status.change, back.returns")],
+    value: Annotated[str | None, typer.Option(help="The text; leave out to restore ours.")] = None,
+) -> None:
+    """Word one of the card's texts the merchant's way (status.change needs %@)."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        design = await designs.get_design(session, merchant)
+        await designs.set_text(session, design, locale, key, value)
+        return {"merchant": merchant.slug, "texts": design.texts}
+
+    _print(_in_transaction(settings, work))
+
+
 @designs_app.command("image")
 def designs_image(
     merchant_slug: Slug,

@@ -20,6 +20,7 @@ from services.passes.apple.signing import SigningFiles, SigningMaterial, load_si
 from services.passes.models import Card, DesignImage, PassDesign
 from services.passes.png import NotAPNG, badge_png, png_size
 from services.passes.schemas import AppleSettings, Branding
+from services.passes.texts import check_override
 
 DEFAULT_IMAGE_SIZES = {
     "icon.png": (29, 29),
@@ -155,6 +156,25 @@ async def update_branding(
 ) -> PassDesign:
     for field, value in branding.model_dump(exclude_unset=True).items():
         setattr(design, field, value)
+    await session.flush()
+    return design
+
+
+async def set_text(
+    session: AsyncSession, design: PassDesign, locale: str, key: str, value: str | None
+) -> PassDesign:
+    """The merchant's own wording of one text in one language; ``None`` restores ours."""
+    if value is not None:
+        try:
+            check_override(locale, key, value)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), locale=locale, key=key) from None
+    texts = {code: dict(entries) for code, entries in (design.texts or {}).items()}
+    if value is None:
+        texts.get(locale, {}).pop(key, None)
+    else:
+        texts.setdefault(locale, {})[key] = value
+    design.texts = {code: entries for code, entries in texts.items() if entries}
     await session.flush()
     return design
 

@@ -15,7 +15,8 @@ from services.core.queue import OutboxMessage
 from services.core.settings import Settings
 from services.onboarding import development_apple_settings
 from services.passes.cards import record_change
-from services.passes.designs import check_image, set_apns_token_key, update_apple
+from services.passes.apple.document import pass_strings_for
+from services.passes.designs import check_image, set_apns_token_key, set_text, update_apple
 from services.passes.png import badge_png, png_size
 from tests.factories import create_card, create_merchant
 
@@ -88,3 +89,22 @@ async def test_apns_token_key_switches_card_updates_to_token_auth(
         "key_id": "ABCDE12345",
         "team_id": "PASSPOST42",
     }
+
+
+async def test_merchant_texts_override_ours(session: AsyncSession, settings: Settings) -> None:
+    onboarded = await create_merchant(session, settings)
+    design = onboarded.design
+    await set_text(session, design, "sk", "status.shipped", "Už letí k vám")
+    await set_text(session, design, "sk", "status.change", "Objednávka {number} – %@")
+    card = await create_card(session, onboarded)
+    strings = pass_strings_for(design, card)
+    assert '"status.shipped" = "Už letí k vám";' in strings["sk"].decode()
+    assert '"status.shipped" = "On its way";' in strings["en"].decode()
+    await set_text(session, design, "sk", "status.shipped", None)
+    assert design.texts == {"sk": {"status.change": "Objednávka {number} – %@"}}
+    with pytest.raises(InvalidInput, match="%@"):
+        await set_text(session, design, "en", "status.change", "Order moved")
+    with pytest.raises(InvalidInput, match="unknown text key"):
+        await set_text(session, design, "en", "status.teleported", "Beamed")
+    with pytest.raises(InvalidInput, match="locale"):
+        await set_text(session, design, "fr", "status.shipped", "En route")
