@@ -14,8 +14,8 @@ from services.core.errors import Conflict, InvalidInput, NotConfigured
 from services.core.queue import OutboxMessage
 from services.core.settings import Settings
 from services.onboarding import development_apple_settings
-from services.passes.cards import record_change
 from services.passes.apple.document import pass_strings_for
+from services.passes.cards import record_change
 from services.passes.designs import check_image, set_apns_token_key, set_text, update_apple
 from services.passes.png import badge_png, png_size
 from tests.factories import create_card, create_merchant
