@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import httpx
 import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
@@ -25,6 +26,9 @@ from services.merchants.schemas import MerchantCreate, MerchantRead
 from services.onboarding import onboard_merchant
 from services.passes import cards, designs
 from services.passes.apple.devchain import ensure_dev_chain
+from services.passes.google import wallet
+from services.passes.google.auth import AccessTokens, ServiceAccount
+from services.passes.google.client import GoogleWalletClient, GoogleWalletError
 from services.passes.schemas import AppleSettings, Branding, CardIssue
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -33,9 +37,11 @@ designs_app = typer.Typer(
     help="A merchant's pass design: Apple settings, branding, images.", no_args_is_help=True
 )
 cards_app = typer.Typer(help="Customer cards.", no_args_is_help=True)
+google_app = typer.Typer(help="Google Wallet for a merchant.", no_args_is_help=True)
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(designs_app, name="designs")
 app.add_typer(cards_app, name="cards")
+app.add_typer(google_app, name="google")
 
 T = TypeVar("T")
 DEMO_SLUG = "demo"
@@ -522,3 +528,66 @@ def cards_issue(
         }
 
     _print(_in_transaction(settings, work))
+
+
+@google_app.command("configure")
+def google_configure(
+    merchant_slug: Slug,
+    issuer_id: Annotated[str, typer.Option(help="From the Google Pay & Wallet console.")],
+    service_account_file: Annotated[Path, typer.Option(help="The service account's JSON key.")],
+    origin: Annotated[
+        list[str] | None, typer.Option(help="A shop origin for the save button (repeatable).")
+    ] = None,
+) -> None:
+    """Put a merchant's cards in Google Wallet; existing cards get their objects too."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        await wallet.configure(
+            session,
+            merchant,
+            issuer_id=issuer_id,
+            service_account_file=service_account_file,
+            origins=origin or [],
+        )
+        announced = await cards.announce_all(session, merchant)
+        return {"merchant": merchant.slug, "issuer_id": issuer_id, "cards": announced}
+
+    _print(_in_transaction(settings, work))
+
+
+@google_app.command("sync-class")
+def google_sync_class(merchant_slug: Slug) -> None:
+    """Create or update the merchant's Loyalty class (the card's look and title)."""
+    settings = _settings()
+
+    async def body(session: AsyncSession) -> tuple[str, dict[str, Any]]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        if not wallet.enabled(merchant):
+            _fail(f"merchant {merchant.slug!r} has no Google settings: run google configure")
+        design = await designs.get_design(session, merchant)
+        path = str(merchant.google_service_account_path)
+        return path, wallet.class_body(merchant, design, settings)
+
+    path, class_body = _in_transaction(settings, body)
+
+    async def upload() -> dict[str, Any]:
+        account = ServiceAccount.from_file(Path(path))
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            client = GoogleWalletClient(
+                AccessTokens(account, http=http), http=http, base_url=settings.google_api_url
+            )
+            return await client.upsert_class(class_body)
+
+    try:
+        result = asyncio.run(upload())
+    except GoogleWalletError as exc:
+        _fail(f"Google answered {exc.status}: {exc.message}")
+    _print(
+        {
+            "merchant": merchant_slug,
+            "class": result.get("id"),
+            "review_status": result.get("reviewStatus"),
+        }
+    )

@@ -26,6 +26,16 @@ QUEUE_LAG = Histogram(
 PUSHES = Counter(
     "passpost_pushes_total", "APNs push attempts by outcome and HTTP status", ["outcome", "status"]
 )
+GOOGLE_CALLS = Counter(
+    "passpost_google_calls_total",
+    "Google Wallet calls by kind, outcome and HTTP status",
+    ["kind", "outcome", "status"],
+)
+GOOGLE_MESSAGES = Counter(
+    "passpost_google_messages_total",
+    "Google Wallet messages: 'message' notified, 'downgraded' added plain over the budget",
+    ["kind"],
+)
 PASSES_BUILT = Counter("passpost_passes_built_total", "Signed .pkpass bundles built")
 
 router = APIRouter()

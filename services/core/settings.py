@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     """Recycle an APNs connection after this many pushes (aioapns keeps per-stream state)."""
     push_max_attempts: int = Field(default=8, ge=1)
 
+    google_api_url: str = "https://walletobjects.googleapis.com/walletobjects/v1"
+    google_root_keys_file: Path | None = None
+    """Google's callback signing keys (JSON, as Google publishes them); unset, callbacks are 503."""
+
     log_level: str = "INFO"
     log_json: bool = True
     max_request_bytes: int = Field(default=256 * 1024, gt=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from services.core.models import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
@@ -17,6 +17,11 @@ class Merchant(IdMixin, TimestampMixin, Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     default_locale: Mapped[str] = mapped_column(String(16), default="en")
+    # Google Wallet: the issuer, the service account acting for it (a key file, never shown),
+    # and the shop's web origins where the save button may appear. Unset: no Google Wallet.
+    google_issuer_id: Mapped[str | None] = mapped_column(String(32))
+    google_service_account_path: Mapped[str | None] = mapped_column(String(1024))
+    google_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     signing_secret: Mapped[str | None] = mapped_column(String(100))
     """When set, order events must carry a valid ``Passpost-Signature``; never shown again."""
 

@@ -30,6 +30,7 @@ from services.orders.schemas import (
 )
 from services.orders.states import Decision, OrderStatus, decide
 from services.passes.cards import card_identity, card_links
+from services.passes.google import wallet
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 SNAPSHOT_FIELDS = ("number", "customer", "total", "shipping", "items", "links")
@@ -110,7 +111,7 @@ def links_for(merchant: Merchant, customer_id: str, settings: Settings) -> CardL
     return CardLinks(
         serial_number=links.serial_number,
         apple_pass_url=links.apple_pass_url,
-        google_save_url=None,
+        google_save_url=wallet.save_link(merchant, identity.serial_number),
         landing_url=links.landing_url,
     )
 
@@ -127,7 +128,7 @@ async def ingest_event(
     occurred_at = event.occurred_at.astimezone(UTC)
     order, created = await _lock_or_create(session, merchant, event, occurred_at)
     previous: OrderStatus | None = None
-    decision = Decision.apply
+    decision, changed = Decision.apply, True
     if not created:
         # Holding the order's lock now: an event with this id may have committed meanwhile.
         if (seen := await _seen(session, merchant, event.id)) is not None:
@@ -145,7 +146,7 @@ async def ingest_event(
                 f"{event.order.status.value}",
                 status=previous.value,
             )
-        _apply(order, event, occurred_at, decision)
+        changed = _apply(order, event, occurred_at, decision)
 
     await session.flush()
     accepted = EventAccepted(
@@ -166,7 +167,7 @@ async def ingest_event(
             response=accepted.model_dump(mode="json"),
         )
     )
-    if decision in (Decision.apply, Decision.same):
+    if changed:
         publish(
             session, ORDER_CHANGED, _changed(merchant, order, previous, event), key=str(order.id)
         )
@@ -230,14 +231,19 @@ def _new_order(merchant: Merchant, event: OrderEventIn, occurred_at: datetime) -
     )
 
 
-def _apply(order: Order, event: OrderEventIn, occurred_at: datetime, decision: Decision) -> None:
+def _apply(order: Order, event: OrderEventIn, occurred_at: datetime, decision: Decision) -> bool:
+    """Apply the event to the order; True when anything the customer could see changed."""
     if decision not in (Decision.apply, Decision.same):
-        return
-    order.snapshot = merge_snapshot(order.snapshot, event.order)
-    order.number = order.snapshot.get("number", order.number)
-    order.status = event.order.status.value
+        return False
     order.last_occurred_at = occurred_at
+    snapshot = merge_snapshot(order.snapshot, event.order)
+    if decision == Decision.same and snapshot == order.snapshot:
+        return False
+    order.snapshot = snapshot
+    order.number = snapshot.get("number", order.number)
+    order.status = event.order.status.value
     order.revision += 1
+    return True
 
 
 def _changed(

@@ -21,7 +21,7 @@ async def _start(app: FastAPI) -> None:
 def component(settings: Settings) -> Component:
     return Component(
         name="passes",
-        routers=[links.router, webservice.router],
+        routers=[links.router, links.assets, webservice.router],
         subscriptions=[
             Subscription("passes", ORDER_CHANGED, order_changed(settings)),
             Subscription("passes", PUSH_TOKEN_REJECTED, push_token_rejected),

@@ -25,6 +25,7 @@ from services.merchants.models import Merchant
 from services.passes.apple.document import current_order, pass_document, pass_strings_for
 from services.passes.apple.pkpass import build_pkpass
 from services.passes.designs import DesignAssetCache, get_design
+from services.passes.google import wallet
 from services.passes.models import Card, PassBundle, PassDesign, Registration
 from services.passes.registrations import next_update_tag, registrations_of
 from services.passes.schemas import CardIssue, CardLinks
@@ -81,7 +82,7 @@ def new_card(
     )
 
 
-async def record_change(session: AsyncSession, card: Card) -> None:
+async def record_change(session: AsyncSession, card: Card, *, notify: bool = False) -> None:
     """Every change of what a card shows: a new version, Last-Modified and update tag, and a
     ``card.updated`` message for the push service, all in the caller's transaction.
 
@@ -90,17 +91,49 @@ async def record_change(session: AsyncSession, card: Card) -> None:
     """
     card.version += 1
     card.changed_at = max(whole_second(utcnow()), card.changed_at + timedelta(seconds=1))
+    await announce(session, card, notify=notify)
+    # The tag last: it locks the pass type's counter until commit, so keep that short.
+    card.update_tag = await next_update_tag(session, card.pass_type_identifier)
+
+
+async def announce(session: AsyncSession, card: Card, *, notify: bool = False) -> None:
+    """Publish ``card.updated``: what push needs for the devices and the Google object.
+
+    ``notify``: the status shown changed, so Google gets a message too (Apple's lock screen
+    comes from the pass's ``changeMessage``).
+    """
     design = await session.scalar(
         select(PassDesign).where(PassDesign.merchant_id == card.merchant_id)
     )
     assert design is not None, "a card exists only for a merchant with a design"
     devices = await registrations_of(session, card)
-    # The tag last: it locks the pass type's counter until commit, so keep that short.
-    card.update_tag = await next_update_tag(session, card.pass_type_identifier)
-    publish(session, CARD_UPDATED, card_updated(card, design, devices), key=str(card.id))
+    google = None
+    merchant = await session.get_one(Merchant, card.merchant_id)
+    if wallet.enabled(merchant):
+        google = {
+            "issuer_id": merchant.google_issuer_id,
+            "object_id": wallet.card_object_id(merchant, card.serial_number),
+            "service_account_path": merchant.google_service_account_path,
+            "object": wallet.object_body(merchant, design, card),
+            "message": wallet.status_message(design, card) if notify else None,
+        }
+    publish(session, CARD_UPDATED, card_updated(card, design, devices, google), key=str(card.id))
 
 
-def card_updated(card: Card, design: PassDesign, devices: list[Registration]) -> dict[str, Any]:
+async def announce_all(session: AsyncSession, merchant: Merchant) -> int:
+    """Announce every card of a merchant again (after Google Wallet was switched on)."""
+    found = (await session.scalars(select(Card).where(Card.merchant_id == merchant.id))).all()
+    for card in found:
+        await announce(session, card)
+    return len(found)
+
+
+def card_updated(
+    card: Card,
+    design: PassDesign,
+    devices: list[Registration],
+    google: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """What the push service needs to deliver a change, so that it reads no passes table."""
     apns: dict[str, Any] = {
         "auth": "certificate",
@@ -125,6 +158,7 @@ def card_updated(card: Card, design: PassDesign, devices: list[Registration]) ->
             {"device_library_identifier": d.device_library_identifier, "push_token": d.push_token}
             for d in devices
         ],
+        "google": google,
     }
 
 
@@ -133,7 +167,10 @@ async def issue_card(
 ) -> Card:
     """The customer's card, made on first use; a later call updates name and language."""
     card, created = await find_or_issue(session, merchant, data.customer_id, secret_key)
-    if _update_customer(card, merchant, data) and not created:
+    changed = _update_customer(card, merchant, data)
+    if created:
+        await announce(session, card)  # Google inserts the object right away
+    elif changed:
         await record_change(session, card)
     await session.flush()
     return card
@@ -158,6 +195,10 @@ async def find_or_issue(
         assert found is not None
         return found, False
     return card, True
+
+
+def _visible(order: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if order is None else {k: v for k, v in order.items() if k != "revision"}
 
 
 def _update_customer(card: Card, merchant: Merchant, data: CardIssue) -> bool:
@@ -194,6 +235,7 @@ async def apply_order_change(
             locale=customer.get("locale"),
         ),
     )
+    status_moved = False
     orders = dict(card.content.get("orders") or {})
     known = orders.get(order["id"])
     if known is None or known["revision"] < change["revision"]:
@@ -207,10 +249,14 @@ async def apply_order_change(
         newest = sorted(orders.values(), key=lambda o: o["placed_at"])[-MAX_ORDERS_KEPT:]
         shown = current_order(card.content)
         card.content = {**card.content, "orders": {o["id"]: o for o in newest}}
+        now_shown = current_order(card.content)
         # An update of an order the card does not show changes nothing a customer sees.
-        changed = changed or current_order(card.content) != shown
-    if changed and not created:
-        await record_change(session, card)
+        changed = changed or _visible(now_shown) != _visible(shown)
+        status_moved = (shown or {}).get("status") != (now_shown or {}).get("status")
+    if created:
+        await announce(session, card, notify=True)
+    elif changed:
+        await record_change(session, card, notify=status_moved)
     await session.flush()
     return card
 

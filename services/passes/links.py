@@ -6,11 +6,14 @@ from email.utils import format_datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import select
 
 from services.core.db import Session
 from services.core.errors import NotConfigured, NotFound
+from services.merchants.models import Merchant
 from services.passes.apple.pkpass import MEDIA_TYPE
 from services.passes.cards import LINK_PATH, PassBuilder, SignedPass, get_card_by_link
+from services.passes.models import DesignImage, PassDesign
 
 router = APIRouter(prefix=LINK_PATH, tags=["customer links"])
 
@@ -47,3 +50,22 @@ def pkpass_response(signed: SignedPass) -> Response:
 async def download_pass(link_token: str, session: Session, builder: Builder) -> Response:
     card = await get_card_by_link(session, link_token)
     return pkpass_response(await builder.signed_pass(session, card))
+
+
+assets = APIRouter(prefix="/assets", tags=["customer links"])
+
+
+@assets.get("/{merchant_slug}/{name}", response_class=Response, responses=NotFound.openapi())
+async def design_image(merchant_slug: str, name: str, session: Session) -> Response:
+    """A merchant's card images, public (Google Wallet fetches the logo from here)."""
+    image = await session.scalar(
+        select(DesignImage)
+        .join(PassDesign, PassDesign.id == DesignImage.design_id)
+        .join(Merchant, Merchant.id == PassDesign.merchant_id)
+        .where(Merchant.slug == merchant_slug, DesignImage.name == name)
+    )
+    if image is None:
+        raise NotFound("no such image")
+    return Response(
+        image.content, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"}
+    )

@@ -1,4 +1,4 @@
-"""The push service: delivers card changes to devices through APNs."""
+"""The push service: delivers card changes to devices (APNs) and to Google Wallet."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ from services.core.queue import Subscription
 from services.core.queue.topics import CARD_UPDATED
 from services.core.settings import Settings
 from services.core.web import Component
+from services.push import callbacks
 from services.push.apns import AioApnsSender
 from services.push.deliveries import DeliveryWorker, Wakeup
+from services.push.google import GoogleClients, GoogleWorker
 from services.push.handlers import card_updated
 
 
 def component(settings: Settings) -> Component:
-    wakeup = Wakeup()
+    apns_wakeup, google_wakeup = Wakeup(), Wakeup()
 
     async def start(app: FastAPI) -> None:
-        settings = app.state.settings
         app.state.apns_sender = AioApnsSender(
             settings.apns_url,
             ca_file=settings.apns_ca_file,
@@ -28,22 +29,39 @@ def component(settings: Settings) -> Component:
         app.state.delivery_worker = DeliveryWorker(
             app.state.sessionmaker,
             app.state.apns_sender,
-            wakeup,
+            apns_wakeup,
+            max_attempts=settings.push_max_attempts,
+            poll_interval=settings.queue_poll_interval,
+        )
+        app.state.google_clients = GoogleClients(settings.google_api_url)
+        app.state.google_worker = GoogleWorker(
+            app.state.sessionmaker,
+            app.state.google_clients,
+            google_wakeup,
             max_attempts=settings.push_max_attempts,
             poll_interval=settings.queue_poll_interval,
         )
 
-    async def deliver(app: FastAPI) -> None:
+    async def deliver_apns(app: FastAPI) -> None:
         await app.state.delivery_worker.run()
 
+    async def deliver_google(app: FastAPI) -> None:
+        await app.state.google_worker.run()
+
     async def stop(app: FastAPI) -> None:
-        await app.state.delivery_worker.stop(grace=app.state.settings.apns_timeout + 1)
+        grace = settings.apns_timeout + 1
+        await app.state.delivery_worker.stop(grace=grace)
+        await app.state.google_worker.stop(grace=grace)
         await app.state.apns_sender.close()
+        await app.state.google_clients.aclose()
 
     return Component(
         name="push",
-        subscriptions=[Subscription("push", CARD_UPDATED, card_updated(wakeup))],
+        routers=[callbacks.router],
+        subscriptions=[
+            Subscription("push", CARD_UPDATED, card_updated(apns_wakeup, google_wakeup))
+        ],
         on_startup=[start],
         on_shutdown=[stop],
-        tasks=[deliver],
+        tasks=[deliver_apns, deliver_google],
     )

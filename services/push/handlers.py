@@ -5,11 +5,14 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.queue import Handler, Message
+from services.push import google
 from services.push.deliveries import Wakeup, schedule
 
 
-def card_updated(wakeup: Wakeup) -> Handler:
+def card_updated(apns: Wakeup, google_wakeup: Wakeup) -> Handler:
     async def handle(session: AsyncSession, message: Message) -> None:
-        await schedule(session, message.payload, wakeup)
+        """A card changed: its devices should hear of it, and its Google object show it."""
+        await schedule(session, message.payload, apns)
+        await google.schedule(session, message.payload, google_wakeup)
 
     return handle

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from services.core.models import Base, BigIntPK, UTCDateTime, utcnow
 
 PENDING = text("status = 'active' AND wanted_version > sent_version")
+GOOGLE_DUE = text("wanted_version > synced_version OR messages_due")
 
 
 class PushTarget(Base):
@@ -63,3 +64,64 @@ class Delivery(Base):
     apns_id: Mapped[str | None] = mapped_column(String(64))
     attempt: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GoogleTarget(Base):
+    """One card's Google Wallet object: the version it should show, and the messages to add."""
+
+    __tablename__ = "google_targets"
+    __table_args__ = (
+        Index(
+            "ix_google_targets_due",
+            "available_at",
+            postgresql_where=GOOGLE_DUE,
+            sqlite_where=GOOGLE_DUE,
+        ),
+    )
+
+    card_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(255), unique=True)
+    issuer_id: Mapped[str] = mapped_column(String(32))
+    service_account_path: Mapped[str] = mapped_column(String(1024))
+    object_body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    wanted_version: Mapped[int] = mapped_column(Integer, default=0)
+    synced_version: Mapped[int] = mapped_column(Integer, default=0)
+    pending_messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """Messages not yet on the object: ``{"id", "header", "body", "important"}``."""
+    messages_due: Mapped[bool] = mapped_column(default=False)
+    kept_messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """The messages we put on the object, oldest first (at most 10 stay)."""
+    notified_at: Mapped[list[float]] = mapped_column(JSON, default=list)
+    """When notifications went out: Google allows 3 per object in 24 hours."""
+    removed: Mapped[bool] = mapped_column(default=False)
+    """The customer removed the card from Google Wallet: no more notifications."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class GoogleDelivery(Base):
+    """One Google call and its outcome: an object sync or a message (and if it notified)."""
+
+    __tablename__ = "google_deliveries"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    card_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    """``object``, ``message`` (with a notification), or ``downgraded`` (plain, over budget)."""
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GoogleCallbackNonce(Base):
+    """Google retries callbacks: each nonce is applied once."""
+
+    __tablename__ = "google_callback_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(200), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

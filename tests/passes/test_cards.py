@@ -73,11 +73,13 @@ async def test_a_stale_change_is_ignored(session: AsyncSession, settings: Settin
     await _apply(session, m, change("A-1", "confirmed", 1, "2026-11-20T10:00"))
     card = await _apply(session, m, change("A-1", "shipped", 3, "2026-11-20T10:00"))
     version = card.version
+    announced = (await session.scalars(select(OutboxMessage.topic))).all()
+    assert announced == ["card.updated", "card.updated"], "issued, then shipped"
     card = await _apply(session, m, change("A-1", "processing", 2, "2026-11-20T10:00"))
     assert current_order(card.content)["status"] == "shipped"
     assert card.version == version
     messages = (await session.scalars(select(OutboxMessage.topic))).all()
-    assert messages == ["card.updated"], "only the applied change is announced"
+    assert messages == announced, "a stale change announces nothing"
 
 
 async def test_unknown_locale_falls_back_to_the_merchant_default(

@@ -132,23 +132,11 @@ def _front(card: Card, order: dict[str, Any] | None) -> dict[str, list[dict[str,
     return front
 
 
-def _back(design: PassDesign, card: Card, order: dict[str, Any] | None) -> list[dict[str, Any]]:
+def back_links(design: PassDesign, card: Card, order: dict[str, Any] | None) -> dict[str, str]:
+    """The card's links (order, tracking, returns, account): the shop's own for the order,
+    else the merchant's templates; a template that needs an order waits for one."""
     order = order or {}
     shipping = order.get("shipping") or {}
-    fields: list[dict[str, Any]] = []
-    if order.get("items"):
-        lines = [f"{item.get('quantity', 1)}× {item['name']}" for item in order["items"]]
-        fields.append({"key": "items", "label": "back.items", "value": "\n".join(lines)})
-    total = order.get("total")
-    if total:
-        fields.append(
-            {
-                "key": "total",
-                "label": "back.total",
-                "value": float(total["amount"]),
-                "currencyCode": total["currency"],
-            }
-        )
     own = order.get("links") or {}
     if shipping.get("tracking_url") and "tracking" not in own:
         own = {**own, "tracking": shipping["tracking_url"]}
@@ -164,9 +152,9 @@ def _back(design: PassDesign, card: Card, order: dict[str, Any] | None) -> list[
         ("returns", design.returns_url_template, ("order_id", "order_number")),
         ("account", design.account_url_template, ()),
     ]
+    links: dict[str, str] = {}
     for key, template, needs in templates:
         url = own.get(key)
-        # A template that needs an order (or a tracking number) is used once there is one.
         if (
             url is None
             and template
@@ -174,14 +162,35 @@ def _back(design: PassDesign, card: Card, order: dict[str, Any] | None) -> list[
         ):
             url = template.format(**values)
         if url:
-            fields.append(
-                {
-                    "key": f"link_{key}",
-                    "label": f"back.{key}",
-                    "value": url,
-                    "dataDetectorTypes": LINK_DETECTOR,
-                }
-            )
+            links[key] = str(url)
+    return links
+
+
+def _back(design: PassDesign, card: Card, order: dict[str, Any] | None) -> list[dict[str, Any]]:
+    fields: list[dict[str, Any]] = []
+    order = order or {}
+    if order.get("items"):
+        lines = [f"{item.get('quantity', 1)}× {item['name']}" for item in order["items"]]
+        fields.append({"key": "items", "label": "back.items", "value": "\n".join(lines)})
+    total = order.get("total")
+    if total:
+        fields.append(
+            {
+                "key": "total",
+                "label": "back.total",
+                "value": float(total["amount"]),
+                "currencyCode": total["currency"],
+            }
+        )
+    for key, url in back_links(design, card, order).items():
+        fields.append(
+            {
+                "key": f"link_{key}",
+                "label": f"back.{key}",
+                "value": url,
+                "dataDetectorTypes": LINK_DETECTOR,
+            }
+        )
     if design.support_phone:
         fields.append(
             {
