@@ -82,7 +82,7 @@ async def test_apns_token_key_switches_card_updates_to_token_auth(
     await set_apns_token_key(session, onboarded.merchant, onboarded.design, p8, "ABCDE12345")
     await record_change(session, card)
     await session.commit()
-    message = (await session.scalars(select(OutboxMessage))).one()
+    message = (await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all()[-1]
     assert message.payload["apns"] == {
         "auth": "token",
         "key_path": str(p8.resolve()),

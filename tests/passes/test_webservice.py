@@ -225,8 +225,13 @@ async def test_one_device_many_cards_and_one_card_many_devices(
     await record_change(session, a)
     await session.commit()
     message = (
-        await session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "card.updated"))
-    ).one()
+        await session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.topic == "card.updated")
+            .order_by(OutboxMessage.id.desc())
+        )
+    ).first()
+    assert message is not None
     devices = {d["device_library_identifier"] for d in message.payload["devices"]}
     assert devices == {"device-one", "device-two"}
     assert message.payload["pass_type_identifier"] == a.pass_type_identifier
