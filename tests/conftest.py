@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -35,6 +37,7 @@ from tests.factories import TEST_SECRET_KEY
 POSTGRES_URL = os.environ.get("PASSPOST_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
 BASE_URL = "https://passpost.test"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,6 +84,26 @@ def dev_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
             keys, f"pass.dev.passpost.{slug}", DEV_TEAM_IDENTIFIER, slug.title()
         )
     return keys
+
+
+@pytest.fixture(scope="session")
+def service_account_info() -> dict[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    """A throwaway Google service account key, as the console would download it."""
+    return {
+        "type": "service_account",
+        "project_id": "passpost-test",
+        "private_key_id": "0123456789abcdef0123456789abcdef01234567",
+        "private_key": pem,
+        "client_email": "wallet@passpost-test.iam.gserviceaccount.com",
+        "client_id": "100000000000000000000",
+        "token_uri": GOOGLE_TOKEN_URI,
+    }
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ GOOGLE_CALLS = Counter(
 )
 GOOGLE_MESSAGES = Counter(
     "passpost_google_messages_total",
-    "Google Wallet messages: 'message' notified, 'downgraded' added plain over the budget",
+    "Google Wallet messages: notified, plain, or downgraded (plain, over the daily budget)",
     ["kind"],
 )
 PASSES_BUILT = Counter("passpost_passes_built_total", "Signed .pkpass bundles built")

@@ -242,8 +242,9 @@ class GoogleWorker:
             await client.patch_object(item.object_id, {"messages": item.kept})
         wallet_message = WalletMessage(message["id"], message["header"], message["body"])
         now = time.time()
-        notify = notification_allowed(bool(message.get("important")), item.notified_at, now)
-        kind = "message" if notify else "downgraded"
+        important = bool(message.get("important"))
+        notify = notification_allowed(important, item.notified_at, now)
+        kind = "notified" if notify else "downgraded" if important else "plain"
         try:
             await client.add_message(item.object_id, wallet_message, notify=notify)
         except GoogleWalletError as exc:
@@ -255,7 +256,7 @@ class GoogleWorker:
             item.notified_at = [now] * NOTIFICATIONS_PER_DAY  # spent, as far as Google says
         if notify:
             item.notified_at = [m for m in item.notified_at if now - m < DAY_SECONDS] + [now]
-        elif message.get("important"):
+        elif kind == "downgraded":
             log.info("Google notification downgraded to a plain message (budget spent)")
         item.kept.append(add_message_request(wallet_message, notify=notify)["message"])
         item.sent.append(message)

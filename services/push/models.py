@@ -111,7 +111,8 @@ class GoogleDelivery(Base):
     card_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     version: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
-    """``object``, ``message`` (with a notification), or ``downgraded`` (plain, over budget)."""
+    """``object``; a message ``notified``, ``plain`` (not worth a notification) or
+    ``downgraded`` (worth one, but over Google's budget of 3 a day)."""
     outcome: Mapped[str] = mapped_column(String(16))
     status_code: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)

@@ -11,8 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.passes.google.auth import AccessTokens, ServiceAccount
 from services.passes.google.client import DEFAULT_API_URL, GoogleWalletClient, RetryPolicy
@@ -21,25 +19,6 @@ from tests.passes.google.schema import request_schema, validate
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 ISSUER_ID = "3388000000012345678"
 ACCESS_TOKEN = "ya29.test-access-token"
-
-
-@pytest.fixture(scope="session")
-def service_account_info() -> dict[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return {
-        "type": "service_account",
-        "project_id": "passpost-test",
-        "private_key_id": "0123456789abcdef0123456789abcdef01234567",
-        "private_key": pem,
-        "client_email": "wallet@passpost-test.iam.gserviceaccount.com",
-        "client_id": "100000000000000000000",
-        "token_uri": TOKEN_URI,
-    }
 
 
 @pytest.fixture(scope="session")

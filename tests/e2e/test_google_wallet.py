@@ -1,0 +1,315 @@
+"""Google Wallet end to end: order events -> object synced and messages within the budget,
+save link, and callbacks; every Google call mocked and checked against Google's schema."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import respx
+from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core.settings import Settings
+from services.passes.google import wallet
+from services.push.models import GoogleDelivery, GoogleTarget
+from tests.conftest import BASE_URL
+from tests.e2e.conftest import installation
+from tests.factories import create_merchant
+from tests.orders.test_api import order_event
+from tests.passes.google.conftest import ISSUER_ID, WalletApi, google_error
+from tests.passes.google.test_callbacks import GoogleSigner, new_key
+from tests.waiting import eventually
+
+HOUR_MS = 3_600_000
+OBJECTS = "loyaltyObject"
+
+
+@pytest.fixture
+def wallet_api() -> Iterator[WalletApi]:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
+        yield WalletApi(router)
+
+
+@pytest.fixture
+def signer() -> GoogleSigner:
+    return GoogleSigner(root=new_key(), intermediate=new_key())
+
+
+@pytest.fixture
+def google_settings(settings: Settings, signer: GoogleSigner, tmp_path: Path) -> Settings:
+    keys = tmp_path / "google-root-keys.json"
+    now_ms = int(time.time() * 1000)
+    keys.write_text(json.dumps({"keys": signer.root_keys(expires=now_ms + 24 * HOUR_MS)}))
+    return settings.model_copy(update={"google_root_keys_file": keys})
+
+
+@pytest.fixture
+async def shop(
+    session: AsyncSession,
+    google_settings: Settings,
+    service_account_info: dict[str, str],
+    tmp_path: Path,
+) -> Any:
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(json.dumps(service_account_info))
+    onboarded = await create_merchant(session, google_settings)
+    merchant = await session.merge(onboarded.merchant)
+    await wallet.configure(
+        session,
+        merchant,
+        issuer_id=ISSUER_ID,
+        service_account_file=key_file,
+        origins=["https://shop.example.com"],
+    )
+    await session.commit()
+    return onboarded
+
+
+@pytest.fixture
+async def client(google_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app: FastAPI = installation(google_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            yield client
+
+
+async def _post(client: httpx.AsyncClient, key: str, event: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(
+        "/v1/orders/events", json=event, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _deliveries(sessionmaker: async_sessionmaker[AsyncSession]) -> list[tuple[str, str]]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(select(GoogleDelivery).order_by(GoogleDelivery.id))
+        return [(row.kind, row.outcome) for row in rows]
+
+
+def _messages(api: WalletApi) -> list[tuple[str, str]]:
+    return [
+        (body["message"]["messageType"], body["message"]["header"])
+        for method, path, body in api.bodies()
+        if path.endswith(":addMessage") or path.endswith("/addMessage")
+    ]
+
+
+def _mock_objects(api: WalletApi) -> None:
+    api.answer("PATCH", f"{OBJECTS}/{ISSUER_ID}.{{id}}", httpx.Response(404, json={}))
+    api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/{ISSUER_ID}\..*").mock(
+        side_effect=lambda request: _ok(api, request)
+    )
+
+
+def _ok(api: WalletApi, request: httpx.Request) -> httpx.Response:
+    api.requests.append(request)
+    return httpx.Response(200, json=json.loads(request.content))
+
+
+async def test_order_life_in_google_wallet(
+    client: httpx.AsyncClient,
+    shop: Any,
+    wallet_api: WalletApi,
+    service_account_info: dict[str, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    inserted: list[dict[str, Any]] = []
+    wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(
+        side_effect=lambda request: (
+            httpx.Response(404, json={"error": {"code": 404}})
+            if not inserted
+            else _ok(wallet_api, request)
+        )
+    )
+
+    def insert(request: httpx.Request) -> httpx.Response:
+        inserted.append(json.loads(request.content))
+        return _ok(wallet_api, request)
+
+    wallet_api.router.route(method="POST", url__regex=rf".*/{OBJECTS}$").mock(side_effect=insert)
+    wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
+        side_effect=lambda request: _ok(wallet_api, request)
+    )
+
+    accepted = await _post(client, shop.api_key, order_event("confirmed"))
+    url = accepted["card"]["google_save_url"]
+    assert url.startswith("https://pay.google.com/gp/v/save/")
+    assert len(url) < 1800
+    public_key = serialization.load_pem_private_key(
+        service_account_info["private_key"].encode(), password=None
+    ).public_key()
+    claims = jwt.decode(url.rsplit("/", 1)[1], public_key, algorithms=["RS256"], audience="google")
+    object_id = f"{ISSUER_ID}.{accepted['card']['serial_number']}"
+    assert claims["iss"] == service_account_info["client_email"]
+    assert claims["typ"] == "savetowallet"
+    assert claims["origins"] == ["https://shop.example.com"]
+    assert claims["payload"] == {"loyaltyObjects": [{"id": object_id}]}
+
+    async def synced() -> bool:
+        kinds = {
+            kind for kind, outcome in await _deliveries(sessionmaker) if outcome == "delivered"
+        }
+        return {"object", "plain"} <= kinds
+
+    await eventually(synced)
+    assert inserted[0]["id"] == object_id
+    assert inserted[0]["state"] == "ACTIVE"
+    # "confirmed" is worth a message, not one of the 3 daily notifications.
+    assert _messages(wallet_api) == [("TEXT", "Potvrdená")]
+
+    for n, status in enumerate(
+        ["shipped", "out_for_delivery", "delivery_issue", "out_for_delivery"], start=1
+    ):
+        await _post(client, shop.api_key, order_event(status, at=f"2026-11-23T1{n}:00:00Z"))
+
+        async def sent(count: int = n + 1) -> bool:
+            return len(_messages(wallet_api)) == count
+
+        await eventually(sent)
+    assert _messages(wallet_api) == [
+        ("TEXT", "Potvrdená"),
+        ("TEXT_AND_NOTIFY", "Na ceste"),
+        ("TEXT_AND_NOTIFY", "U kuriéra"),
+        ("TEXT_AND_NOTIFY", "Problém s doručením"),
+        ("TEXT", "U kuriéra"),  # the 4th important change in 24 h: over Google's budget
+    ]
+    kinds = [kind for kind, _ in await _deliveries(sessionmaker)]
+    assert kinds.count("plain") == 1  # confirmed: worth a message, not a notification
+    assert kinds.count("notified") == 3
+    assert kinds.count("downgraded") == 1  # the 4th
+    patched = [body for method, path, body in wallet_api.bodies() if method == "PATCH"]
+    assert patched[-1]["textModulesData"][0]["body"] == "U kuriéra"
+
+
+async def test_quota_exceeded_is_resent_as_a_plain_message(
+    client: httpx.AsyncClient,
+    shop: Any,
+    wallet_api: WalletApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(
+        side_effect=lambda request: _ok(wallet_api, request)
+    )
+    answers = [google_error(403, "Quota exceeded", "quotaExceeded")]
+
+    def add_message(request: httpx.Request) -> httpx.Response:
+        wallet_api.requests.append(request)
+        return answers.pop(0) if answers else httpx.Response(200, json={})
+
+    wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
+        side_effect=add_message
+    )
+    await _post(client, shop.api_key, order_event("shipped"))
+
+    async def recorded() -> bool:
+        return ("downgraded", "delivered") in await _deliveries(sessionmaker)
+
+    await eventually(recorded)
+    assert _messages(wallet_api) == [("TEXT_AND_NOTIFY", "Na ceste"), ("TEXT", "Na ceste")]
+
+
+async def test_google_errors_are_recorded_and_retried(
+    client: httpx.AsyncClient,
+    shop: Any,
+    wallet_api: WalletApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    answers = [google_error(403, "The service account is not authorized", "permissionDenied")]
+
+    def patch(request: httpx.Request) -> httpx.Response:
+        wallet_api.requests.append(request)
+        return answers.pop(0) if answers else httpx.Response(200, json={})
+
+    wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(side_effect=patch)
+    wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
+        return_value=httpx.Response(200, json={})
+    )
+    await _post(client, shop.api_key, order_event("shipped"))
+
+    async def failed_once() -> bool:
+        return ("object", "failed") in await _deliveries(sessionmaker)
+
+    await eventually(failed_once)
+    async with sessionmaker() as session:
+        target = (await session.scalars(select(GoogleTarget))).one()
+        assert "not authorized" in (target.last_error or "")
+        target.available_at = target.available_at.replace(year=2000)  # skip the backoff
+        await session.commit()
+
+    async def recovered() -> bool:
+        return ("object", "delivered") in await _deliveries(sessionmaker)
+
+    await eventually(recovered)
+
+
+async def test_callbacks_are_verified_and_a_removed_card_is_not_notified(
+    client: httpx.AsyncClient,
+    shop: Any,
+    wallet_api: WalletApi,
+    signer: GoogleSigner,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(
+        side_effect=lambda request: _ok(wallet_api, request)
+    )
+    wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
+        side_effect=lambda request: _ok(wallet_api, request)
+    )
+    accepted = await _post(client, shop.api_key, order_event("confirmed"))
+    object_id = f"{ISSUER_ID}.{accepted['card']['serial_number']}"
+
+    async def has_target() -> bool:
+        async with sessionmaker() as session:
+            return await session.scalar(select(GoogleTarget)) is not None
+
+    await eventually(has_target)
+    now_ms = int(time.time() * 1000)
+    message = {
+        "classId": f"{ISSUER_ID}.customer-card",
+        "objectId": object_id,
+        "expTimeMillis": now_ms + HOUR_MS,
+        "eventType": "del",
+        "nonce": str(uuid.uuid4()),
+    }
+    body = signer.callback(message=message, key_expires=now_ms + HOUR_MS)
+
+    forged = GoogleSigner(root=new_key(), intermediate=new_key()).callback(
+        message=message, key_expires=now_ms + HOUR_MS
+    )
+    assert (await client.post("/google/callbacks", content=forged)).status_code == 401
+    assert (await client.post("/google/callbacks", content=b"{}")).status_code == 401
+    expired = signer.callback(
+        message={**message, "expTimeMillis": now_ms - 1000}, key_expires=now_ms + HOUR_MS
+    )
+    assert (await client.post("/google/callbacks", content=expired)).status_code == 401
+
+    assert (await client.post("/google/callbacks", content=body)).status_code == 200
+    assert (await client.post("/google/callbacks", content=body)).status_code == 200  # retried
+
+    async with sessionmaker() as session:
+        target = (await session.scalars(select(GoogleTarget))).one()
+        assert target.removed is True
+
+    before = len(_messages(wallet_api))
+    await _post(client, shop.api_key, order_event("shipped", at="2026-11-23T15:00:00Z"))
+
+    async def patched() -> bool:
+        async with sessionmaker() as session:
+            row = (await session.scalars(select(GoogleTarget))).one()
+            return row.synced_version == row.wanted_version and row.wanted_version > 1
+
+    await eventually(patched)
+    assert len(_messages(wallet_api)) == before, "a removed card gets no more messages"
