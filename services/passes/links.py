@@ -5,14 +5,18 @@ from __future__ import annotations
 from email.utils import format_datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
 from services.core.db import Session
 from services.core.errors import NotConfigured, NotFound
 from services.merchants.models import Merchant
+from services.passes import landing
 from services.passes.apple.pkpass import MEDIA_TYPE
-from services.passes.cards import LINK_PATH, PassBuilder, SignedPass, get_card_by_link
+from services.passes.cards import LINK_PATH, PassBuilder, SignedPass, card_links, get_card_by_link
+from services.passes.designs import get_design
+from services.passes.google import wallet
 from services.passes.models import DesignImage, PassDesign
 
 router = APIRouter(prefix=LINK_PATH, tags=["customer links"])
@@ -50,6 +54,48 @@ def pkpass_response(signed: SignedPass) -> Response:
 async def download_pass(link_token: str, session: Session, builder: Builder) -> Response:
     card = await get_card_by_link(session, link_token)
     return pkpass_response(await builder.signed_pass(session, card))
+
+
+@router.get(
+    "/{link_token}",
+    response_class=HTMLResponse,
+    responses={200: {"description": "The add-to-wallet page"}, **NotFound.openapi()},
+)
+async def landing_page(
+    link_token: str,
+    session: Session,
+    request: Request,
+    user_agent: Annotated[str, Header()] = "",
+) -> HTMLResponse:
+    """The page a shop links from its thank-you page: add the card to Apple or Google Wallet."""
+    card = await get_card_by_link(session, link_token)
+    merchant = await session.get_one(Merchant, card.merchant_id)
+    design = await get_design(session, merchant)
+    settings = request.app.state.settings
+    links = card_links(card, settings)
+    page = landing.render(
+        merchant,
+        design,
+        card,
+        page_url=links.landing_url,
+        apple_url=links.apple_pass_url,
+        google_url=wallet.save_link(merchant, card.serial_number),
+        logo_url=f"{settings.base_url()}/assets/{merchant.slug}/logo@2x.png",
+        platform=landing.platform_of(user_agent),
+    )
+    return HTMLResponse(page, headers=LANDING_HEADERS)
+
+
+LANDING_HEADERS = {
+    "Cache-Control": "private, no-cache",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+}
 
 
 assets = APIRouter(prefix="/assets", tags=["customer links"])

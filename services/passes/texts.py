@@ -16,6 +16,14 @@ def _t(en: str, sk: str, cs: str, pl: str, ru: str, de: str) -> dict[str, str]:
 
 
 TEXTS: dict[str, dict[str, str]] = {
+    "card.title": _t(
+        "Customer card",
+        "Zákaznícka karta",
+        "Zákaznická karta",
+        "Karta klienta",
+        "Карта клиента",
+        "Kundenkarte",
+    ),
     "label.status": _t("Status", "Stav", "Stav", "Status", "Статус", "Status"),
     "label.order": _t("Order", "Objednávka", "Objednávka", "Zamówienie", "Заказ", "Bestellung"),
     "label.eta": _t("Arrives", "Doručenie", "Doručení", "Dostawa", "Доставка", "Zustellung"),

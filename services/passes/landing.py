@@ -1,0 +1,148 @@
+"""The add-to-wallet page behind a card's link: server-rendered, no JavaScript, one card only.
+
+The phone's platform (from its User-Agent) decides which button comes first; a desktop browser
+also gets a QR code of the page, to open it on the phone.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from functools import cache
+from importlib import resources
+from string import Template
+from typing import Literal
+
+import segno
+
+from services.merchants.models import Merchant
+from services.passes.apple.document import current_order
+from services.passes.models import Card, PassDesign
+from services.passes.texts import LOCALES, text
+
+Platform = Literal["ios", "android", "desktop"]
+
+PAGE_TEXTS: dict[str, dict[str, str]] = {
+    "page.intro": {
+        "en": "Keep this card in your wallet: it shows your order and tells you when it moves.",
+        "sk": "Uložte si túto kartu do peňaženky: ukáže vašu objednávku a dá vedieť, keď sa pohne.",
+        "cs": "Uložte si tuto kartu do peněženky: ukáže vaši objednávku a dá vědět, když se pohne.",
+        "pl": "Zachowaj tę kartę w portfelu: pokaże Twoje zamówienie i da znać, gdy się ruszy.",
+        "ru": "Сохраните эту карту в кошельке: она покажет ваш заказ и сообщит о каждом шаге.",
+        "de": "Legen Sie diese Karte in Ihre Wallet: Sie zeigt Ihre Bestellung und meldet jeden "
+        "Schritt.",
+    },
+    "page.apple": {
+        "en": "Add to Apple Wallet",
+        "sk": "Pridať do Apple Wallet",
+        "cs": "Přidat do Apple Wallet",
+        "pl": "Dodaj do Apple Wallet",
+        "ru": "Добавить в Apple Wallet",
+        "de": "Zu Apple Wallet hinzufügen",
+    },
+    "page.google": {
+        "en": "Save to Google Wallet",
+        "sk": "Uložiť do Peňaženky Google",
+        "cs": "Uložit do Peněženky Google",
+        "pl": "Zapisz w Portfelu Google",
+        "ru": "Сохранить в Google Кошельке",
+        "de": "In Google Wallet speichern",
+    },
+    "page.qr": {
+        "en": "On a computer? Scan this with your phone.",
+        "sk": "Ste na počítači? Naskenujte kód telefónom.",
+        "cs": "Jste na počítači? Naskenujte kód telefonem.",
+        "pl": "Jesteś na komputerze? Zeskanuj kod telefonem.",
+        "ru": "Вы за компьютером? Отсканируйте код телефоном.",
+        "de": "Am Computer? Scannen Sie den Code mit dem Telefon.",
+    },
+}
+APPLE_ICON = (
+    '<svg viewBox="0 0 24 24" aria-hidden="true"><rect x="3" y="5" width="18" height="14" rx="3"'
+    ' fill="#fff"/><rect x="3" y="8" width="18" height="3" fill="#34c759"/><rect x="3" y="11"'
+    ' width="18" height="3" fill="#ff9500"/></svg>'
+)
+GOOGLE_ICON = (
+    '<svg viewBox="0 0 24 24" aria-hidden="true"><rect x="3" y="5" width="18" height="14" rx="3"'
+    ' fill="#4285f4"/><rect x="3" y="9" width="18" height="3" fill="#34a853"/><rect x="3"'
+    ' y="12" width="18" height="3" fill="#fbbc04"/></svg>'
+)
+
+
+def platform_of(user_agent: str) -> Platform:
+    if any(device in user_agent for device in ("iPhone", "iPad", "iPod")):
+        return "ios"
+    if "Android" in user_agent:
+        return "android"
+    return "desktop"
+
+
+def _page_text(key: str, locale: str) -> str:
+    values = PAGE_TEXTS[key]
+    return values.get(locale, values["en"])
+
+
+@cache
+def _template() -> Template:
+    source = resources.files("services.passes").joinpath("templates/landing.html")
+    return Template(source.read_text(encoding="utf-8"))
+
+
+def _qr_svg(url: str) -> str:
+    buffer = io.BytesIO()
+    segno.make_qr(url, error="m").save(
+        buffer, kind="svg", xmldecl=False, svgns=True, border=2, scale=1, omitsize=True
+    )
+    return buffer.getvalue().decode()
+
+
+def render(
+    merchant: Merchant,
+    design: PassDesign,
+    card: Card,
+    *,
+    page_url: str,
+    apple_url: str,
+    google_url: str | None,
+    logo_url: str,
+    platform: Platform,
+) -> str:
+    locale = card.locale if card.locale in LOCALES else merchant.default_locale
+    own = design.texts
+    order = current_order(card.content)
+    if order:
+        status = (
+            text("status.change", locale, own)
+            .replace("{number}", str(order.get("number") or order["id"]))
+            .replace("%@", text(f"status.{order['status']}", locale, own))
+        )
+    else:
+        status = text("status.welcome", locale, own)
+    apple = _button("apple", apple_url, _page_text("page.apple", locale), APPLE_ICON)
+    buttons = [apple]
+    if google_url:
+        google = _button("google", google_url, _page_text("page.google", locale), GOOGLE_ICON)
+        buttons = [google, apple] if platform == "android" else [apple, google]
+    escape = html.escape
+    return _template().substitute(
+        lang=escape(locale),
+        title=escape(f"{design.organization_name} · {text('card.title', locale, own)}"),
+        background=escape(design.background_color),
+        foreground=escape(design.foreground_color),
+        platform=platform,
+        logo=escape(logo_url),
+        shop=escape(design.organization_name),
+        status=escape(status),
+        card_title=escape(text("card.title", locale, own)),
+        intro=escape(_page_text("page.intro", locale)),
+        buttons="\n".join(buttons),
+        qr_hint=escape(_page_text("page.qr", locale)),
+        qr=_qr_svg(page_url) if platform == "desktop" else "",
+    )
+
+
+def _button(name: str, url: str, label: str, icon: str) -> str:
+    return (
+        f'    <a class="wallet {name}" id="{name}" href="{html.escape(url)}" rel="nofollow">'
+        f"{icon}<span>{html.escape(label)}</span></a>"
+    )

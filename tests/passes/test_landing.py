@@ -1,0 +1,99 @@
+"""The add-to-wallet page, as a phone or a desktop browser gets it."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.core.settings import Settings
+from services.passes.cards import card_links
+from services.passes.models import Card
+from tests.factories import create_card, create_merchant
+
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 Mobile"
+ANDROID = "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 Chrome/130 Mobile"
+DESKTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130 Safari/537.36"
+
+
+@pytest.fixture
+async def card(session: AsyncSession, settings: Settings) -> Card:
+    return await create_card(session, await create_merchant(session, settings), locale="sk")
+
+
+def _buttons(page: str) -> list[tuple[str, str]]:
+    return re.findall(r'<a class="wallet (\w+)" id="\w+" href="([^"]+)"', page)
+
+
+async def test_iphone_gets_apple_first_in_the_customers_language(
+    client: httpx.AsyncClient, card: Card, settings: Settings
+) -> None:
+    links = card_links(card, settings)
+    response = await client.get(links.landing_url, headers={"User-Agent": IPHONE})
+    assert response.status_code == 200
+    page = response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert "<script" not in page
+    assert '<html lang="sk">' in page
+    assert "Pridať do Apple Wallet" in page
+    assert _buttons(page) == [("apple", links.apple_pass_url)]  # Google is not configured
+    assert 'class="ios"' in page
+
+
+async def test_android_gets_google_first(
+    client: httpx.AsyncClient,
+    card: Card,
+    settings: Settings,
+    session: AsyncSession,
+    tmp_path: object,
+    service_account_info: dict[str, str],
+) -> None:
+    import json
+    from pathlib import Path
+
+    from services.merchants.models import Merchant
+    from services.passes.google import wallet
+
+    key_file = Path(str(tmp_path)) / "sa.json"
+    key_file.write_text(json.dumps(service_account_info))
+    merchant = await session.get_one(Merchant, card.merchant_id)
+    await wallet.configure(
+        session,
+        merchant,
+        issuer_id="3388000000012345678",
+        service_account_file=key_file,
+        origins=[],
+    )
+    await session.commit()
+    page = (
+        await client.get(card_links(card, settings).landing_url, headers={"User-Agent": ANDROID})
+    ).text
+    buttons = _buttons(page)
+    assert [name for name, _ in buttons] == ["google", "apple"]
+    assert buttons[0][1].startswith("https://pay.google.com/gp/v/save/")
+    assert 'class="qr"' in page and "<svg" not in page.split('class="qr"')[1].split("</div>")[0]
+
+
+async def test_desktop_gets_a_qr_code_of_the_page(
+    client: httpx.AsyncClient, card: Card, settings: Settings
+) -> None:
+    page = (
+        await client.get(card_links(card, settings).landing_url, headers={"User-Agent": DESKTOP})
+    ).text
+    assert 'class="desktop"' in page
+    assert page.count("<svg") >= 2  # the icon and the QR code
+    assert "Naskenujte kód telefónom" in page
+
+
+async def test_unknown_link_is_404(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/c/NoSuchCardLinkAtAll123456789")).status_code == 404
+
+
+async def test_logo_is_served_for_google(client: httpx.AsyncClient, card: Card) -> None:
+    response = await client.get("/assets/shop/logo@2x.png")
+    assert response.status_code == 200
+    assert response.content.startswith(b"\x89PNG")
+    assert (await client.get("/assets/shop/secret.key")).status_code == 404
