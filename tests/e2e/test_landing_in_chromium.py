@@ -87,6 +87,13 @@ async def served(settings: Settings) -> AsyncIterator[Settings]:
         await task
 
 
+def _fresh_artifact(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    path.unlink(missing_ok=True)
+    return path
+
+
 async def _chromium(chromium: str, *args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         chromium,
@@ -133,9 +140,7 @@ async def test_landing_page_in_chromium(
     )
     card: Card = await create_card(session, onboarded, locale="sk")
     links = card_links(card, served)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / f"landing-{device}.png"
-    shot.unlink(missing_ok=True)
+    shot = _fresh_artifact(f"landing-{device}.png")
 
     dom = await _chromium(
         chromium,
@@ -145,7 +150,7 @@ async def test_landing_page_in_chromium(
         links.landing_url,
     )
     buttons = re.findall(r'<a class="wallet (\w+)" id="\w+" href="([^"]+)"', dom)
-    assert [name for name, _ in buttons][0] == first
+    assert next(name for name, _ in buttons) == first
     hrefs = dict(buttons)
     assert hrefs["apple"] == links.apple_pass_url
     assert hrefs["google"].startswith("https://pay.google.com/gp/v/save/")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.settings import Settings
+from services.merchants.models import Merchant
 from services.passes.cards import card_links
+from services.passes.google import wallet
 from services.passes.models import Card
 from tests.factories import create_card, create_merchant
 
@@ -48,16 +52,10 @@ async def test_android_gets_google_first(
     card: Card,
     settings: Settings,
     session: AsyncSession,
-    tmp_path: object,
+    tmp_path: Path,
     service_account_info: dict[str, str],
 ) -> None:
-    import json
-    from pathlib import Path
-
-    from services.merchants.models import Merchant
-    from services.passes.google import wallet
-
-    key_file = Path(str(tmp_path)) / "sa.json"
+    key_file = tmp_path / "sa.json"
     key_file.write_text(json.dumps(service_account_info))
     merchant = await session.get_one(Merchant, card.merchant_id)
     await wallet.configure(
@@ -74,7 +72,8 @@ async def test_android_gets_google_first(
     buttons = _buttons(page)
     assert [name for name, _ in buttons] == ["google", "apple"]
     assert buttons[0][1].startswith("https://pay.google.com/gp/v/save/")
-    assert 'class="qr"' in page and "<svg" not in page.split('class="qr"')[1].split("</div>")[0]
+    assert 'class="qr"' in page
+    assert "<svg" not in page.split('class="qr"')[1].split("</div>")[0]
 
 
 async def test_desktop_gets_a_qr_code_of_the_page(
