@@ -1,0 +1,156 @@
+"""The admin API for ops: merchants, keys, designs and Google Wallet, behind the admin token.
+
+The same operations as the ``passpost`` command, for automation. Nothing here ever returns a key,
+a token or a secret other than the one it has just made.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from services.admin.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    GoogleSettings,
+    GoogleSettingsRead,
+    MerchantOnboard,
+    MerchantOnboarded,
+    SigningSecret,
+    SigningSecretChange,
+)
+from services.core.db import Session
+from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound, Unauthorized
+from services.core.settings import Settings
+from services.merchants import service as merchants
+from services.merchants.schemas import MerchantCreate, MerchantRead
+from services.onboarding import onboard_merchant
+from services.passes import cards, designs
+from services.passes.google import wallet
+from services.passes.schemas import AppleSettings, Branding, CardIssue, CardLinks
+
+
+def require_admin(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Settings:
+    settings: Settings = request.app.state.settings
+    expected = settings.resolved_admin_token()
+    scheme, _, given = (authorization or "").partition(" ")
+    if (
+        expected is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(given.strip().encode(), expected.encode())
+    ):
+        raise Unauthorized("send Authorization: Bearer <admin token>")
+    return settings
+
+
+AdminSettings = Annotated[Settings, Depends(require_admin)]
+router = APIRouter(
+    prefix="/admin/v1",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses=Unauthorized.openapi(),
+)
+_missing = NotFound.openapi("No such merchant")
+
+
+@router.post(
+    "/merchants",
+    status_code=201,
+    response_model=MerchantOnboarded,
+    responses={**Conflict.openapi(), **InvalidInput.openapi(), **NotConfigured.openapi()},
+)
+async def create_merchant(
+    body: MerchantOnboard, session: Session, settings: AdminSettings
+) -> MerchantOnboarded:
+    onboarded = await onboard_merchant(
+        session,
+        settings,
+        MerchantCreate(slug=body.slug, name=body.name, default_locale=body.default_locale),
+        body.apple,
+        body.branding,
+    )
+    return MerchantOnboarded(
+        merchant=MerchantRead.model_validate(onboarded.merchant),
+        api_key=onboarded.api_key,
+        pass_type_identifier=onboarded.design.pass_type_identifier,
+    )
+
+
+@router.get("/merchants", response_model=list[MerchantRead])
+async def list_merchants(session: Session) -> list[MerchantRead]:
+    return [MerchantRead.model_validate(m) for m in await merchants.list_merchants(session)]
+
+
+@router.get("/merchants/{slug}", response_model=MerchantRead, responses=_missing)
+async def read_merchant(slug: str, session: Session) -> MerchantRead:
+    return MerchantRead.model_validate(await merchants.get_merchant_by_slug(session, slug))
+
+
+@router.post(
+    "/merchants/{slug}/api-keys", status_code=201, response_model=ApiKeyCreated, responses=_missing
+)
+async def create_api_key(slug: str, body: ApiKeyCreate, session: Session) -> ApiKeyCreated:
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    revoked = await merchants.revoke_api_keys(session, merchant) if body.revoke_others else 0
+    return ApiKeyCreated(api_key=await merchants.create_api_key(session, merchant), revoked=revoked)
+
+
+@router.put("/merchants/{slug}/signing-secret", response_model=SigningSecret, responses=_missing)
+async def change_signing_secret(
+    slug: str, body: SigningSecretChange, session: Session
+) -> SigningSecret:
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    secret = await merchants.rotate_signing_secret(session, merchant, enable=body.enabled)
+    return SigningSecret(signing_secret=secret)
+
+
+@router.put(
+    "/merchants/{slug}/apple",
+    status_code=204,
+    responses={**_missing, **Conflict.openapi(), **NotConfigured.openapi()},
+)
+async def set_apple(slug: str, body: AppleSettings, session: Session) -> None:
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    design = await designs.get_design(session, merchant)
+    await designs.update_apple(session, merchant, design, body)
+
+
+@router.patch("/merchants/{slug}/branding", status_code=204, responses=_missing)
+async def set_branding(slug: str, body: Branding, session: Session) -> None:
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    await designs.update_branding(session, await designs.get_design(session, merchant), body)
+
+
+@router.put(
+    "/merchants/{slug}/google",
+    response_model=GoogleSettingsRead,
+    responses={**_missing, **InvalidInput.openapi(), **NotConfigured.openapi()},
+)
+async def set_google(slug: str, body: GoogleSettings, session: Session) -> GoogleSettingsRead:
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    await wallet.configure(
+        session,
+        merchant,
+        issuer_id=body.issuer_id,
+        service_account_file=Path(body.service_account_file),
+        origins=body.origins,
+    )
+    announced = await cards.announce_all(session, merchant)
+    return GoogleSettingsRead(
+        issuer_id=body.issuer_id, origins=body.origins, cards_announced=announced
+    )
+
+
+@router.post("/merchants/{slug}/cards", response_model=CardLinks, responses=_missing)
+async def issue_card(
+    slug: str, body: CardIssue, session: Session, settings: AdminSettings
+) -> CardLinks:
+    """A card without an order (the orders API issues them with the first order)."""
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    card = await cards.issue_card(session, merchant, body, settings.resolved_secret_key())
+    return cards.card_links(card, settings)

@@ -1,0 +1,111 @@
+"""The admin API: the admin token, and secrets shown only when made."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.core.settings import Settings
+
+ADMIN = "/admin/v1"
+
+
+@pytest.fixture
+def admin(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.ensure_admin_token()}"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "x"}])
+async def test_admin_token_is_required(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    assert (await client.get(f"{ADMIN}/merchants", headers=headers)).status_code == 401
+
+
+async def test_onboard_a_merchant_and_issue_a_card(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    created = await client.post(
+        f"{ADMIN}/merchants",
+        json={
+            "slug": "shop",
+            "name": "Shop",
+            "default_locale": "de",
+            "branding": {"support_phone": "+49 30 1234567"},
+        },
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["api_key"].startswith("pp_live_")
+    assert body["pass_type_identifier"] == "pass.dev.passpost.shop"
+    assert (
+        await client.post(
+            f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin
+        )
+    ).status_code == 409
+    listed = (await client.get(f"{ADMIN}/merchants", headers=admin)).json()
+    assert [m["slug"] for m in listed] == ["shop"]
+    assert "api_key" not in json.dumps(listed)
+
+    # The key works against the orders API.
+    orders = await client.get(
+        "/v1/orders/none", headers={"Authorization": f"Bearer {body['api_key']}"}
+    )
+    assert orders.status_code == 404
+
+    card = await client.post(
+        f"{ADMIN}/merchants/shop/cards", json={"customer_id": "c-1"}, headers=admin
+    )
+    assert card.status_code == 200
+    assert (await client.get(card.json()["apple_pass_url"])).status_code == 200
+
+    rotated = await client.post(
+        f"{ADMIN}/merchants/shop/api-keys", json={"revoke_others": True}, headers=admin
+    )
+    assert rotated.json()["revoked"] == 1
+    old = await client.get(
+        "/v1/orders/none", headers={"Authorization": f"Bearer {body['api_key']}"}
+    )
+    assert old.status_code == 401
+
+
+async def test_google_settings_are_never_returned(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    tmp_path: Path,
+    service_account_info: dict[str, str],
+) -> None:
+    await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(json.dumps(service_account_info))
+    answer = await client.put(
+        f"{ADMIN}/merchants/shop/google",
+        json={
+            "issuer_id": "3388000000012345678",
+            "service_account_file": str(key_file),
+            "origins": ["https://shop.example.com"],
+        },
+        headers=admin,
+    )
+    assert answer.status_code == 200, answer.text
+    assert str(key_file) not in answer.text
+    assert service_account_info["private_key"][40:80] not in answer.text
+    bad = await client.put(
+        f"{ADMIN}/merchants/shop/google",
+        json={"issuer_id": "3388000000012345678", "service_account_file": str(tmp_path / "no")},
+        headers=admin,
+    )
+    assert bad.status_code == 503
+    assert bad.json()["details"]["setting"] == "google.service_account_file"
+
+
+async def test_signing_secret_shown_once(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
+    made = await client.put(
+        f"{ADMIN}/merchants/shop/signing-secret", json={"enabled": True}, headers=admin
+    )
+    assert made.json()["signing_secret"].startswith("whsec_")
+    shown = (await client.get(f"{ADMIN}/merchants/shop", headers=admin)).text
+    assert "whsec_" not in shown
