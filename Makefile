@@ -17,6 +17,8 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/passpost init
+	@echo "Next: open http://127.0.0.1:8000/docs, post an order event with the api_key above"
+	@echo "(see README), or: $(BIN)/passpost cards issue --merchant demo --customer c-1"
 	$(BIN)/passpost serve all --apns-standin
 
 test: install
