@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import Select, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +18,20 @@ from sqlalchemy.orm import Session as SyncSession
 from services.core.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY_OPTION = "passpost_read_only"
+
+
+async def any_rows(sessionmaker: async_sessionmaker[AsyncSession], query: Select[Any]) -> bool:
+    """Whether ``query`` finds a row, without taking SQLite's write lock.
+
+    Background workers poll several times a second; polling with ``BEGIN IMMEDIATE`` would keep
+    the single writer lock busy and starve the writers that have real work.
+    """
+    async with sessionmaker() as session:
+        connection = await session.connection(execution_options={READ_ONLY_OPTION: True})
+        found = (await connection.execute(query.limit(1))).first() is not None
+        await session.rollback()
+        return found
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -47,7 +61,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -13,14 +13,14 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import metrics
-from services.core.db import after_commit
+from services.core.db import after_commit, any_rows
 from services.core.models import utcnow
 from services.core.queue import publish
 from services.core.queue.db import retry_delay
@@ -146,21 +146,27 @@ class DeliveryWorker:
         await self._record(list(zip(due, results, strict=True)))
         return len(due)
 
+    @staticmethod
+    def _due(now: datetime) -> Select[PushTarget]:
+        return (
+            select(PushTarget)
+            .where(
+                PushTarget.status == "active",
+                PushTarget.wanted_version > PushTarget.sent_version,
+                PushTarget.available_at <= now,
+                or_(PushTarget.locked_until.is_(None), PushTarget.locked_until <= now),
+            )
+            .order_by(PushTarget.available_at)
+        )
+
     async def _claim(self) -> list[DueTarget]:
         now = utcnow()
+        if not await any_rows(self._sessionmaker, self._due(now)):
+            return []
         async with self._sessionmaker() as session, session.begin():
             rows = (
                 await session.scalars(
-                    select(PushTarget)
-                    .where(
-                        PushTarget.status == "active",
-                        PushTarget.wanted_version > PushTarget.sent_version,
-                        PushTarget.available_at <= now,
-                        or_(PushTarget.locked_until.is_(None), PushTarget.locked_until <= now),
-                    )
-                    .order_by(PushTarget.available_at)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
+                    self._due(now).limit(self._batch_size).with_for_update(skip_locked=True)
                 )
             ).all()
             for row in rows:

@@ -15,16 +15,16 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import metrics
-from services.core.db import after_commit
+from services.core.db import after_commit, any_rows
 from services.core.models import utcnow
 from services.core.queue.db import retry_delay
 from services.passes.google.auth import AccessTokens, ServiceAccount
@@ -170,23 +170,29 @@ class GoogleWorker:
             await self._record(claimed)
         return len(claimed)
 
+    @staticmethod
+    def _due(now: datetime) -> Select[GoogleTarget]:
+        return (
+            select(GoogleTarget)
+            .where(
+                or_(
+                    GoogleTarget.wanted_version > GoogleTarget.synced_version,
+                    GoogleTarget.messages_due.is_(True),
+                ),
+                GoogleTarget.available_at <= now,
+                or_(GoogleTarget.locked_until.is_(None), GoogleTarget.locked_until <= now),
+            )
+            .order_by(GoogleTarget.available_at)
+        )
+
     async def _claim(self) -> list[_Claimed]:
         now = utcnow()
+        if not await any_rows(self._sessionmaker, self._due(now)):
+            return []
         async with self._sessionmaker() as session, session.begin():
             rows = (
                 await session.scalars(
-                    select(GoogleTarget)
-                    .where(
-                        or_(
-                            GoogleTarget.wanted_version > GoogleTarget.synced_version,
-                            GoogleTarget.messages_due.is_(True),
-                        ),
-                        GoogleTarget.available_at <= now,
-                        or_(GoogleTarget.locked_until.is_(None), GoogleTarget.locked_until <= now),
-                    )
-                    .order_by(GoogleTarget.available_at)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
+                    self._due(now).limit(self._batch_size).with_for_update(skip_locked=True)
                 )
             ).all()
             claimed = []

@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import logging
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import metrics
+from services.core.db import any_rows
 from services.core.logging import message_id as message_id_var
 from services.core.models import utcnow
 from services.core.queue import InboxMessage, Message, OutboxMessage, Subscription
@@ -67,24 +68,28 @@ class DatabaseQueue:
             await self._apply(by_topic[message.topic], message)
         return len(claimed)
 
+    @staticmethod
+    def _due(topics: list[str], now: datetime) -> Select[OutboxMessage]:
+        return (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.topic.in_(topics),
+                OutboxMessage.processed_at.is_(None),
+                OutboxMessage.failed_at.is_(None),
+                OutboxMessage.available_at <= now,
+                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now),
+            )
+            .order_by(OutboxMessage.id)
+        )
+
     async def _claim(self, topics: list[str]) -> list[Message]:
         now = utcnow()
+        if not await any_rows(self._sessionmaker, self._due(topics, now)):
+            return []
         async with self._sessionmaker() as session, session.begin():
             rows = (
                 await session.scalars(
-                    select(OutboxMessage)
-                    .where(
-                        OutboxMessage.topic.in_(topics),
-                        OutboxMessage.processed_at.is_(None),
-                        OutboxMessage.failed_at.is_(None),
-                        OutboxMessage.available_at <= now,
-                        or_(
-                            OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now
-                        ),
-                    )
-                    .order_by(OutboxMessage.id)
-                    .limit(BATCH_SIZE)
-                    .with_for_update(skip_locked=True)
+                    self._due(topics, now).limit(BATCH_SIZE).with_for_update(skip_locked=True)
                 )
             ).all()
             for row in rows:
