@@ -10,9 +10,10 @@ from services.core.settings import Settings
 from services.core.web import Component
 from services.push import callbacks
 from services.push.apns import AioApnsSender
-from services.push.deliveries import DeliveryWorker, Wakeup
+from services.push.deliveries import DeliveryWorker
 from services.push.google import GoogleClients, GoogleWorker
 from services.push.handlers import card_updated
+from services.push.workers import Wakeup
 
 
 def component(settings: Settings) -> Component:

@@ -9,7 +9,6 @@ records every outcome in one transaction per batch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -27,23 +26,9 @@ from services.core.queue.db import retry_delay
 from services.core.queue.topics import PUSH_TOKEN_REJECTED
 from services.push.apns import ApnsCredentials, ApnsResult, ApnsSender
 from services.push.models import Delivery, PushTarget
+from services.push.workers import LeasedWorker, Wakeup
 
 log = logging.getLogger(__name__)
-
-
-class Wakeup:
-    """Tells a sleeping worker that work was committed in this process."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    async def wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), seconds)
-        self._event.clear()
 
 
 async def schedule(session: AsyncSession, change: dict[str, Any], wakeup: Wakeup | None) -> int:
@@ -96,7 +81,7 @@ class DueTarget:
     credentials: ApnsCredentials
 
 
-class DeliveryWorker:
+class DeliveryWorker(LeasedWorker):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -108,35 +93,15 @@ class DeliveryWorker:
         max_attempts: int = 8,
         poll_interval: float = 0.5,
     ) -> None:
-        self._sessionmaker = sessionmaker
+        super().__init__(
+            sessionmaker,
+            wakeup,
+            batch_size=batch_size,
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            poll_interval=poll_interval,
+        )
         self._sender = sender
-        self._wakeup = wakeup
-        self._batch_size = batch_size
-        self._lease = timedelta(seconds=lease_seconds)
-        self._max_attempts = max_attempts
-        self._poll_interval = poll_interval
-        self._stopping = False
-        self._idle = asyncio.Event()
-
-    async def run(self) -> None:
-        try:
-            while not self._stopping:
-                self._idle.clear()
-                if await self.deliver_once():
-                    continue
-                self._idle.set()
-                await self._wakeup.wait(self._poll_interval)
-        finally:
-            self._idle.set()
-
-    async def stop(self, grace: float) -> None:
-        """Finish and record the batch in flight, so a restart sends none of it again."""
-        self._stopping = True
-        self._wakeup.set()
-        try:
-            await asyncio.wait_for(self._idle.wait(), grace)
-        except TimeoutError:
-            log.warning("push batch still in flight at shutdown; its leases will expire")
 
     async def deliver_once(self) -> int:
         due = await self._claim()

@@ -10,7 +10,6 @@ message and recorded as downgraded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -30,8 +29,8 @@ from services.core.queue.db import retry_delay
 from services.passes.google.auth import AccessTokens, ServiceAccount
 from services.passes.google.client import GoogleWalletClient, GoogleWalletError
 from services.passes.google.objects import WalletMessage, add_message_request
-from services.push.deliveries import Wakeup
 from services.push.models import GoogleCallbackNonce, GoogleDelivery, GoogleTarget
+from services.push.workers import LeasedWorker, Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ class GoogleClients:
         await self._http.aclose()
 
 
-class GoogleWorker:
+class GoogleWorker(LeasedWorker):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -136,32 +135,15 @@ class GoogleWorker:
         max_attempts: int = 8,
         poll_interval: float = 0.5,
     ) -> None:
-        self._sessionmaker = sessionmaker
+        super().__init__(
+            sessionmaker,
+            wakeup,
+            batch_size=batch_size,
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            poll_interval=poll_interval,
+        )
         self._clients = clients
-        self._wakeup = wakeup
-        self._batch_size = batch_size
-        self._lease = timedelta(seconds=lease_seconds)
-        self._max_attempts = max_attempts
-        self._poll_interval = poll_interval
-        self._stopping = False
-        self._idle = asyncio.Event()
-
-    async def run(self) -> None:
-        try:
-            while not self._stopping:
-                self._idle.clear()
-                if await self.deliver_once():
-                    continue
-                self._idle.set()
-                await self._wakeup.wait(self._poll_interval)
-        finally:
-            self._idle.set()
-
-    async def stop(self, grace: float) -> None:
-        self._stopping = True
-        self._wakeup.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
 
     async def deliver_once(self) -> int:
         claimed = await self._claim()

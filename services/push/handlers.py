@@ -6,7 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.queue import Handler, Message
 from services.push import google
-from services.push.deliveries import Wakeup, schedule
+from services.push.deliveries import schedule
+from services.push.workers import Wakeup
 
 
 def card_updated(apns: Wakeup, google_wakeup: Wakeup) -> Handler:

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.queue import OutboxMessage
 from services.push.apns import ApnsCredentials, ApnsResult
-from services.push.deliveries import DeliveryWorker, Wakeup, schedule
+from services.push.deliveries import DeliveryWorker, schedule
 from services.push.models import Delivery, PushTarget
+from services.push.workers import Wakeup
 
 CARD = uuid.uuid4()
 CREDENTIALS = {"auth": "certificate", "certificate_path": "c.pem", "key_path": "k.pem"}

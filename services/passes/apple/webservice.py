@@ -8,7 +8,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.core.db import Session
@@ -16,6 +16,7 @@ from services.core.errors import BadRequest, NotFound, Unauthorized
 from services.passes import registrations
 from services.passes.apple.pkpass import MEDIA_TYPE
 from services.passes.links import Builder, pkpass_response
+from services.passes.models import Card
 
 log = logging.getLogger("passpost.device_log")
 
@@ -43,23 +44,32 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return body
 
 
+async def authorized_card(
+    device: str,
+    pass_type: str,
+    serial: str,
+    session: Session,
+    authorization: Authorization = None,
+) -> Card:
+    """The pass a registration path names, once the path and the ApplePass token check out."""
+    registrations.check_path(device=device, pass_type=pass_type, serial=serial)
+    card = await registrations.find_card(session, pass_type, serial)
+    registrations.authenticate(card, authorization)
+    return card
+
+
+AuthorizedCard = Annotated[Card, Depends(authorized_card)]
+
+
 @router.post(
     REGISTRATION_PATH,
     status_code=201,
     responses={200: {"description": "Already registered"}, **_device_errors},
 )
 async def register_device(
-    device: str,
-    pass_type: str,
-    serial: str,
-    request: Request,
-    session: Session,
-    authorization: Authorization = None,
+    device: str, card: AuthorizedCard, request: Request, session: Session
 ) -> Response:
     """Register a device to receive push notifications for a pass."""
-    registrations.check_path(device=device, pass_type=pass_type, serial=serial)
-    card = await registrations.find_card(session, pass_type, serial)
-    registrations.authenticate(card, authorization)
     push_token = (await _json_object(request)).get("pushToken")
     if not isinstance(push_token, str):
         raise BadRequest("pushToken is missing")
@@ -68,17 +78,8 @@ async def register_device(
 
 
 @router.delete(REGISTRATION_PATH, responses=_device_errors)
-async def unregister_device(
-    device: str,
-    pass_type: str,
-    serial: str,
-    session: Session,
-    authorization: Authorization = None,
-) -> Response:
+async def unregister_device(device: str, card: AuthorizedCard, session: Session) -> Response:
     """Stop pushes for a pass to a device."""
-    registrations.check_path(device=device, pass_type=pass_type, serial=serial)
-    card = await registrations.find_card(session, pass_type, serial)
-    registrations.authenticate(card, authorization)
     await registrations.unregister(session, card, device)
     return Response(status_code=200)
 
