@@ -21,12 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.settings import Settings
 from services.passes.google import wallet
+from services.passes.google.client import DEFAULT_API_URL
 from services.push.models import GoogleDelivery, GoogleTarget
 from tests.conftest import BASE_URL
 from tests.e2e.conftest import installation
 from tests.factories import create_merchant
 from tests.orders.test_api import order_event
 from tests.passes.google.conftest import ISSUER_ID, WalletApi, google_error
+from tests.passes.google.schema import request_schema, validate
 from tests.passes.google.test_callbacks import GoogleSigner, new_key
 from tests.waiting import eventually
 
@@ -107,15 +109,17 @@ def _messages(api: WalletApi) -> list[tuple[str, str]]:
     ]
 
 
-def _mock_objects(api: WalletApi) -> None:
-    api.answer("PATCH", f"{OBJECTS}/{ISSUER_ID}.{{id}}", httpx.Response(404, json={}))
-    api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/{ISSUER_ID}\..*").mock(
-        side_effect=lambda request: _ok(api, request)
-    )
+def _checked(api: WalletApi, request: httpx.Request) -> None:
+    """Every request we make is recorded and its body checked against Google's schema."""
+    path = str(request.url).removeprefix(DEFAULT_API_URL + "/")
+    schema = request_schema(request.method, path)
+    if schema is not None:
+        validate(schema, json.loads(request.content))
+    api.requests.append(request)
 
 
 def _ok(api: WalletApi, request: httpx.Request) -> httpx.Response:
-    api.requests.append(request)
+    _checked(api, request)
     return httpx.Response(200, json=json.loads(request.content))
 
 
@@ -206,7 +210,7 @@ async def test_quota_exceeded_is_resent_as_a_plain_message(
     answers = [google_error(403, "Quota exceeded", "quotaExceeded")]
 
     def add_message(request: httpx.Request) -> httpx.Response:
-        wallet_api.requests.append(request)
+        _checked(wallet_api, request)
         return answers.pop(0) if answers else httpx.Response(200, json={})
 
     wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
@@ -230,7 +234,7 @@ async def test_google_errors_are_recorded_and_retried(
     answers = [google_error(403, "The service account is not authorized", "permissionDenied")]
 
     def patch(request: httpx.Request) -> httpx.Response:
-        wallet_api.requests.append(request)
+        _checked(wallet_api, request)
         return answers.pop(0) if answers else httpx.Response(200, json={})
 
     wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(side_effect=patch)
@@ -313,3 +317,48 @@ async def test_callbacks_are_verified_and_a_removed_card_is_not_notified(
 
     await eventually(patched)
     assert len(_messages(wallet_api)) == before, "a removed card gets no more messages"
+
+
+async def test_at_most_ten_messages_stay_on_the_object(
+    client: httpx.AsyncClient,
+    shop: Any,
+    wallet_api: WalletApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(
+        side_effect=lambda request: _ok(wallet_api, request)
+    )
+    wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
+        side_effect=lambda request: _ok(wallet_api, request)
+    )
+    await _post(client, shop.api_key, order_event("confirmed"))
+
+    async def settled() -> bool:
+        async with sessionmaker() as session:
+            row = await session.scalar(select(GoogleTarget))
+            return row is not None and not row.messages_due and row.synced_version >= 1
+
+    await eventually(settled)
+    async with sessionmaker() as session:
+        row = (await session.scalars(select(GoogleTarget))).one()
+        old = {"header": "Old", "body": "old news", "messageType": "TEXT"}
+        row.kept_messages = [{**old, "id": f"old{n}"} for n in range(10)]
+        await session.commit()
+    await _post(client, shop.api_key, order_event("shipped", at="2026-11-23T15:00:00Z"))
+
+    async def trimmed() -> bool:
+        return any(
+            method == "PATCH" and body and "messages" in body
+            for method, _, body in wallet_api.bodies()
+        )
+
+    await eventually(trimmed)
+    trim = next(b for m, _, b in wallet_api.bodies() if m == "PATCH" and b and "messages" in b)
+    assert [m["id"] for m in trim["messages"]] == [f"old{n}" for n in range(1, 10)]
+
+    async def kept_ten() -> bool:
+        async with sessionmaker() as session:
+            row = (await session.scalars(select(GoogleTarget))).one()
+            return len(row.kept_messages) == 10 and row.kept_messages[-1]["header"] == "Na ceste"
+
+    await eventually(kept_ten)
