@@ -1,0 +1,1 @@
+"""Benchmarks: what the service exists for, each figure beside its reference (``make bench``)."""

@@ -1,0 +1,270 @@
+"""Figure 4: push fan-out through the push service, beside a bare aioapns loop; memory.
+
+Cards held by many phones each (registered through the PassKit web service); one order event
+per card changes it, and the push service fans the change out to every phone: the
+``card.updated`` consumer records the targets, the delivery worker claims them in batches,
+sends through aioapns and records each outcome. The rate is taken where the pushes land (the
+APNs stand-in in the bench process, first to last push of a wave), and the same way for the
+reference: aioapns alone (``bench.apns_bare``, its own process, same certificate, same number
+of connections, as many requests in flight as the worker's batch) sending to the same tokens.
+Rounds alternate between the two.
+
+Memory: the server's resident size after a first stretch of pushes and again after ten times
+as many (the issue asks for 100k to 1M; this machine's budget allows a tenth of that in
+``make bench``: see the method).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from bench.common import (
+    OUT,
+    ROOT,
+    Result,
+    RunConfig,
+    Server,
+    Shop,
+    Standin,
+    at_second,
+    load,
+    log,
+    median,
+    order_event,
+    push_token,
+    raw_request,
+    running_server,
+)
+
+FIGURE = "push_fanout"
+RATE_TARGET = 0.80
+MEMORY_TARGET = 1.10
+WINDOW = 200
+"""Requests in flight for the bare loop: the delivery worker's batch size."""
+CONNECTIONS = 4
+"""PASSPOST_APNS_MAX_CONNECTIONS's default, for both."""
+MEMORY_FIRST, MEMORY_LAST = 2_500, 25_000
+
+
+def registrations(cards: list[dict[str, str]], devices: int, token_base: int) -> Any:
+    """Loadgen factory: request ``i`` registers phone ``i`` for card ``i % len(cards)``."""
+
+    def make(i: int) -> bytes:
+        card = cards[i % len(cards)]
+        path = f"/passkit/v1/devices/fan-{i}/registrations/{card['pass_type']}/{card['serial']}"
+        body = json.dumps({"pushToken": push_token(token_base + i)}).encode()
+        headers = {
+            "Authorization": f"ApplePass {card['token']}",
+            "Content-Type": "application/json",
+        }
+        return raw_request("POST", path, headers, body).encode("latin-1")
+
+    return make
+
+
+def _rate(arrivals: list[tuple[str, float]]) -> float:
+    if len(arrivals) < 2:
+        return 0.0
+    times = sorted(t for _, t in arrivals)
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+class Fanout:
+    def __init__(self, server: Server, standin: Standin, cards: int, devices: int) -> None:
+        self.server, self.standin = server, standin
+        self.cards, self.devices = cards, devices
+        self.token_base = 1_000_000
+        self.wave = 0
+        self.shop = Shop(server)
+        self.seeded: list[Any] = []
+
+    async def seed(self) -> None:
+        self.seeded = await self.shop.issue_cards([f"fan{c}" for c in range(self.cards)], "fan")
+        cards = [
+            {"pass_type": c.pass_type, "serial": c.serial, "token": c.token} for c in self.seeded
+        ]
+        total = self.cards * self.devices
+        outcome = await load(
+            self.server,
+            {
+                "connections": 8,
+                "duration": 300,
+                "max_requests": total,
+                "requests": {
+                    "factory": "bench.push_fanout:registrations",
+                    "params": {
+                        "cards": cards,
+                        "devices": self.devices,
+                        "token_base": self.token_base,
+                    },
+                },
+            },
+        )
+        if outcome["statuses"] != {"201": total}:
+            raise RuntimeError(f"registrations: {outcome['statuses']}")
+
+    async def push_wave(self, seconds: float = 300) -> float:
+        """Change every card once; wait for all its pushes; their rate at the stand-in."""
+        self.standin.reset()
+        self.wave += 1
+        for card in self.seeded:
+            order = f"{card.customer}-w{self.wave}"
+            await self.shop.post_event(
+                order_event(order, order, card.customer, "confirmed", at_second(1000 + self.wave))
+            )
+        expected = self.cards * self.devices
+        if not await self.standin.wait_for(expected, seconds):
+            raise RuntimeError(f"wave {self.wave}: {self.standin.count} of {expected} pushes")
+        return _rate(self.standin.arrivals())
+
+    async def stream(self, first: int, last: int) -> tuple[list[tuple[int, int]], int, int, int]:
+        """Keep pushes flowing (cards changed in turn, a backlog of about two cards' pushes)
+        until ``last`` pushes; the server's RSS at ``first``, along the way, and at the end."""
+        self.standin.reset()
+        posted, samples, reference = 0, [], 0
+        next_sample = first
+        while self.standin.count < last:
+            if posted * self.devices - self.standin.count < 2 * self.devices:
+                card = self.seeded[posted % self.cards]
+                self.wave += 1
+                order = f"{card.customer}-s{self.wave}"
+                await self.shop.post_event(
+                    order_event(
+                        order, order, card.customer, "confirmed", at_second(1000 + self.wave)
+                    )
+                )
+                posted += 1
+                continue
+            await asyncio.sleep(0.02)
+            if self.standin.count >= next_sample:
+                rss = self.server.rss_kib()
+                samples.append((self.standin.count, rss))
+                reference = reference or rss
+                next_sample += (last - first) // 5
+        await self.server.drained()
+        final = self.server.rss_kib()
+        samples.append((self.standin.count, final))
+        return samples, reference, final, self.standin.count
+
+    async def bare(self) -> float:
+        self.standin.reset()
+        keys = self.server.keys_dir
+        topic = self.seeded[0].pass_type
+        job = {
+            "url": self.standin.url,
+            "ca_file": str(self.standin.ca_file),
+            "certificate_path": str(keys / f"{topic}.pem"),
+            "key_path": str(keys / f"{topic}.key"),
+            "bundle_path": str(OUT / FIGURE / "client-bundle.pem"),
+            "topic": topic,
+            "tokens": [push_token(self.token_base + i) for i in range(self.cards * self.devices)],
+            "connections": CONNECTIONS,
+            "window": WINDOW,
+        }
+        (OUT / FIGURE).mkdir(parents=True, exist_ok=True)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.apns_bare",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate(json.dumps(job).encode())
+        if process.returncode != 0:
+            raise RuntimeError(f"bare aioapns failed: {err.decode()[-3000:]}")
+        result = json.loads(out)
+        if result["statuses"] != {"200": len(job["tokens"])}:
+            raise RuntimeError(f"bare aioapns: {result['statuses']}")
+        return _rate(self.standin.arrivals())
+
+
+async def _measure(server: Server, standin: Standin, cfg: RunConfig) -> list[Result]:
+    cards, devices = (2, 50) if cfg.quick else (4, 250)
+    fanout = Fanout(server, standin, cards, devices)
+    try:
+        return await _measure_with(fanout, server, cfg, cards, devices)
+    finally:
+        await fanout.shop.close()
+
+
+async def _measure_with(
+    fanout: Fanout, server: Server, cfg: RunConfig, cards: int, devices: int
+) -> list[Result]:
+    await fanout.seed()
+    await fanout.push_wave()  # warm: connections open, statements prepared
+    await server.drained()
+    service_rates, bare_rates = [], []
+    rounds = 1 if cfg.quick else 3
+    for _ in range(rounds):
+        service_rates.append(await fanout.push_wave())
+        await server.drained()
+        bare_rates.append(await fanout.bare())
+    service, bare = median(service_rates), median(bare_rates)
+    per_round = [s / b for s, b in zip(service_rates, bare_rates, strict=True)]
+    log(f"{FIGURE}: service {service:.0f} pushes/s, bare aioapns {bare:.0f} pushes/s")
+    wave = cards * devices
+    results = [
+        Result(
+            name=f"{FIGURE}.postgres.pushes_per_s",
+            value=service,
+            unit="pushes/s",
+            reference="bare aioapns loop to the same stand-in, same certificate and connections",
+            reference_value=bare,
+            ratio=median(per_round),
+            target=f">= {RATE_TARGET:.0%} of the bare aioapns rate",
+            met=median(per_round) >= RATE_TARGET,
+            method=f"{cards} cards x {devices} registered phones; each wave posts one order event "
+            f"per card and the push service delivers {wave} pushes ({CONNECTIONS} APNs "
+            f"connections, batches of {WINDOW}); rate from the first to the last push at the "
+            f"stand-in; the bare loop sends to the same {wave} tokens with {WINDOW} in flight "
+            f"over {CONNECTIONS} connections; {rounds} alternating rounds, medians, ratio = "
+            f"median of per-round ratios; one `passpost serve all` process on postgres.",
+        )
+    ]
+
+    started = time.monotonic()
+    first, last = (200, 1_000) if cfg.quick else (MEMORY_FIRST, MEMORY_LAST)
+    samples, reference_rss, final_rss, sent = await fanout.stream(first, last)
+    elapsed = time.monotonic() - started
+    reference_rss = samples[0][1]
+    grown = final_rss / reference_rss
+    log(
+        f"{FIGURE}: RSS {reference_rss / 1024:.0f} MiB at {samples[0][0]} pushes, "
+        f"{final_rss / 1024:.0f} MiB at {sent}"
+    )
+    trail = ", ".join(f"{n // 1000}k: {kib / 1024:.0f}" for n, kib in samples)
+    results.append(
+        Result(
+            name=f"{FIGURE}.postgres.rss_growth",
+            value=final_rss / 1024,
+            unit="MiB",
+            reference=f"resident size after {samples[0][0] // 1000}k pushes",
+            reference_value=reference_rss / 1024,
+            ratio=grown,
+            target=f"<= {MEMORY_TARGET:.2f} x the reference (flat within 10%)",
+            met=grown <= MEMORY_TARGET,
+            method=f"VmRSS of the `passpost serve all` process (all three services, the APNs "
+            f"connections recycled every 50k requests by default) after {samples[0][0]} and after "
+            f"{sent} pushes (cards changed in turn, about {2 * devices} pushes queued at any "
+            f"time; read during the stream, and at the end once drained); the issue's 100k -> "
+            f"1M span scaled down to {first // 1000}k -> {last // 1000}k to fit `make bench` "
+            f"in 10 minutes ({elapsed:.0f} s here, at this machine's push rate); MiB along "
+            f"the way: {trail}.",
+        )
+    )
+    return results
+
+
+async def run(cfg: RunConfig) -> list[Result]:
+    async with running_server(f"{FIGURE}-postgres", "postgres", standin_limit=60_000) as running:
+        if running is None:
+            return []
+        server, standin = running
+        log(f"{FIGURE}: measuring on postgres")
+        return await _measure(server, standin, cfg)
