@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 
@@ -46,13 +48,18 @@ async def _run(names: list[str], cfg: RunConfig) -> tuple[list[Result], dict[str
 
 
 async def _run_figures(names: list[str], cfg: RunConfig) -> tuple[list[Result], dict[str, float]]:
+    """Each figure in turn; one that fails is logged and left out, the others still run."""
     results: list[Result] = []
     timings: dict[str, float] = {}
     for name in names:
         started = time.monotonic()
         log(f"figure {name}: started")
         runner: Callable[[RunConfig], Awaitable[list[Result]]] = FIGURES[name].run
-        figure_results = await runner(cfg)
+        try:
+            figure_results = await runner(cfg)
+        except Exception:
+            log(f"figure {name}: FAILED\n{traceback.format_exc()}")
+            continue
         for result in figure_results:
             result.figure = FIGURES[name].FIGURE
         results.extend(figure_results)
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown figure {unknown[0]!r}; choose from {', '.join(FIGURES)}")
     names = args.figures or list(FIGURES)
     cfg = RunConfig.for_mode(args.quick)
+    load_before = os.getloadavg()
     started = time.monotonic()
     shutil.rmtree(KEYS_CACHE, ignore_errors=True)  # made afresh by the first server of the run
     _install_loop()
@@ -84,13 +92,18 @@ def main(argv: list[str] | None = None) -> int:
         results_path, report_path = OUT / "results-quick.json", OUT / "BENCHMARKS-quick.md"
     else:
         results_path, report_path = RESULTS, REPORT
-    merged = write_results(results_path, results, [FIGURES[n].FIGURE for n in names])
-    write_report(report_path, merged, timings, total, quick=args.quick)
+    done = [FIGURES[n].FIGURE for n in names if n in timings]
+    merged = write_results(results_path, results, done)
+    write_report(report_path, merged, timings, total, quick=args.quick, load_before=load_before)
     for result in results:
         mark = {True: "met", False: "MISSED", None: "-"}[result.met]
         value = "n/a" if result.value is None else f"{result.value:,.1f}"
         print(f"{mark:>6}  {result.name}: {value} {result.unit}  (target {result.target})")
     print(f"total {total:.0f} s; results in {results_path}, table in {report_path}")
+    failed = [n for n in names if n not in timings]
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (their earlier entries are kept)", file=sys.stderr)
+        return 1
     return 0
 
 

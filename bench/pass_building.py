@@ -208,8 +208,8 @@ async def run(cfg: RunConfig) -> list[Result]:
         ),
         (
             "images_500k",
-            f"the same card with {sizes['images_500k'] / 1024:.0f} KiB of images "
-            "(icon, logo and a photo-like strip at 1x/2x/3x)",
+            f"realistic card with {sizes['images_500k'] / 1024:.0f} KiB of images "
+            "(icon, logo and a photo-like strip at 1x/2x/3x), otherwise the same",
         ),
     ):
         per_round = [b / s for b, s in zip(series[name], series["sign"], strict=True)]

@@ -50,13 +50,17 @@ def _figure_of(name: str) -> str:
 def _number(value: Any, unit: str = "") -> str:
     if value is None:
         return "n/a"
-    if isinstance(value, bool):
-        return str(value)
-    if unit == "ratio" or (isinstance(value, float) and abs(value) < 10):
+    if unit == "ratio" or abs(value) < 10:
         text = f"{value:,.2f}"
+    elif abs(value) < 100:
+        text = f"{value:,.1f}"
     else:
         text = f"{value:,.0f}"
-    return f"{text} {unit}".strip() if unit and unit != "ratio" else text
+    return f"{text} {unit}" if unit and unit != "ratio" else text
+
+
+def _load(values: tuple[float, float, float] | None) -> str:
+    return "n/a" if values is None else "/".join(f"{v:.2f}" for v in values)
 
 
 def _table(entries: list[dict[str, Any]]) -> list[str]:
@@ -64,13 +68,11 @@ def _table(entries: list[dict[str, Any]]) -> list[str]:
         "| figure | value | reference | reference value | ratio | target | met |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    unit_of_reference = {"requests/s", "events/s", "pushes/s", "bundles/s", "ms", "MiB"}
     for e in entries:
         met = {True: "yes", False: "**no**", None: "-"}[e["met"]]
-        ref_unit = e["unit"] if e["unit"] in unit_of_reference else ""
         lines.append(
             f"| `{e['name']}` | {_number(e['value'], e['unit'])} | {e['reference']} | "
-            f"{_number(e['reference_value'], ref_unit)} | {_number(e['ratio'], 'ratio')} | "
+            f"{_number(e['reference_value'])} | {_number(e['ratio'], 'ratio')} | "
             f"{e['target']} | {met} |"
         )
     return lines
@@ -83,6 +85,7 @@ def write_report(
     total: float,
     *,
     quick: bool,
+    load_before: tuple[float, float, float] | None = None,
 ) -> None:
     intro = DEFAULT_INTRO
     if path.exists():
@@ -99,8 +102,10 @@ def write_report(
         f"{' (--quick: sizes too small to mean anything)' if quick else ''}; "
         f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}; "
         f"figures run: {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}; "
-        f"total {total:.0f} s. Every value is a median of several runs, measured beside its "
-        "reference in the same run.",
+        f"total {total:.0f} s; load average {_load(load_before)} before the run, "
+        f"{_load(os.getloadavg())} after (anything above ~1 before means someone else was "
+        "using the machine). Every value is a median of several runs, measured beside its "
+        "reference in the same run; the reference value is in the reference's own unit.",
         "",
     ]
     for figure, title in FIGURE_TITLES.items():
