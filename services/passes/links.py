@@ -22,7 +22,7 @@ from services.passes.models import DesignImage, PassDesign
 router = APIRouter(prefix=LINK_PATH, tags=["customer links"])
 
 
-def get_pass_builder(request: Request) -> PassBuilder:
+async def get_pass_builder(request: Request) -> PassBuilder:
     builder: PassBuilder = request.app.state.pass_builder
     return builder
 

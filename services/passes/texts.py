@@ -7,6 +7,7 @@ phone's language. A merchant may override any text per language (``PassDesign.te
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 LOCALES = ("en", "sk", "cs", "pl", "ru", "de")
 
@@ -186,12 +187,27 @@ def _escape(value: str) -> str:
 def pass_strings(locale: str, overrides: Overrides | None, values: Mapping[str, str]) -> bytes:
     """``pass.strings`` for one language (UTF-8, which Wallet reads as it reads UTF-16).
 
-    ``values`` fill the ``{placeholders}`` some texts carry (the order number).
+    ``values`` fill the ``{placeholders}`` some texts carry (the order number). Cached: every
+    card of a design with the same order number shares them.
     """
+    frozen_overrides = tuple(
+        (code, tuple(sorted(entries.items())))
+        for code, entries in sorted((overrides or {}).items())
+    )
+    return _pass_strings(locale, frozen_overrides, tuple(sorted(values.items())))
+
+
+@lru_cache(maxsize=4096)
+def _pass_strings(
+    locale: str,
+    frozen_overrides: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
+    values: tuple[tuple[str, str], ...],
+) -> bytes:
+    overrides = {code: dict(entries) for code, entries in frozen_overrides}
     lines = []
     for key in TEXTS:
         line = text(key, locale, overrides)
-        for name, value in values.items():
+        for name, value in values:
             line = line.replace(f"{{{name}}}", value) if value else line.replace(f" {{{name}}}", "")
         lines.append(f'"{_escape(key)}" = "{_escape(line)}";')
     return ("\n".join(lines) + "\n").encode("utf-8")

@@ -53,10 +53,10 @@ class DatabaseQueue:
 
     async def run(self, subscriptions: list[Subscription]) -> None:
         while True:
-            handled = await self.drain_once(subscriptions)
-            if handled:
-                continue
+            # Cleared before the drain: a commit during it wakes the next wait at once.
             self._wakeup.clear()
+            if await self.drain_once(subscriptions):
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)
 
