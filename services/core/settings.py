@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     """Derives card links and serial numbers: never change it once cards exist.
     Unset in development means the key kept in ``data_dir``."""
 
-    queue_backend: Literal["db", "nats"] = "db"
-    nats_url: str = "nats://127.0.0.1:4222"
+    queue_backend: Literal["db"] = "db"
+    """Only the ``db`` backend exists so far; NATS JetStream (DESIGN.md) is still to come."""
     queue_poll_interval: float = Field(default=0.2, gt=0)
     queue_lease_seconds: float = Field(default=30.0, gt=0)
     queue_max_attempts: int = Field(default=10, ge=1)
