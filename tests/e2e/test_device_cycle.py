@@ -112,7 +112,11 @@ async def test_every_registered_device_gets_each_change_once(
     await asyncio.sleep(0.5)
     assert standin.push_count == 3
     delivered = select(func.count()).select_from(Delivery).where(Delivery.outcome == "delivered")
-    assert await _count(sessionmaker, delivered) == 3
+
+    async def all_recorded() -> bool:
+        return await _count(sessionmaker, delivered) == 3
+
+    await eventually(all_recorded)
 
 
 @pytest.mark.parametrize(("status", "reason"), [(410, "Unregistered"), (400, "BadDeviceToken")])

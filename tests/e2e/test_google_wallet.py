@@ -190,6 +190,11 @@ async def test_order_life_in_google_wallet(
         ("TEXT_AND_NOTIFY", "Problém s doručením"),
         ("TEXT", "U kuriéra"),  # the 4th important change in 24 h: over Google's budget
     ]
+
+    async def all_recorded() -> bool:  # the mock saw the call; the worker records it after
+        return ("downgraded", "delivered") in await _deliveries(sessionmaker)
+
+    await eventually(all_recorded)
     kinds = [kind for kind, _ in await _deliveries(sessionmaker)]
     assert kinds.count("plain") == 1  # confirmed: worth a message, not a notification
     assert kinds.count("notified") == 3
@@ -275,9 +280,10 @@ async def test_callbacks_are_verified_and_a_removed_card_is_not_notified(
     accepted = await _post(client, shop.api_key, order_event("confirmed"))
     object_id = f"{ISSUER_ID}.{accepted['card']['serial_number']}"
 
-    async def has_target() -> bool:
+    async def has_target() -> bool:  # the object made and its first message sent
         async with sessionmaker() as session:
-            return await session.scalar(select(GoogleTarget)) is not None
+            row = await session.scalar(select(GoogleTarget))
+            return row is not None and row.synced_version >= 1 and not row.messages_due
 
     await eventually(has_target)
     now_ms = int(time.time() * 1000)
