@@ -21,6 +21,7 @@ from services.core.errors import PasspostError
 from services.core.logging import configure_logging
 from services.core.migrations import upgrade_to_head
 from services.core.settings import Environment, Settings, get_settings
+from services.core.web import Component
 from services.merchants import service as merchants
 from services.merchants.schemas import MerchantCreate, MerchantRead
 from services.onboarding import onboard_merchant
@@ -30,6 +31,7 @@ from services.passes.google import wallet
 from services.passes.google.auth import AccessTokens, ServiceAccount
 from services.passes.google.client import GoogleWalletClient, GoogleWalletError
 from services.passes.schemas import AppleSettings, Branding, CardIssue
+from services.push.apns_standin import main as run_apns_standin
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 merchants_app = typer.Typer(help="Merchants and their API keys.", no_args_is_help=True)
@@ -178,7 +180,7 @@ def serve(
     """Serve one service, or all three in one process."""
     import uvicorn
 
-    from services.core.web import Component, create_app
+    from services.core.web import create_app
     from services.orders.app import component as orders_component
     from services.passes.app import component as passes_component
     from services.push.app import component as push_component
@@ -226,14 +228,11 @@ def serve(
     )
 
 
-def _standin_component(settings: Settings) -> Any:
-    from services.core.web import Component
-    from services.push import apns_standin
-
+def _standin_component(settings: Settings) -> Component:
     chain = ensure_dev_chain(settings.keys_dir)
 
     async def run(_app: Any) -> None:
-        await apns_standin.main(
+        await run_apns_standin(
             "127.0.0.1",
             STANDIN_PORT,
             chain.apns_standin_certificate,
@@ -254,15 +253,13 @@ def apns_mock(
     Point the push service at it with PASSPOST_APNS_URL=https://127.0.0.1:2197 and
     PASSPOST_APNS_CA_FILE=var/keys/dev-root.pem.
     """
-    from services.push import apns_standin
-
     settings = _settings()
     configure_logging(settings.log_level, settings.log_json)
     chain = ensure_dev_chain(settings.keys_dir)
     typer.echo(f"APNs stand-in on https://{host}:{port}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            apns_standin.main(
+            run_apns_standin(
                 host,
                 port,
                 chain.apns_standin_certificate,

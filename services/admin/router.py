@@ -10,7 +10,7 @@ import hmac
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header
 
 from services.admin.schemas import (
     ApiKeyCreate,
@@ -25,6 +25,7 @@ from services.admin.schemas import (
 from services.core.db import Session
 from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound, Unauthorized
 from services.core.settings import Settings
+from services.core.web import AppSettings
 from services.merchants import service as merchants
 from services.merchants.schemas import MerchantCreate, MerchantRead
 from services.onboarding import onboard_merchant
@@ -34,9 +35,8 @@ from services.passes.schemas import AppleSettings, Branding, CardIssue, CardLink
 
 
 def require_admin(
-    request: Request, authorization: Annotated[str | None, Header()] = None
+    settings: AppSettings, authorization: Annotated[str | None, Header()] = None
 ) -> Settings:
-    settings: Settings = request.app.state.settings
     expected = settings.resolved_admin_token()
     scheme, _, given = (authorization or "").partition(" ")
     if (

@@ -9,9 +9,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -102,6 +102,14 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body=settings.max_request_bytes)
     return app
 
+
+def app_settings(request: Request) -> Settings:
+    """The settings the app was made with (``create_app`` keeps them on ``app.state``)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+AppSettings = Annotated[Settings, Depends(app_settings)]
 
 health_router = APIRouter(tags=["health"])
 

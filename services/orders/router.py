@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from services.core.db import Session
 from services.core.errors import Conflict, InvalidInput, NotFound, PasspostError, Unauthorized
-from services.core.settings import Settings
+from services.core.web import AppSettings
 from services.merchants.models import Merchant
 from services.merchants.service import authenticate_api_key
 from services.orders import service
@@ -41,13 +41,7 @@ async def authenticated_merchant(
     return merchant
 
 
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 CurrentMerchant = Annotated[Merchant, Depends(authenticated_merchant)]
-AppSettings = Annotated[Settings, Depends(get_settings)]
 _errors = {**Unauthorized.openapi(), **Conflict.openapi(), **InvalidInput.openapi()}
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from services.core.db import Session
 from services.core.errors import NotConfigured, NotFound
+from services.core.web import AppSettings
 from services.merchants.models import Merchant
 from services.passes import landing
 from services.passes.apple.pkpass import MEDIA_TYPE
@@ -64,14 +65,13 @@ async def download_pass(link_token: str, session: Session, builder: Builder) -> 
 async def landing_page(
     link_token: str,
     session: Session,
-    request: Request,
+    settings: AppSettings,
     user_agent: Annotated[str, Header()] = "",
 ) -> HTMLResponse:
     """The page a shop links from its thank-you page: add the card to Apple or Google Wallet."""
     card = await get_card_by_link(session, link_token)
     merchant = await session.get_one(Merchant, card.merchant_id)
     design = await get_design(session, merchant)
-    settings = request.app.state.settings
     links = card_links(card, settings)
     page = landing.render(
         merchant,

@@ -42,11 +42,9 @@ async def find_card(session: AsyncSession, pass_type: str, serial: str) -> Card:
 
 def authenticate(card: Card, authorization: str | None) -> None:
     """``Authorization: ApplePass <token>``, compared in constant time."""
-    given = (authorization or "").removeprefix(AUTH_SCHEME) if authorization else ""
-    if (
-        not authorization
-        or not authorization.startswith(AUTH_SCHEME)
-        or not hmac.compare_digest(given.encode(), card.authentication_token.encode())
+    scheme, _, given = (authorization or "").partition(" ")
+    if f"{scheme} " != AUTH_SCHEME or not hmac.compare_digest(
+        given.encode(), card.authentication_token.encode()
     ):
         raise Unauthorized("missing or wrong ApplePass token")
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 
 from services.core.db import Session
 from services.core.errors import NotConfigured, Unauthorized
+from services.core.web import AppSettings
 from services.passes.google.callbacks import InvalidCallback, root_keys_from_json, verify_callback
 from services.passes.google.wallet import CALLBACK_PATH
 from services.push.google import apply_callback
@@ -50,10 +51,10 @@ def _issuer_of(body: bytes) -> str:
     CALLBACK_PATH,
     responses={**Unauthorized.openapi("Unsigned or badly signed"), **NotConfigured.openapi()},
 )
-async def google_callback(request: Request, session: Session) -> Response:
+async def google_callback(request: Request, session: Session, settings: AppSettings) -> Response:
     """Google tells us a card was saved to or deleted from Google Wallet."""
     body = await request.body()
-    keys = root_keys(request.app.state.settings.google_root_keys_file)
+    keys = root_keys(settings.google_root_keys_file)
     try:
         event = verify_callback(body, root_keys=keys, issuer_id=_issuer_of(body))
     except InvalidCallback as exc:
