@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,23 @@ def _ok(api: WalletApi, request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json=json.loads(request.content))
 
 
+Responder = Callable[[httpx.Request], httpx.Response]
+
+
+def _on_patch(api: WalletApi, respond: Responder | None = None) -> None:
+    """Object PATCHes answered by ``respond`` (default: accepted and checked)."""
+    api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(
+        side_effect=respond or (lambda request: _ok(api, request))
+    )
+
+
+def _on_add_message(api: WalletApi, respond: Responder | None = None) -> None:
+    """addMessage calls answered by ``respond`` (default: accepted and checked)."""
+    api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
+        side_effect=respond or (lambda request: _ok(api, request))
+    )
+
+
 async def test_order_life_in_google_wallet(
     client: httpx.AsyncClient,
     shop: Any,
@@ -131,12 +148,13 @@ async def test_order_life_in_google_wallet(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     inserted: list[dict[str, Any]] = []
-    wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(
-        side_effect=lambda request: (
+    _on_patch(
+        wallet_api,
+        lambda request: (
             httpx.Response(404, json={"error": {"code": 404}})
             if not inserted
             else _ok(wallet_api, request)
-        )
+        ),
     )
 
     def insert(request: httpx.Request) -> httpx.Response:
@@ -144,9 +162,7 @@ async def test_order_life_in_google_wallet(
         return _ok(wallet_api, request)
 
     wallet_api.router.route(method="POST", url__regex=rf".*/{OBJECTS}$").mock(side_effect=insert)
-    wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
-        side_effect=lambda request: _ok(wallet_api, request)
-    )
+    _on_add_message(wallet_api)
 
     accepted = await _post(client, shop.api_key, order_event("confirmed"))
     url = accepted["card"]["google_save_url"]
@@ -209,18 +225,14 @@ async def test_quota_exceeded_is_resent_as_a_plain_message(
     wallet_api: WalletApi,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(
-        side_effect=lambda request: _ok(wallet_api, request)
-    )
+    _on_patch(wallet_api)
     answers = [google_error(403, "Quota exceeded", "quotaExceeded")]
 
     def add_message(request: httpx.Request) -> httpx.Response:
         _checked(wallet_api, request)
         return answers.pop(0) if answers else httpx.Response(200, json={})
 
-    wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
-        side_effect=add_message
-    )
+    _on_add_message(wallet_api, add_message)
     await _post(client, shop.api_key, order_event("shipped"))
 
     async def recorded() -> bool:
@@ -242,10 +254,8 @@ async def test_google_errors_are_recorded_and_retried(
         _checked(wallet_api, request)
         return answers.pop(0) if answers else httpx.Response(200, json={})
 
-    wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(side_effect=patch)
-    wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
-        return_value=httpx.Response(200, json={})
-    )
+    _on_patch(wallet_api, patch)
+    _on_add_message(wallet_api)
     await _post(client, shop.api_key, order_event("shipped"))
 
     async def failed_once() -> bool:
@@ -271,12 +281,8 @@ async def test_callbacks_are_verified_and_a_removed_card_is_not_notified(
     signer: GoogleSigner,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(
-        side_effect=lambda request: _ok(wallet_api, request)
-    )
-    wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
-        side_effect=lambda request: _ok(wallet_api, request)
-    )
+    _on_patch(wallet_api)
+    _on_add_message(wallet_api)
     accepted = await _post(client, shop.api_key, order_event("confirmed"))
     object_id = f"{ISSUER_ID}.{accepted['card']['serial_number']}"
 
@@ -331,12 +337,8 @@ async def test_at_most_ten_messages_stay_on_the_object(
     wallet_api: WalletApi,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    wallet_api.router.route(method="PATCH", url__regex=rf".*/{OBJECTS}/.*").mock(
-        side_effect=lambda request: _ok(wallet_api, request)
-    )
-    wallet_api.router.route(method="POST", url__regex=r".*/addMessage$").mock(
-        side_effect=lambda request: _ok(wallet_api, request)
-    )
+    _on_patch(wallet_api)
+    _on_add_message(wallet_api)
     await _post(client, shop.api_key, order_event("confirmed"))
 
     async def settled() -> bool:
