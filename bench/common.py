@@ -199,19 +199,26 @@ class Standin:
 
 
 class Server:
-    """``passpost init`` and ``passpost serve all`` in a process of their own."""
+    """``passpost init``, then ``passpost serve all`` in a process of its own, or (``services``)
+    one process per service: the first takes the load at ``base_url``; the card links and the
+    PassKit web service are at ``passes_url`` (the ``passes`` process when it has its own)."""
 
-    def __init__(self, name: str, database: Database) -> None:
+    def __init__(self, name: str, database: Database, services: Sequence[str] = ("all",)) -> None:
         self.name = name
         self.database = database
+        self.services = tuple(services)
         self.data_dir = OUT / name
-        self.port = free_port()
+        self.ports = {service: free_port() for service in self.services}
+        self.port = self.ports[self.services[0]]
         self.base_url = f"http://{HOST}:{self.port}"
+        passes = next((s for s in self.services if s in ("passes", "all")), self.services[0])
+        self.passes_url = f"http://{HOST}:{self.ports[passes]}"
         self.database_url = ""
         self.api_key = ""
-        self._process: asyncio.subprocess.Process | None = None
+        self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._log_file: Any = None
-        self.pg_name = f"passpost_bench_{name.replace('-', '_')}"
+        # The process id keeps runs in other checkouts on the same server apart.
+        self.pg_name = f"passpost_bench_{name.replace('-', '_')}_{os.getpid()}"
 
     @property
     def keys_dir(self) -> Path:
@@ -219,8 +226,8 @@ class Server:
 
     @property
     def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
+        """The process taking the load (``serve all``, or the first of ``services``)."""
+        return self._processes[self.services[0]].pid
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PASSPOST_")}
@@ -272,53 +279,73 @@ class Server:
             shutil.copytree(self.keys_dir, KEYS_CACHE)
         return True
 
-    async def serve(self, standin: Standin, extra_env: dict[str, str] | None = None) -> None:
+    async def serve(
+        self,
+        standin: Standin,
+        extra_env: dict[str, str] | None = None,
+        serve_args: Sequence[str] = (),
+    ) -> None:
         env = self.env(
             {
                 "PASSPOST_APNS_URL": standin.url,
                 "PASSPOST_APNS_CA_FILE": str(standin.ca_file),
+                "PASSPOST_PUBLIC_BASE_URL": self.passes_url,
                 # Nothing here configures Google Wallet; should anything try, it stays local.
                 "PASSPOST_GOOGLE_API_URL": f"https://{HOST}:9/walletobjects/v1",
                 **(extra_env or {}),
             }
         )
         self._log_file = (self.data_dir / "server.log").open("ab")
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services",
-            "serve",
-            "all",
-            cwd=ROOT,
-            env=env,
-            stdout=self._log_file,
-            stderr=self._log_file,
-        )
-        _LIVE.add(self._process.pid)
-        async with httpx.AsyncClient(base_url=self.base_url) as client:
+        for service in self.services:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services",
+                "serve",
+                service,
+                *serve_args,
+                cwd=ROOT,
+                env={**env, "PASSPOST_PORT": str(self.ports[service])},
+                stdout=self._log_file,
+                stderr=self._log_file,
+            )
+            self._processes[service] = process
+            _LIVE.add(process.pid)
+        for service, process in self._processes.items():
+            if not await self._ready(process, self.ports[service]):
+                await self.stop()
+                tail = (self.data_dir / "server.log").read_text()[-3000:]
+                raise RuntimeError(f"passpost serve {service} did not become ready:\n{tail}")
+
+    @staticmethod
+    async def _ready(process: asyncio.subprocess.Process, port: int) -> bool:
+        async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}") as client:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                if self._process.returncode is not None:
-                    break
+                if process.returncode is not None:
+                    return False
                 with contextlib.suppress(httpx.TransportError):
                     if (await client.get("/readyz")).status_code == 200:
-                        return
+                        return True
                 await asyncio.sleep(0.1)
-        await self.stop()
-        tail = (self.data_dir / "server.log").read_text()[-3000:]
-        raise RuntimeError(f"passpost serve did not become ready:\n{tail}")
+        return False
 
-    def rss_kib(self) -> int:
-        """Resident set size of the server process, from /proc."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+    def rss_kib(self, service: str | None = None) -> int:
+        """Resident set size of ``service``'s process (default: the one taking the load) and
+        its workers, from /proc."""
+        pid = self._processes[service].pid if service else self.pid
+        return sum(_rss_kib(pid) for pid in _with_descendants(pid))
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time of the server process so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User plus system CPU time of the server process (all of them) so far."""
+        return sum(self.cpu_seconds_by_service().values())
+
+    def cpu_seconds_by_service(self) -> dict[str, float]:
+        """User plus system CPU time of each service's process so far."""
+        return {
+            service: sum(_cpu_seconds(pid) for pid in _with_descendants(process.pid))
+            for service, process in self._processes.items()
+        }
 
     async def backlog(self) -> int:
         """Queue messages and pushes still waiting (read straight from the database)."""
@@ -355,16 +382,17 @@ class Server:
         return time.monotonic() - started
 
     async def stop(self) -> None:
-        if self._process is not None and self._process.returncode is None:
-            self._process.send_signal(signal.SIGTERM)
+        for process in self._processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self._processes.values():
             try:
-                await asyncio.wait_for(self._process.wait(), 20)
+                await asyncio.wait_for(process.wait(), 20)
             except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
-        if self._process is not None:
-            _LIVE.discard(self._process.pid)
-        self._process = None
+                process.kill()
+                await process.wait()
+            _LIVE.discard(process.pid)
+        self._processes = {}
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -372,17 +400,49 @@ class Server:
             await drop_postgres_database(self.pg_name)
 
 
+def _with_descendants(pid: int) -> list[int]:
+    """``pid`` and, recursively, its children (``serve --workers N`` forks worker processes)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            pids += _with_descendants(int(child))
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process (not of its children) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
 @contextlib.asynccontextmanager
-async def running_server(name: str, database: Database, *, standin_limit: int = 50_000) -> Any:
-    """A served installation and its stand-in; yields (server, standin), or None without PG."""
-    server = Server(name, database)
+async def running_server(
+    name: str,
+    database: Database,
+    *,
+    standin_limit: int = 50_000,
+    services: Sequence[str] = ("all",),
+    serve_args: Sequence[str] = (),
+) -> Any:
+    """A served installation and its stand-in; yields (server, standin), or None without PG.
+
+    ``serve_args`` go to every ``passpost serve`` (``--workers N``).
+    """
+    server = Server(name, database, services)
     if not await server.init():
         yield None
         return
     standin = Standin(server.keys_dir, standin_limit)
     await standin.start()
     try:
-        await server.serve(standin)
+        await server.serve(standin, serve_args=serve_args)
         yield server, standin
     finally:
         await server.stop()
@@ -581,7 +641,8 @@ class Shop:
     async def register(self, card: DeviceCard, device: str, token: str) -> None:
         async with self._slots:
             response = await self.client.post(
-                f"/passkit/v1/devices/{device}/registrations/{card.pass_type}/{card.serial}",
+                f"{self.server.passes_url}/passkit/v1/devices/{device}/registrations/"
+                f"{card.pass_type}/{card.serial}",
                 json={"pushToken": token},
                 headers={"Authorization": f"ApplePass {card.token}"},
             )

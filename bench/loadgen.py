@@ -21,9 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import importlib
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -242,3 +247,101 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------- wrk, when it can be had
+
+WRK_SCRIPT = """
+local requests = {%(requests)s}
+local i = 0
+statuses = {}
+local threads = {}
+
+function setup(thread) table.insert(threads, thread) end
+
+function request()
+  i = i + 1
+  return requests[i %% #requests + 1]
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local codes = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      codes[#codes + 1] = string.format('"%%d": %%d', status, count)
+    end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK-RESULT {"count": %%d, "elapsed": %%f, "errors": %%d, "p50_ms": %%f, "p90_ms": %%f, '
+      .. '"p99_ms": %%f, "max_ms": %%f, "statuses": {%%s}}\\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1e3, latency:percentile(90) / 1e3, latency:percentile(99) / 1e3,
+    latency.max / 1e3, table.concat(codes, ", ")))
+end
+"""
+
+
+def wrk_path() -> str | None:
+    """The ``wrk`` binary, installed from the distribution's packages when it is missing and we
+    may (root with apt-get); None when it cannot be had: the Python generator is used then."""
+    found = shutil.which("wrk")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        for refresh_first in (False, True):  # the package lists may be missing or stale
+            if refresh_first:
+                _quietly(["apt-get", "update", "-q"])
+            _quietly(["apt-get", "install", "-y", "-q", "wrk"])
+            if found := shutil.which("wrk"):
+                break
+    return found
+
+
+def _quietly(command: list[str]) -> None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(command, capture_output=True, timeout=300, check=False)
+
+
+def _lua_string(raw: str) -> str:
+    """A Lua string literal of ``raw`` (decimal escapes for anything not plain ASCII)."""
+    return (
+        '"'
+        + "".join(c if " " <= c <= "~" and c not in '"\\' else f"\\{ord(c):03d}" for c in raw)
+        + '"'
+    )
+
+
+async def run_wrk(wrk: str, job: dict[str, Any]) -> dict[str, Any]:
+    """A closed-loop job (``cycle`` requests, no ``rate``) run by wrk: one thread, C, so the
+    load costs the server's cores far less than the Python generator does. Whole seconds."""
+    requests = ", ".join(_lua_string(raw) for raw in job["requests"]["cycle"])
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT % {"requests": requests})
+        script.flush()
+        url = f"http://{job['host']}:{job['port']}/"
+        for seconds, measured in ((1, False), (max(1, round(job["duration"])), True)):
+            if not measured and not job.get("warmup"):
+                continue
+            process = await asyncio.create_subprocess_exec(
+                wrk,
+                "-t1",
+                f"-c{job['connections']}",
+                f"-d{seconds}s",
+                "--timeout",
+                "10s",
+                "-s",
+                script.name,
+                url,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await process.communicate()
+    lines = [line for line in out.decode().splitlines() if line.startswith("WRK-RESULT ")]
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed: {err.decode()[-1000:]} {out.decode()[-1000:]}")
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("WRK-RESULT "))
+    result["rps"] = result["count"] / result["elapsed"] if result["elapsed"] > 0 else 0.0
+    return result

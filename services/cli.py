@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
+from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +24,7 @@ from services.core.logging import configure_logging
 from services.core.migrations import upgrade_to_head
 from services.core.settings import Environment, Settings, get_settings
 from services.core.web import Component
+from services.core.workers import WorkerPool
 from services.merchants import service as merchants
 from services.merchants.schemas import MerchantCreate, MerchantRead
 from services.onboarding import onboard_merchant
@@ -166,6 +169,8 @@ class ServiceName(StrEnum):
 
 
 STANDIN_PORT = 2197
+SERVED_SERVICE_ENV = "PASSPOST_SERVED_SERVICE"
+"""How ``serve --workers N`` tells its worker processes which service to build."""
 
 
 @app.command()
@@ -173,17 +178,22 @@ def serve(
     service: Annotated[ServiceName, typer.Argument(help="Which service to run.")] = ServiceName.all,
     host: Annotated[str | None, typer.Option(help="Default: PASSPOST_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Default: PASSPOST_PORT.")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes sharing the port, each with a listening socket of its own "
+            "(SO_REUSEPORT: the kernel spreads connections evenly) and each a whole copy of "
+            "the service (its queue consumers and push workers included: leases keep them "
+            "from doing work twice). /metrics then shows the process that answered.",
+        ),
+    ] = 1,
     apns_standin: Annotated[
         bool, typer.Option(help="Run the local APNs stand-in in this process and push to it.")
     ] = False,
 ) -> None:
-    """Serve one service, or all three in one process."""
+    """Serve one service, or all three in one process (or in each of ``--workers`` processes)."""
     import uvicorn
-
-    from services.core.web import create_app
-    from services.orders.app import component as orders_component
-    from services.passes.app import component as passes_component
-    from services.push.app import component as push_component
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -191,6 +201,8 @@ def serve(
     if apns_standin:
         if settings.environment == Environment.production:
             _fail("--apns-standin is for development; production pushes go to Apple")
+        if workers > 1:
+            _fail("--apns-standin binds its own port, so it runs with one worker only")
         chain = ensure_dev_chain(settings.keys_dir)
         settings = settings.model_copy(
             update={
@@ -202,6 +214,43 @@ def serve(
     problems = _in_transaction(settings, designs.check_designs)
     if problems:
         _fail("\n  ".join(["the configuration has problems:", *problems]))
+    host, port = host or settings.host, port or settings.port
+    typer.echo(
+        f"passpost {service.value} on http://{host}:{port}  (API docs: /docs, health: /healthz, "
+        f"metrics: /metrics; links start with {settings.base_url()})",
+        err=True,
+    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "proxy_headers": True,
+        "server_header": False,
+    }
+    if workers > 1:
+        # Each worker is a fresh process that imports the app factory by name.
+        os.environ[SERVED_SERVICE_ENV] = service.value
+        try:
+            WorkerPool(f"{__name__}:{web_app.__name__}", workers, options).run()
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    else:
+        uvicorn.run(_build_app(settings, service, extra), **options)
+
+
+def web_app() -> FastAPI:
+    """The app of one ``serve --workers N`` worker, built from the environment it inherited."""
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return _build_app(settings, ServiceName(os.environ.get(SERVED_SERVICE_ENV, "all")), [])
+
+
+def _build_app(settings: Settings, service: ServiceName, extra: list[Component]) -> FastAPI:
+    from services.core.web import create_app
+    from services.orders.app import component as orders_component
+    from services.passes.app import component as passes_component
+    from services.push.app import component as push_component
+
     chosen = {
         ServiceName.orders: [orders_component(settings)],
         ServiceName.passes: [passes_component(settings)],
@@ -211,21 +260,7 @@ def serve(
         passes_component(settings),
         push_component(settings),
     ]
-    chosen = [*extra, *chosen]
-    host, port = host or settings.host, port or settings.port
-    typer.echo(
-        f"passpost {service.value} on http://{host}:{port}  (API docs: /docs, health: /healthz, "
-        f"metrics: /metrics; links start with {settings.base_url()})",
-        err=True,
-    )
-    uvicorn.run(
-        create_app(settings, chosen),
-        host=host,
-        port=port,
-        log_config=None,
-        proxy_headers=True,
-        server_header=False,
-    )
+    return create_app(settings, [*extra, *chosen])
 
 
 def _standin_component(settings: Settings) -> Component:

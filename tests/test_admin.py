@@ -97,7 +97,7 @@ async def test_google_settings_are_never_returned(
         json={"issuer_id": "3388000000012345678", "service_account_file": str(tmp_path / "no")},
         headers=admin,
     )
-    assert bad.status_code == 503
+    assert bad.status_code == 422
     assert bad.json()["details"]["setting"] == "google.service_account_file"
 
 
@@ -109,3 +109,28 @@ async def test_signing_secret_shown_once(client: httpx.AsyncClient, admin: dict[
     assert made.json()["signing_secret"].startswith("whsec_")
     shown = (await client.get(f"{ADMIN}/merchants/shop", headers=admin)).text
     assert "whsec_" not in shown
+
+
+async def test_unusable_apple_files_named_by_the_caller_are_its_input(
+    client: httpx.AsyncClient, admin: dict[str, str], tmp_path: Path
+) -> None:
+    await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
+    missing = str(tmp_path / "missing.pem")
+    answer = await client.put(
+        f"{ADMIN}/merchants/shop/apple",
+        json={
+            "pass_type_identifier": "pass.com.example.shop",
+            "team_identifier": "ABCDE12345",
+            "certificate_path": missing,
+            "key_path": missing,
+            "wwdr_path": missing,
+        },
+        headers=admin,
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["details"]["path"] == missing
+    # Nothing was stored: the merchant's passes are still signed with its working material.
+    card = await client.post(
+        f"{ADMIN}/merchants/shop/cards", json={"customer_id": "c-1"}, headers=admin
+    )
+    assert (await client.get(card.json()["apple_pass_url"])).status_code == 200

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import app
+from services.cli import SERVED_SERVICE_ENV, app, web_app
 from services.core.settings import Settings, get_settings
 
 
@@ -125,3 +134,119 @@ def test_branding_is_validated(cli: Any) -> None:
     )
     assert bad.exit_code == 2
     assert "unknown placeholder 'password'" in bad.stderr
+
+
+def test_serve_refuses_several_workers_with_the_apns_standin(cli: Any) -> None:
+    result = cli("serve", "--workers", "2", "--apns-standin")
+    assert result.exit_code == 2
+    assert "one worker" in result.output
+
+
+def _children(pid: int) -> list[int]:
+    """The server workers ``pid`` started (not multiprocessing's resource tracker)."""
+    children = [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return [c for c in children if b"spawn_main" in _command_line(c)]
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:  # reaped meanwhile
+        return b""
+
+
+def test_serve_with_workers_runs_them_restarts_a_dead_one_and_stops_on_sigterm(
+    cli: Any, settings: Settings
+) -> None:
+    assert cli("init").exit_code == 0
+    port = _free_port()
+    with _serving_with_two_workers(settings, port) as server:
+        first, second = _children(server.pid)
+        os.kill(first, signal.SIGKILL)
+        _wait_for(lambda: first not in _children(server.pid) and len(_children(server.pid)) == 2)
+        assert second in _children(server.pid)
+        _wait_for(lambda: _healthy(port))
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        assert not _healthy(port)
+
+
+def test_workers_of_a_killed_supervisor_stop_themselves(cli: Any, settings: Settings) -> None:
+    assert cli("init").exit_code == 0
+    port = _free_port()
+    with _serving_with_two_workers(settings, port) as server:
+        workers = _children(server.pid)
+        server.kill()
+        server.wait()
+        _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers))
+        assert not _healthy(port)
+
+
+@contextlib.contextmanager
+def _serving_with_two_workers(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``passpost serve passes --workers 2`` on ``port``, once both workers answer."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "services", "serve", "passes", "--workers", "2"],
+        env=_serve_env(settings, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: len(_children(server.pid)) == 2 and _healthy(port))
+        yield server
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def _serve_env(settings: Settings, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PASSPOST_ENVIRONMENT": "test",
+        "PASSPOST_DATA_DIR": str(settings.data_dir),
+        "PASSPOST_DATABASE_URL": settings.resolved_database_url,
+        "PASSPOST_PORT": str(port),
+        "PASSPOST_LOG_LEVEL": "warning",
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the server workers did not get there in time"
+        time.sleep(0.1)
+
+
+def test_a_worker_builds_the_service_it_was_told(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PASSPOST_ENVIRONMENT", "test")
+    monkeypatch.setenv("PASSPOST_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("PASSPOST_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv(SERVED_SERVICE_ENV, "passes")
+    get_settings.cache_clear()
+    try:
+        paths = web_app().openapi()["paths"]
+    finally:
+        get_settings.cache_clear()
+    assert "/passkit/v1/passes/{pass_type}/{serial}" in paths
+    assert "/v1/orders/events" not in paths

@@ -112,7 +112,12 @@ async def change_signing_secret(
 @router.put(
     "/merchants/{slug}/apple",
     status_code=204,
-    responses={**_missing, **Conflict.openapi(), **NotConfigured.openapi()},
+    responses={
+        **_missing,
+        **Conflict.openapi(),
+        **InvalidInput.openapi("A named file is unusable"),
+        **NotConfigured.openapi(),
+    },
 )
 async def set_apple(slug: str, body: AppleSettings, session: Session) -> None:
     merchant = await merchants.get_merchant_by_slug(session, slug)

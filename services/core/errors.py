@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -81,6 +83,18 @@ class NotConfigured(PasspostError):
 
     status_code = 503
     code = "not_configured"
+
+
+@contextmanager
+def named_by_caller() -> Iterator[None]:
+    """Files a caller has just named are their input: unusable ones are a 422, not a 503.
+
+    The same check on stored settings stays a 503: there ops, not the caller, must act.
+    """
+    try:
+        yield
+    except NotConfigured as exc:
+        raise InvalidInput(exc.message, **exc.details) from None
 
 
 def install_error_handlers(app: FastAPI) -> None:

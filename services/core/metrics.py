@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 HTTP_REQUESTS = Counter(
     "passpost_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -16,6 +16,10 @@ HTTP_LATENCY = Histogram(
 )
 QUEUE_MESSAGES = Counter(
     "passpost_queue_messages_total", "Queue messages handled", ["topic", "outcome"]
+)
+QUEUE_LISTENING = Gauge(
+    "passpost_queue_listening",
+    "1 while the queue hears other processes' commits (PostgreSQL LISTEN); 0 while it only polls",
 )
 QUEUE_LAG = Histogram(
     "passpost_queue_lag_seconds",

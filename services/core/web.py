@@ -17,11 +17,12 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core import metrics
-from services.core.db import create_engine, create_sessionmaker
+from services.core.db import create_engine, create_sessionmaker, read_only
 from services.core.errors import PayloadTooLarge, install_error_handlers
 from services.core.logging import request_id
 from services.core.queue import Subscription, on_commit_of_published
 from services.core.queue.db import DatabaseQueue
+from services.core.queue.notify import CommitListener
 from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.engine = engine
+        app.state.read_engine = read_only(engine)
         app.state.sessionmaker = create_sessionmaker(engine)
         workers: list[asyncio.Task[None]] = []
         remove_listener: Callable[[], None] | None = None
@@ -70,6 +72,11 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
                 app.state.queue = queue
                 remove_listener = on_commit_of_published(queue.wake)
                 workers.append(asyncio.create_task(queue.run(subscriptions), name="queue"))
+                if engine.dialect.name == "postgresql":
+                    # Commits of other processes (one process per service) wake it too.
+                    listener = CommitListener(engine, [s.topic for s in subscriptions], queue.wake)
+                    app.state.queue_listener = listener
+                    workers.append(asyncio.create_task(listener.run(), name="queue-listener"))
             for component in components:
                 for task in component.tasks:
                     workers.append(asyncio.create_task(task(app), name=component.name))

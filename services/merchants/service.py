@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session as SyncSession
 
 from services.core.errors import Conflict, NotFound, Unauthorized
 from services.core.models import utcnow
@@ -54,16 +57,69 @@ async def list_merchants(session: AsyncSession) -> list[Merchant]:
     return list((await session.scalars(select(Merchant).order_by(Merchant.slug))).all())
 
 
+API_KEY_CACHE_SECONDS = 5.0
+_authenticated: dict[str, tuple[float, Merchant]] = {}
+"""Key hash -> (expiry on the monotonic clock, a detached copy of its merchant)."""
+
+
 async def authenticate_api_key(session: AsyncSession, key: str) -> Merchant:
-    """The merchant owning an active ``key``; 401 for anything else."""
+    """The merchant owning an active ``key``; 401 for anything else.
+
+    Answers are kept in this process for ``API_KEY_CACHE_SECONDS`` (5 s), keyed by the key's
+    hash: every order event authenticates, and the lookup was a statement per request. Any
+    commit in this process that changes a merchant or an API key (a revoked key, a new signing
+    secret) empties the cache at once; a change made by another process is seen within the TTL.
+    The merchant returned is a detached copy: read it, never add it to a session.
+    """
+    key_hash = hash_api_key(key)
+    cached = _authenticated.get(key_hash)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
     merchant = await session.scalar(
         select(Merchant)
         .join(ApiKey, ApiKey.merchant_id == Merchant.id)
-        .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
+        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
     )
     if merchant is None:
+        _authenticated.pop(key_hash, None)
         raise Unauthorized("unknown or revoked API key")
-    return merchant
+    copy = _detached_copy(merchant)
+    _authenticated[key_hash] = (time.monotonic() + API_KEY_CACHE_SECONDS, copy)
+    return copy
+
+
+def _detached_copy(merchant: Merchant) -> Merchant:
+    """A copy no session owns, so a rollback elsewhere never expires what the cache hands out."""
+    columns = {c.key: getattr(merchant, c.key) for c in Merchant.__mapper__.column_attrs}
+    return Merchant(**columns)
+
+
+_CREDENTIALS_CHANGED = "passpost.merchant_credentials_changed"
+
+
+@event.listens_for(SyncSession, "before_flush")
+def _note_credential_changes(session: SyncSession, _context: Any, _instances: Any) -> None:
+    if any(
+        isinstance(o, Merchant | ApiKey) for o in (*session.new, *session.dirty, *session.deleted)
+    ):
+        session.info[_CREDENTIALS_CHANGED] = True
+
+
+# SQLAlchemy also reports a released or rolled-back SAVEPOINT as a commit or rollback: only
+# the end of the whole transaction counts here (a change in a savepoint rolled back is kept
+# as changed, which at worst empties the cache once for nothing).
+
+
+@event.listens_for(SyncSession, "after_commit")
+def _forget_authenticated(session: SyncSession) -> None:
+    if not session.in_nested_transaction() and session.info.pop(_CREDENTIALS_CHANGED, False):
+        _authenticated.clear()
+
+
+@event.listens_for(SyncSession, "after_rollback")
+def _keep_authenticated(session: SyncSession) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_CREDENTIALS_CHANGED, None)
 
 
 SIGNING_SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix)

@@ -58,28 +58,28 @@ async def post_events(
     batch: BatchIn, merchant: CurrentMerchant, session: Session, settings: AppSettings
 ) -> BatchResult:
     """Up to 500 events, each applied and answered on its own (``status`` per event)."""
-    results = []
+    results: dict[int, BatchItem] = {}
+    valid: list[tuple[int, OrderEventIn]] = []
     for index, raw in enumerate(batch.events):
         try:
-            event = OrderEventIn.model_validate(raw)
+            valid.append((index, OrderEventIn.model_validate(raw)))
         except ValidationError as exc:
             errors = [
                 {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
                 for e in exc.errors()
             ]
             body = {"error": InvalidInput.code, "message": "the event is invalid", "errors": errors}
-            results.append(BatchItem(index=index, status=422, body=body))
-            continue
-        try:
-            async with session.begin_nested():
-                accepted = await service.ingest_event(session, merchant, event, settings)
-        except PasspostError as exc:
-            results.append(BatchItem(index=index, status=exc.status_code, body=exc.to_dict()))
-        else:
-            results.append(
-                BatchItem(index=index, status=202, body=accepted.model_dump(mode="json"))
+            results[index] = BatchItem(index=index, status=422, body=body)
+    outcomes = await service.ingest_events(session, merchant, [e for _, e in valid], settings)
+    for (index, _), outcome in zip(valid, outcomes, strict=True):
+        if isinstance(outcome, PasspostError):
+            results[index] = BatchItem(
+                index=index, status=outcome.status_code, body=outcome.to_dict()
             )
-    return BatchResult(results=results)
+        else:
+            body = outcome.model_dump(mode="json")
+            results[index] = BatchItem(index=index, status=202, body=body)
+    return BatchResult(results=[results[index] for index in range(len(batch.events))])
 
 
 @router.get("/{order_id}", response_model=OrderRead, responses=NotFound.openapi())

@@ -6,16 +6,19 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.errors import Conflict, NotFound, Unauthorized
+from services.core.errors import Conflict, NotFound, PasspostError, Unauthorized
 from services.core.models import utcnow
-from services.core.queue import publish
+from services.core.queue import publish_all
 from services.core.queue.topics import ORDER_CHANGED
 from services.core.settings import Settings
 from services.merchants.models import Merchant
@@ -116,98 +119,210 @@ def links_for(merchant: Merchant, customer_id: str, settings: Settings) -> CardL
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What an event id was answered: a replay with the same body gets it again."""
+
+    event_id: str
+    body_hash: str
+    response: dict[str, Any]
+
+
 async def ingest_event(
     session: AsyncSession, merchant: Merchant, event: OrderEventIn, settings: Settings
 ) -> EventAccepted:
     """Apply one event, once: a replayed id answers as before, a reused id with another body
     is 409, and every event lands in the order's history."""
-    digest = body_hash(event)
-    if (seen := await _seen(session, merchant, event.id)) is not None:
-        return _replay(seen, digest)
+    (outcome,) = await ingest_events(session, merchant, [event], settings)
+    if isinstance(outcome, PasspostError):
+        raise outcome
+    return outcome
 
-    occurred_at = event.occurred_at.astimezone(UTC)
-    order, created = await _lock_or_create(session, merchant, event, occurred_at)
-    previous: OrderStatus | None = None
-    decision, changed = Decision.apply, True
-    if not created:
-        # Holding the order's lock now: an event with this id may have committed meanwhile.
-        if (seen := await _seen(session, merchant, event.id)) is not None:
-            return _replay(seen, digest)
-        previous = OrderStatus(order.status)
-        if event.order.customer.id != order.customer_id:
-            raise Conflict(
-                f"order {order.external_id!r} belongs to another customer",
-                path="order.customer.id",
-            )
-        decision = decide(previous, event.order.status, late=occurred_at < order.last_occurred_at)
-        if decision == Decision.refused:
-            raise Conflict(
-                f"order {order.external_id!r} is {previous.value}: it cannot become "
-                f"{event.order.status.value}",
-                status=previous.value,
-            )
-        changed = _apply(order, event, occurred_at, decision)
 
-    await session.flush()
-    accepted = EventAccepted(
-        event_id=event.id,
-        duplicate=False,
-        order=order_read(order),
-        card=links_for(merchant, order.customer_id, settings),
-    )
-    session.add(
-        OrderEvent(
-            merchant_id=merchant.id,
+async def ingest_events(
+    session: AsyncSession,
+    merchant: Merchant,
+    events: Sequence[OrderEventIn],
+    settings: Settings,
+) -> list[EventAccepted | PasspostError]:
+    """Apply events in their order, each as ``ingest_event`` would, with set-based SQL.
+
+    A handful of statements whatever the number of events: the ids seen before, the orders
+    locked (``FOR UPDATE``, in a fixed order; SQLite's ``BEGIN IMMEDIATE`` serialises anyway),
+    the new orders inserted (``ON CONFLICT DO NOTHING``: an order made meanwhile by another
+    request is locked instead), then the history and the messages in bulk. Every refusal is
+    decided before anything is written, so a refused event leaves no trace and needs no
+    savepoint; it is returned (not raised) in its place.
+    """
+    if not events:
+        return []
+    digests = [body_hash(event) for event in events]
+    answered = await _answers(session, merchant, {event.id for event in events})
+    creators = _creators(events, answered)
+    orders, made = await _lock_or_create(session, merchant, events, creators)
+    if found := {e.id for e in events if e.order.id in orders and e.order.id not in made}:
+        # Holding the orders' locks now: events with these ids may have committed meanwhile.
+        answered.update(await _answers(session, merchant, found - answered.keys()))
+
+    outcomes: list[EventAccepted | PasspostError] = []
+    history: list[dict[str, Any]] = []
+    changes: list[tuple[dict[str, Any], str]] = []
+    links: dict[str, CardLinks] = {}
+    for index, (event, digest) in enumerate(zip(events, digests, strict=True)):
+        if (seen := answered.get(event.id)) is not None:
+            outcomes.append(_replay(seen, digest))
+            continue
+        if event.order.id not in orders:
+            # Its would-be first event reused an id refused earlier in this batch: make it now.
+            creators[event.order.id] = index
+            more, made_now = await _lock_or_create(session, merchant, [event], {event.order.id: 0})
+            orders.update(more)
+            made |= made_now
+        order = orders[event.order.id]
+        occurred_at = event.occurred_at.astimezone(UTC)
+        previous: OrderStatus | None = None
+        decision, changed = Decision.apply, True
+        if event.order.id not in made or creators[event.order.id] != index:
+            previous = OrderStatus(order.status)
+            verdict = _decide(order, event, previous, occurred_at)
+            if isinstance(verdict, PasspostError):
+                outcomes.append(verdict)
+                continue
+            decision = verdict
+            changed = _apply(order, event, occurred_at, decision)
+        if order.customer_id not in links:
+            links[order.customer_id] = links_for(merchant, order.customer_id, settings)
+        accepted = EventAccepted(
             event_id=event.id,
-            order_id=order.id,
-            status=event.order.status.value,
-            occurred_at=occurred_at,
-            outcome="applied" if decision == Decision.apply else decision.value,
-            body_hash=digest,
-            response=accepted.model_dump(mode="json"),
+            duplicate=False,
+            order=order_read(order),
+            card=links[order.customer_id],
         )
-    )
-    if changed:
-        publish(
-            session, ORDER_CHANGED, _changed(merchant, order, previous, event), key=str(order.id)
+        response = accepted.model_dump(mode="json")
+        answered[event.id] = _Answer(event.id, digest, response)
+        outcomes.append(accepted)
+        history.append(
+            {
+                "id": uuid.uuid4(),
+                "merchant_id": merchant.id,
+                "event_id": event.id,
+                "order_id": order.id,
+                "status": event.order.status.value,
+                "occurred_at": occurred_at,
+                "received_at": utcnow(),
+                "outcome": "applied" if decision == Decision.apply else decision.value,
+                "body_hash": digest,
+                "response": response,
+            }
         )
-    return accepted
+        if changed:
+            changes.append((_changed(merchant, order, previous, event), str(order.id)))
+
+    await session.flush()  # the orders' new state, before the history that names them
+    if history:
+        await session.execute(insert(OrderEvent), history)
+    await publish_all(session, ORDER_CHANGED, changes)
+    return outcomes
 
 
-async def _seen(session: AsyncSession, merchant: Merchant, event_id: str) -> OrderEvent | None:
-    return await session.scalar(
-        select(OrderEvent).where(
-            OrderEvent.merchant_id == merchant.id, OrderEvent.event_id == event_id
+def _decide(
+    order: Order, event: OrderEventIn, previous: OrderStatus, occurred_at: datetime
+) -> Decision | PasspostError:
+    """The state machine's decision for an event on an existing order, or why it is refused."""
+    if event.order.customer.id != order.customer_id:
+        return Conflict(
+            f"order {order.external_id!r} belongs to another customer",
+            path="order.customer.id",
+        )
+    decision = decide(previous, event.order.status, late=occurred_at < order.last_occurred_at)
+    if decision == Decision.refused:
+        return Conflict(
+            f"order {order.external_id!r} is {previous.value}: it cannot become "
+            f"{event.order.status.value}",
+            status=previous.value,
+        )
+    return decision
+
+
+async def _answers(
+    session: AsyncSession, merchant: Merchant, event_ids: set[str]
+) -> dict[str, _Answer]:
+    if not event_ids:
+        return {}
+    rows = await session.execute(
+        select(OrderEvent.event_id, OrderEvent.body_hash, OrderEvent.response).where(
+            OrderEvent.merchant_id == merchant.id, OrderEvent.event_id.in_(event_ids)
         )
     )
+    return {row.event_id: _Answer(row.event_id, row.body_hash, row.response) for row in rows}
+
+
+def _creators(events: Sequence[OrderEventIn], answered: dict[str, _Answer]) -> dict[str, int]:
+    """Per order id, the first event that would make the order if it does not exist yet.
+
+    A replayed id (seen before, or earlier in this batch) makes nothing: it is answered as
+    before, or refused when its body differs.
+    """
+    creators: dict[str, int] = {}
+    ids: set[str] = set(answered)
+    for index, event in enumerate(events):
+        if event.id not in ids:
+            creators.setdefault(event.order.id, index)
+            ids.add(event.id)
+    return creators
 
 
 async def _lock_or_create(
-    session: AsyncSession, merchant: Merchant, event: OrderEventIn, occurred_at: datetime
-) -> tuple[Order, bool]:
-    """The order, locked until commit so its events apply one at a time; made by its first."""
+    session: AsyncSession,
+    merchant: Merchant,
+    events: Sequence[OrderEventIn],
+    creators: dict[str, int],
+) -> tuple[dict[str, Order], set[str]]:
+    """The events' orders, locked until commit so their events apply one at a time, and the
+    ids of those made here (by their first event)."""
+    wanted = sorted({event.order.id for event in events})
+    orders = await _locked(session, merchant, wanted)
+    missing = [external_id for external_id in wanted if external_id not in orders]
+    new = [events[creators[external_id]] for external_id in missing if external_id in creators]
+    made: set[str] = set()
+    if new:
+        insert_orders = (
+            _dialect_insert(session)(Order)
+            .on_conflict_do_nothing(index_elements=[Order.merchant_id, Order.external_id])
+            .returning(Order)
+        )
+        created = await session.scalars(
+            insert_orders, [_new_order(merchant, event) for event in new]
+        )
+        for order in created:
+            orders[order.external_id] = order
+            made.add(order.external_id)
+        # Made meanwhile by another request (their first events arrived at once): lock those.
+        if raced := [external_id for external_id in missing if external_id not in orders]:
+            orders.update(await _locked(session, merchant, raced))
+    return orders, made
+
+
+async def _locked(
+    session: AsyncSession, merchant: Merchant, external_ids: list[str]
+) -> dict[str, Order]:
     query = (
         select(Order)
-        .where(Order.merchant_id == merchant.id, Order.external_id == event.order.id)
+        .where(Order.merchant_id == merchant.id, Order.external_id.in_(external_ids))
+        .order_by(Order.external_id)
         .with_for_update()
     )
-    order = await session.scalar(query)
-    if order is not None:
-        return order, False
-    try:
-        async with session.begin_nested():
-            order = _new_order(merchant, event, occurred_at)
-            session.add(order)
-        return order, True
-    except IntegrityError:  # its first two events arrived at once: the other one made it
-        existing = await session.scalar(query)
-        assert existing is not None
-        return existing, False
+    return {order.external_id: order for order in await session.scalars(query)}
 
 
-def _replay(seen: OrderEvent, digest: str) -> EventAccepted:
+def _dialect_insert(session: AsyncSession) -> Callable[..., Any]:
+    """``INSERT`` with ``ON CONFLICT``: PostgreSQL's or SQLite's (the same clause in both)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _replay(seen: _Answer, digest: str) -> EventAccepted | PasspostError:
     if not hmac.compare_digest(seen.body_hash, digest):
-        raise Conflict(
+        return Conflict(
             f"event {seen.event_id!r} was received before with a different body",
             event_id=seen.event_id,
         )
@@ -215,20 +330,21 @@ def _replay(seen: OrderEvent, digest: str) -> EventAccepted:
     return replay.model_copy(update={"duplicate": True})
 
 
-def _new_order(merchant: Merchant, event: OrderEventIn, occurred_at: datetime) -> Order:
-    snapshot = merge_snapshot({}, event.order)
-    return Order(
-        merchant_id=merchant.id,
-        external_id=event.order.id,
-        number=event.order.number,
-        status=event.order.status.value,
-        customer_id=event.order.customer.id,
-        snapshot=snapshot,
-        revision=1,
-        placed_at=occurred_at,
-        last_occurred_at=occurred_at,
-        updated_at=utcnow(),
-    )
+def _new_order(merchant: Merchant, event: OrderEventIn) -> dict[str, Any]:
+    occurred_at = event.occurred_at.astimezone(UTC)
+    return {
+        "id": uuid.uuid4(),
+        "merchant_id": merchant.id,
+        "external_id": event.order.id,
+        "number": event.order.number,
+        "status": event.order.status.value,
+        "customer_id": event.order.customer.id,
+        "snapshot": merge_snapshot({}, event.order),
+        "revision": 1,
+        "placed_at": occurred_at,
+        "last_occurred_at": occurred_at,
+        "updated_at": utcnow(),
+    }
 
 
 def _apply(order: Order, event: OrderEventIn, occurred_at: datetime, decision: Decision) -> bool:
@@ -236,6 +352,7 @@ def _apply(order: Order, event: OrderEventIn, occurred_at: datetime, decision: D
     if decision not in (Decision.apply, Decision.same):
         return False
     order.last_occurred_at = occurred_at
+    order.updated_at = utcnow()
     snapshot = merge_snapshot(order.snapshot, event.order)
     if decision == Decision.same and snapshot == order.snapshot:
         return False

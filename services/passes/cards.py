@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session as SyncSession
 
 from services.core import metrics
 from services.core.errors import NotFound
@@ -93,7 +94,50 @@ async def record_change(session: AsyncSession, card: Card, *, notify: bool = Fal
     card.changed_at = max(whole_second(utcnow()), card.changed_at + timedelta(seconds=1))
     await announce(session, card, notify=notify)
     # The tag last: it locks the pass type's counter until commit, so keep that short.
-    card.update_tag = await next_update_tag(session, card.pass_type_identifier)
+    card.update_tag = await _update_tag(session, card.pass_type_identifier)
+
+
+async def _update_tag(session: AsyncSession, pass_type: str) -> int:
+    """One update tag per pass type and transaction: the counter is bumped (and locked until
+    commit) by the first card changed, and every card changed with it shares the value. They
+    commit together, so a device listing changes since a tag sees all of them or none."""
+    tags: dict[str, int] = _in_transaction(session).setdefault("update_tags", {})
+    if pass_type not in tags:
+        tags[pass_type] = await next_update_tag(session, pass_type)
+    return tags[pass_type]
+
+
+async def _design_of(session: AsyncSession, merchant_id: uuid.UUID) -> PassDesign:
+    """The merchant's design, looked up once per transaction (a consumer's batch)."""
+    designs: dict[uuid.UUID, PassDesign] = _in_transaction(session).setdefault("designs", {})
+    if merchant_id not in designs:
+        design = await session.scalar(
+            select(PassDesign).where(PassDesign.merchant_id == merchant_id)
+        )
+        assert design is not None, "a card exists only for a merchant with a design"
+        designs[merchant_id] = design
+    return designs[merchant_id]
+
+
+_IN_TRANSACTION = "passpost.cards_in_transaction"
+
+
+def _in_transaction(session: AsyncSession) -> dict[str, Any]:
+    """What this transaction looked up or took already; forgotten at commit and at any
+    rollback (a rolled-back savepoint may have undone a counter's bump)."""
+    memo: dict[str, Any] = session.info.setdefault(_IN_TRANSACTION, {})
+    return memo
+
+
+@event.listens_for(SyncSession, "after_commit")
+def _forget_at_commit(session: SyncSession) -> None:
+    if not session.in_nested_transaction():  # a released savepoint is part of the transaction
+        session.info.pop(_IN_TRANSACTION, None)
+
+
+@event.listens_for(SyncSession, "after_soft_rollback")
+def _forget_at_rollback(session: SyncSession, _previous: Any) -> None:
+    session.info.pop(_IN_TRANSACTION, None)
 
 
 async def announce(session: AsyncSession, card: Card, *, notify: bool = False) -> None:
@@ -102,10 +146,7 @@ async def announce(session: AsyncSession, card: Card, *, notify: bool = False) -
     ``notify``: the status shown changed, so Google gets a message too (Apple's lock screen
     comes from the pass's ``changeMessage``).
     """
-    design = await session.scalar(
-        select(PassDesign).where(PassDesign.merchant_id == card.merchant_id)
-    )
-    assert design is not None, "a card exists only for a merchant with a design"
+    design = await _design_of(session, card.merchant_id)
     devices = await registrations_of(session, card)
     google = None
     merchant = await session.get_one(Merchant, card.merchant_id)
@@ -189,7 +230,9 @@ async def find_or_issue(
     try:
         async with session.begin_nested():
             session.add(card)
-            card.update_tag = await next_update_tag(session, card.pass_type_identifier)
+            card.update_tag = await _update_tag(session, card.pass_type_identifier)
+            if "cards" in (memo := _in_transaction(session)):
+                memo["cards"][merchant.id, customer_id] = card
     except IntegrityError:  # issued concurrently by another request
         found = await _find(session, merchant, customer_id)
         assert found is not None
@@ -262,9 +305,34 @@ async def apply_order_change(
 
 
 async def _find(session: AsyncSession, merchant: Merchant, customer_id: str) -> Card | None:
+    known: dict[tuple[uuid.UUID, str], Card | None] = _in_transaction(session).get("cards", {})
+    if (merchant.id, customer_id) in known:
+        return known[merchant.id, customer_id]
     return await session.scalar(
         select(Card).where(Card.merchant_id == merchant.id, Card.customer_id == customer_id)
     )
+
+
+async def look_up_cards(session: AsyncSession, customers: set[tuple[uuid.UUID, str]]) -> None:
+    """Find the cards of many (merchant id, customer id) at once, for ``apply_order_change``
+    calls later in this transaction (a consumer's batch): one query instead of one each.
+
+    They are locked until commit (in a fixed order), so another consumer cannot change them
+    in between and have one of the two changes overwritten."""
+    known: dict[tuple[uuid.UUID, str], Card | None] = _in_transaction(session).setdefault(
+        "cards", {}
+    )
+    wanted = customers - known.keys()
+    if not wanted:
+        return
+    found = await session.scalars(
+        select(Card)
+        .where(tuple_(Card.merchant_id, Card.customer_id).in_(sorted(wanted)))
+        .order_by(Card.merchant_id, Card.customer_id)
+        .with_for_update()
+    )
+    known.update(dict.fromkeys(wanted))
+    known.update({(card.merchant_id, card.customer_id): card for card in found})
 
 
 async def get_card_by_link(session: AsyncSession, link_token: str) -> Card:
@@ -290,6 +358,21 @@ class SignedPass:
     content: bytes
     version: int
     changed_at: datetime
+
+
+_CACHED_CONTENT = select(PassBundle.content).where(
+    PassBundle.card_id == bindparam("card_id"), PassBundle.version == bindparam("version")
+)
+
+
+async def cached_content(
+    connection: AsyncConnection, card_id: uuid.UUID, version: int
+) -> bytes | None:
+    """The bundle built for exactly this version of a card, if any, without loading the card."""
+    content: bytes | None = await connection.scalar(
+        _CACHED_CONTENT, {"card_id": card_id, "version": version}
+    )
+    return content
 
 
 class PassBuilder:

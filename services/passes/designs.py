@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.errors import Conflict, InvalidInput, NotConfigured
+from services.core.errors import Conflict, InvalidInput, NotConfigured, named_by_caller
 from services.core.models import utcnow
 from services.merchants.models import Merchant
 from services.passes.apple.pkpass import IMAGE_NAMES, StaticFiles
@@ -104,7 +104,8 @@ async def update_apple(
             "its pass type id cannot change (renew the certificate of the same pass type)"
         )
     candidate = PassDesign(**{**_apple_of(design), **apple.model_dump()})
-    load_signing_material(signing_files(merchant, candidate))
+    with named_by_caller():
+        load_signing_material(signing_files(merchant, candidate))
     for field, value in apple.model_dump().items():
         setattr(design, field, value)
     await session.flush()
@@ -141,7 +142,8 @@ async def set_apns_token_key(
     session: AsyncSession, merchant: Merchant, design: PassDesign, key_path: Path, key_id: str
 ) -> PassDesign:
     """Push with a .p8 token key (ES256) instead of the pass type certificate."""
-    design.apns_token_key_path = check_apns_token_key(merchant, key_path, key_id)
+    with named_by_caller():
+        design.apns_token_key_path = check_apns_token_key(merchant, key_path, key_id)
     design.apns_token_key_id = key_id
     await session.flush()
     return design

@@ -7,10 +7,11 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.queue import Handler, Message
+from services.core.queue import Handler, Message, batch_of
+from services.core.queue.topics import ORDER_CHANGED
 from services.core.settings import Settings
 from services.merchants.models import Merchant
-from services.passes.cards import apply_order_change
+from services.passes.cards import apply_order_change, look_up_cards
 from services.passes.registrations import drop_push_token
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,13 @@ async def push_token_rejected(session: AsyncSession, message: Message) -> None:
 def order_changed(settings: Settings) -> Handler:
     async def handle(session: AsyncSession, message: Message) -> None:
         """Show an order's new state on its customer's card."""
+        batch = [m for m in batch_of(session) if m.topic == ORDER_CHANGED] or [message]
+        await look_up_cards(session, {_customer(m) for m in batch})
         merchant = await session.get_one(Merchant, uuid.UUID(message.payload["merchant_id"]))
         await apply_order_change(session, merchant, message.payload, settings.resolved_secret_key())
 
     return handle
+
+
+def _customer(message: Message) -> tuple[uuid.UUID, str]:
+    return uuid.UUID(message.payload["merchant_id"]), message.payload["order"]["customer"]["id"]

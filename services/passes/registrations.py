@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hmac
 import re
+import uuid
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.core.errors import BadRequest, NotFound, Unauthorized
 from services.passes.models import Card, PassTypeCounter, Registration
@@ -31,6 +34,29 @@ def check_path(
         raise BadRequest("malformed serialNumber")
 
 
+class PassState(NamedTuple):
+    """What answering a device's pass request needs of a card, without its content."""
+
+    id: uuid.UUID
+    authentication_token: str
+    version: int
+    changed_at: datetime
+
+
+_PASS_STATE = select(Card.id, Card.authentication_token, Card.version, Card.changed_at).where(
+    Card.serial_number == bindparam("serial"), Card.pass_type_identifier == bindparam("pass_type")
+)
+
+
+async def find_pass_state(connection: AsyncConnection, pass_type: str, serial: str) -> PassState:
+    """The columns of a card a 304 needs (the statement is built once: this path is hot)."""
+    result = await connection.execute(_PASS_STATE, {"serial": serial, "pass_type": pass_type})
+    row = result.first()
+    if row is None:
+        raise NotFound("no such pass")
+    return PassState(*row)
+
+
 async def find_card(session: AsyncSession, pass_type: str, serial: str) -> Card:
     card = await session.scalar(
         select(Card).where(Card.serial_number == serial, Card.pass_type_identifier == pass_type)
@@ -40,7 +66,7 @@ async def find_card(session: AsyncSession, pass_type: str, serial: str) -> Card:
     return card
 
 
-def authenticate(card: Card, authorization: str | None) -> None:
+def authenticate(card: Card | PassState, authorization: str | None) -> None:
     """``Authorization: ApplePass <token>``, compared in constant time."""
     scheme, _, given = (authorization or "").partition(" ")
     if f"{scheme} " != AUTH_SCHEME or not hmac.compare_digest(
@@ -83,21 +109,28 @@ async def unregister(session: AsyncSession, card: Card, device: str) -> None:
         raise NotFound("this device has no registration for the pass")
 
 
-async def updated_serials(
-    session: AsyncSession, device: str, pass_type: str, since: int | None
-) -> tuple[list[str], int]:
-    """Serial numbers of the device's cards changed after tag ``since``, and the newest tag."""
-    query = (
-        select(Card.serial_number, Card.update_tag)
-        .join(Registration, Registration.card_id == Card.id)
-        .where(
-            Registration.device_library_identifier == device,
-            Card.pass_type_identifier == pass_type,
-        )
+_UPDATED_SERIALS = (
+    select(Card.serial_number, Card.update_tag)
+    .join(Registration, Registration.card_id == Card.id)
+    .where(
+        Registration.device_library_identifier == bindparam("device"),
+        Card.pass_type_identifier == bindparam("pass_type"),
+        Card.update_tag > bindparam("since"),
     )
-    if since is not None:
-        query = query.where(Card.update_tag > since)
-    rows = (await session.execute(query.order_by(Card.update_tag))).all()
+    .order_by(Card.update_tag)
+)
+
+
+async def updated_serials(
+    connection: AsyncConnection | AsyncSession, device: str, pass_type: str, since: int | None
+) -> tuple[list[str], int]:
+    """Serial numbers of the device's cards changed after tag ``since``, and the newest tag.
+
+    Without a tag, every card (tags are never negative). The statement is built once: devices
+    call this after every push.
+    """
+    parameters = {"device": device, "pass_type": pass_type, "since": -1 if since is None else since}
+    rows = (await connection.execute(_UPDATED_SERIALS, parameters)).all()
     return [row.serial_number for row in rows], max((row.update_tag for row in rows), default=0)
 
 

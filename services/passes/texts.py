@@ -203,11 +203,24 @@ def _pass_strings(
     frozen_overrides: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
     values: tuple[tuple[str, str], ...],
 ) -> bytes:
-    overrides = {code: dict(entries) for code, entries in frozen_overrides}
     lines = []
-    for key in TEXTS:
-        line = text(key, locale, overrides)
-        for name, value in values:
-            line = line.replace(f"{{{name}}}", value) if value else line.replace(f" {{{name}}}", "")
-        lines.append(f'"{_escape(key)}" = "{_escape(line)}";')
+    for key, line in _escaped(locale, frozen_overrides):
+        if "{" in line:
+            # Escaping maps character by character, so escaped values fit the escaped text.
+            for name, value in values:
+                line = (
+                    line.replace(f"{{{name}}}", _escape(value))
+                    if value
+                    else line.replace(f" {{{name}}}", "")
+                )
+        lines.append(f'"{key}" = "{line}";')
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+@lru_cache(maxsize=256)
+def _escaped(
+    locale: str, frozen_overrides: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+) -> tuple[tuple[str, str], ...]:
+    """Every key and its text in ``locale``, escaped: once per design's texts, not per number."""
+    overrides = {code: dict(entries) for code, entries in frozen_overrides}
+    return tuple((_escape(key), _escape(text(key, locale, overrides))) for key in TEXTS)

@@ -2,7 +2,7 @@
 
 aioapns is the design's client; these are its known faults and what guards each:
 - no per-request timeout, and a 200 without ``apns-id`` waits forever: every send is bounded by
-  ``asyncio.wait_for``;
+  ``asyncio.timeout`` (in the sending task: ``wait_for`` would cost a task per push);
 - per-stream state (``request_streams``) is kept until the connection closes: our protocol drops
   it when a stream ends, and connections are recycled after a number of requests anyway;
 - DATA frames (error bodies) are never acknowledged, so a connection's flow-control window runs
@@ -224,7 +224,8 @@ class AioApnsSender:
             apns_topic=topic,  # Wallet's documented push: topic and {} only, no push type
         )
         try:
-            result = await asyncio.wait_for(pool.send_notification(request), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                result = await pool.send_notification(request)
         except TimeoutError:
             return ApnsResult(status=0, reason="Timeout")
         except (ConnectionClosed, MaxAttemptsExceeded, ConnectionError, OSError) as exc:

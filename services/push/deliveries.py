@@ -3,7 +3,7 @@
 ``schedule`` runs in the ``card.updated`` consumer's transaction and only records what each
 device should hear of. ``DeliveryWorker`` claims due targets (a lease, like the queue), sends
 outside any transaction (so SQLite's single writer lock is never held across the network), and
-records every outcome in one transaction per batch.
+records outcomes in batches, each in one transaction, while the next pushes are being sent.
 """
 
 from __future__ import annotations
@@ -11,11 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    case,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import metrics
@@ -81,7 +93,40 @@ class DueTarget:
     credentials: ApnsCredentials
 
 
+_targets = cast(Table, PushTarget.__table__)
+_deliveries = cast(Table, Delivery.__table__)
+_MARK_SENT = (
+    update(_targets)
+    .where(
+        _targets.c.card_id == bindparam("b_card_id"),
+        _targets.c.device_library_identifier == bindparam("b_device"),
+    )
+    .values(
+        sent_version=case(
+            (
+                _targets.c.sent_version < bindparam("b_version", type_=Integer),
+                bindparam("b_version", type_=Integer),
+            ),
+            else_=_targets.c.sent_version,
+        ),
+        attempts=0,
+        available_at=bindparam("b_now", type_=_targets.c.available_at.type),
+        locked_until=None,
+    )
+)
+"""A delivered push: the version is sent (never lowering ``sent_version``), the lease ends."""
+
+
 class DeliveryWorker(LeasedWorker):
+    """Keeps up to ``batch_size`` pushes in flight, and records their outcomes as they come.
+
+    Whenever half of the pushes in flight have been answered, it claims as many due targets as
+    there is room for, so the connections never wait for a whole batch to finish. Answered
+    pushes are recorded in batches of at least half that size (or whatever is answered once
+    nothing is in flight), one record at a time, while the rest are being sent. Every target
+    stays leased until its outcome is committed, so no claim picks it up twice.
+    """
+
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -102,53 +147,129 @@ class DeliveryWorker(LeasedWorker):
             poll_interval=poll_interval,
         )
         self._sender = sender
+        self._half = max(1, batch_size // 2)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._answered: list[tuple[DueTarget, ApnsResult]] = []
+        self._recording: asyncio.Task[None] | None = None
+        self._failed_record: BaseException | None = None
+        self._more_due = False
+        """The last claim took all it could: claim again without first peeking for due rows."""
+        self._progress = asyncio.Event()
+        """Set whenever a push is answered or a record ends."""
 
     async def deliver_once(self) -> int:
-        due = await self._claim()
+        """Wait for room, claim due targets and start sending them; 0 once nothing is due and
+        everything sent so far is recorded."""
+        self._raise_failed_record()
+        while len(self._sending) > self._batch_size - self._half:
+            await self._next_progress()
+        due = await self._claim(self._batch_size - len(self._sending))
         if not due:
+            await self.settle()
             return 0
-        results = await asyncio.gather(*(self._send(target) for target in due))
-        await self._record(list(zip(due, results, strict=True)))
+        for target in due:
+            task = asyncio.create_task(self._send_and_keep(target))
+            self._sending.add(task)
+            task.add_done_callback(self._answered_one)
         return len(due)
 
+    async def settle(self) -> None:
+        """Wait until every push sent so far is answered and its outcome committed."""
+        while self._sending or self._answered or self._recording is not None:
+            self._record_answered(force=True)
+            await self._next_progress()
+
+    async def _next_progress(self) -> None:
+        self._progress.clear()
+        await self._progress.wait()
+        self._raise_failed_record()
+
+    def _raise_failed_record(self) -> None:
+        """A record that failed stops the worker, as a failed round always did; the leases of
+        its targets expire and they are sent again."""
+        failed, self._failed_record = self._failed_record, None
+        if failed is not None:
+            raise failed
+
+    async def _send_and_keep(self, target: DueTarget) -> None:
+        result = await self._send(target)  # before ``self._answered``: a record may swap it
+        self._answered.append((target, result))
+        self._record_answered(force=False)
+
+    def _answered_one(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._progress.set()
+
+    def _record_answered(self, *, force: bool) -> None:
+        """Start recording the answered pushes: half a batch of them, or all once the last push
+        in flight is answered (or ``force``), unless a record is in flight."""
+        if self._recording is not None or not self._answered:
+            return
+        if not force and len(self._answered) < self._half and len(self._sending) > 1:
+            return
+        outcomes, self._answered = self._answered, []
+        self._recording = asyncio.create_task(self._record(outcomes))
+        self._recording.add_done_callback(self._recorded)
+
+    def _recorded(self, task: asyncio.Task[None]) -> None:
+        self._recording = None
+        self._progress.set()
+        if task.cancelled():
+            return
+        failure = task.exception()
+        if failure is not None:
+            self._failed_record = failure
+        else:
+            self._record_answered(force=not self._sending)
+
     @staticmethod
-    def _due(now: datetime) -> Select[PushTarget]:
+    def _due(now: datetime) -> Select[tuple[uuid.UUID, str]]:
         return (
-            select(PushTarget)
+            select(_targets.c.card_id, _targets.c.device_library_identifier)
             .where(
-                PushTarget.status == "active",
-                PushTarget.wanted_version > PushTarget.sent_version,
-                PushTarget.available_at <= now,
-                or_(PushTarget.locked_until.is_(None), PushTarget.locked_until <= now),
+                _targets.c.status == "active",
+                _targets.c.wanted_version > _targets.c.sent_version,
+                _targets.c.available_at <= now,
+                or_(_targets.c.locked_until.is_(None), _targets.c.locked_until <= now),
             )
-            .order_by(PushTarget.available_at)
+            .order_by(_targets.c.available_at)
         )
 
-    async def _claim(self) -> list[DueTarget]:
+    async def _claim(self, limit: int) -> list[DueTarget]:
+        """Lease up to ``limit`` due targets with one statement (``SKIP LOCKED`` on PostgreSQL)."""
         now = utcnow()
-        if not await any_rows(self._sessionmaker, self._due(now)):
+        if not self._more_due and not await any_rows(self._sessionmaker, self._due(now)):
             return []
+        batch = self._due(now).limit(limit).with_for_update(skip_locked=True)
+        claim = (
+            update(_targets)
+            .where(tuple_(_targets.c.card_id, _targets.c.device_library_identifier).in_(batch))
+            .values(locked_until=now + self._lease, attempts=_targets.c.attempts + 1)
+            .returning(
+                _targets.c.card_id,
+                _targets.c.device_library_identifier,
+                _targets.c.push_token,
+                _targets.c.pass_type_identifier,
+                _targets.c.wanted_version,
+                _targets.c.attempts,
+                _targets.c.apns,
+            )
+        )
         async with self._sessionmaker() as session, session.begin():
-            rows = (
-                await session.scalars(
-                    self._due(now).limit(self._batch_size).with_for_update(skip_locked=True)
-                )
-            ).all()
-            for row in rows:
-                row.locked_until = now + self._lease
-                row.attempts += 1
-            return [
-                DueTarget(
-                    card_id=row.card_id,
-                    device=row.device_library_identifier,
-                    push_token=row.push_token,
-                    topic=row.pass_type_identifier,
-                    version=row.wanted_version,
-                    attempt=row.attempts,
-                    credentials=ApnsCredentials.from_message(row.apns),
-                )
-                for row in rows
-            ]
+            rows = (await session.execute(claim)).all()
+        self._more_due = len(rows) == limit
+        return [
+            DueTarget(
+                card_id=card_id,
+                device=device,
+                push_token=push_token,
+                topic=topic,
+                version=version,
+                attempt=attempt,
+                credentials=ApnsCredentials.from_message(apns),
+            )
+            for card_id, device, push_token, topic, version, attempt, apns in rows
+        ]
 
     async def _send(self, target: DueTarget) -> ApnsResult:
         try:
@@ -158,28 +279,50 @@ class DeliveryWorker(LeasedWorker):
             return ApnsResult(status=0, reason=f"{type(exc).__name__}: {exc}"[:500])
 
     async def _record(self, outcomes: list[tuple[DueTarget, ApnsResult]]) -> None:
+        """Record a batch in one transaction: delivered pushes in bulk, the rest row by row."""
         now = utcnow()
+        sent: list[dict[str, Any]] = []
+        deliveries: list[dict[str, Any]] = []
+        counts: Counter[tuple[str, int]] = Counter()
         async with self._sessionmaker() as session, session.begin():
             for target, result in outcomes:
-                row = await session.get(PushTarget, (target.card_id, target.device))
-                if row is None:
-                    continue
-                row.locked_until = None
-                outcome = self._apply(session, row, target, result, now)
-                session.add(
-                    Delivery(
-                        card_id=target.card_id,
-                        version=target.version,
-                        device_library_identifier=target.device,
-                        push_token_suffix=target.push_token[-8:],
-                        outcome=outcome,
-                        status_code=result.status or None,
-                        reason=result.reason,
-                        apns_id=result.apns_id,
-                        attempt=target.attempt,
+                if result.delivered:
+                    outcome = "delivered"
+                    sent.append(
+                        {
+                            "b_card_id": target.card_id,
+                            "b_device": target.device,
+                            "b_version": target.version,
+                            "b_now": now,
+                        }
                     )
+                else:
+                    row = await session.get(PushTarget, (target.card_id, target.device))
+                    if row is None:
+                        continue
+                    row.locked_until = None
+                    outcome = self._apply(session, row, target, result, now)
+                deliveries.append(
+                    {
+                        "card_id": target.card_id,
+                        "version": target.version,
+                        "device_library_identifier": target.device,
+                        "push_token_suffix": target.push_token[-8:],
+                        "outcome": outcome,
+                        "status_code": result.status or None,
+                        "reason": result.reason,
+                        "apns_id": result.apns_id,
+                        "attempt": target.attempt,
+                        "created_at": now,
+                    }
                 )
-                metrics.PUSHES.labels(outcome=outcome, status=str(result.status)).inc()
+                counts[outcome, result.status] += 1
+            if sent:
+                await session.execute(_MARK_SENT, sent)
+            if deliveries:
+                await session.execute(insert(_deliveries), deliveries)
+        for (outcome, status), count in counts.items():
+            metrics.PUSHES.labels(outcome=outcome, status=str(status)).inc(count)
 
     def _apply(
         self,

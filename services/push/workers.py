@@ -23,8 +23,11 @@ class Wakeup:
         self._event.set()
 
     async def wait(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+        # arrives with the event, and the worker would then outlive its shutdown.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
         self._event.clear()
 
 
@@ -58,6 +61,9 @@ class LeasedWorker(ABC):
     async def deliver_once(self) -> int:
         """One round; returns how many items it claimed."""
 
+    async def settle(self) -> None:  # noqa: B027  # a hook: most workers leave nothing behind
+        """Finish what a round left running in the background (nothing, unless overridden)."""
+
     async def run(self) -> None:
         try:
             while not self._stopping:
@@ -67,13 +73,18 @@ class LeasedWorker(ABC):
                 self._idle.set()
                 await self._wakeup.wait(self._poll_interval)
         finally:
-            self._idle.set()
+            try:
+                await self.settle()
+            finally:
+                self._idle.set()
 
     async def stop(self, grace: float) -> None:
-        """Finish and record the round in flight, so a restart does none of it again."""
+        """Finish and record the round in flight and what it left running, so a restart does
+        none of it again."""
         self._stopping = True
         self._wakeup.set()
         try:
-            await asyncio.wait_for(self._idle.wait(), grace)
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
         except TimeoutError:
             log.warning("work still in flight at shutdown; its leases will expire")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -10,7 +11,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.models import utcnow
-from services.core.queue import InboxMessage, Message, OutboxMessage, Subscription, publish
+from services.core.queue import (
+    InboxMessage,
+    Message,
+    OutboxMessage,
+    Subscription,
+    publish,
+    publish_all,
+)
 from services.core.queue.db import DatabaseQueue, retry_delay
 from services.merchants.models import Merchant
 
@@ -55,6 +63,25 @@ async def test_message_of_a_rolled_back_transaction_is_never_delivered(
     assert await queue.drain_once(subscriptions) == 1
     assert await queue.drain_once(subscriptions) == 0
     assert [m.payload["name"] for m in recorder.seen] == ["kept"]
+
+
+async def test_messages_published_together_arrive_in_order_after_commit(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        await publish_all(session, "test.topic", [({"name": "lost"}, None)])
+        await session.rollback()
+    async with sessionmaker() as session:
+        await publish_all(session, "test.topic", [({"name": n}, "k") for n in ("a", "b", "c")])
+        await session.commit()
+
+    recorder = Recorder()
+    assert await _queue(sessionmaker).drain_once([Subscription("t", "test.topic", recorder)]) == 3
+    assert [(m.payload["name"], m.key) for m in recorder.seen] == [
+        ("a", "k"),
+        ("b", "k"),
+        ("c", "k"),
+    ]
 
 
 async def test_redelivered_message_has_no_second_effect(
@@ -115,6 +142,36 @@ async def test_failed_message_is_retried_later_and_its_effect_rolled_back(
     assert [m.attempt for m in recorder.seen] == [1, 2]
 
 
+async def test_a_failing_message_in_a_batch_is_rolled_back_alone(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async def handler(session: AsyncSession, message: Message) -> None:
+        session.add(Merchant(slug=message.payload["name"], name=message.payload["name"]))
+        await session.flush()
+        if message.payload["name"] == "bad":
+            raise RuntimeError("handler failed on purpose")
+
+    async with sessionmaker() as session:
+        ids = [publish(session, "test.topic", {"name": n}) for n in ("one", "bad", "two")]
+        await session.commit()
+    assert await _queue(sessionmaker).drain_once([Subscription("t", "test.topic", handler)]) == 3
+
+    async with sessionmaker() as session:
+        slugs = set(await session.scalars(select(Merchant.slug)))
+        assert slugs == {"one", "two"}
+        assert set(await session.scalars(select(InboxMessage.message_id))) == {ids[0], ids[2]}
+        rows = {
+            row.message_id: row
+            for row in await session.scalars(
+                select(OutboxMessage).where(OutboxMessage.message_id.in_(ids))
+            )
+        }
+        assert rows[ids[0]].processed_at is not None
+        assert rows[ids[2]].processed_at is not None
+        assert rows[ids[1]].processed_at is None
+        assert "handler failed on purpose" in (rows[ids[1]].last_error or "")
+
+
 async def test_message_gives_up_after_max_attempts(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -164,3 +221,16 @@ async def test_other_topics_are_left_alone(sessionmaker: async_sessionmaker[Asyn
 def test_retry_delay_grows_and_is_capped(attempt: int) -> None:
     delay = retry_delay(attempt)
     assert 0.5 * min(300, 2 ** (attempt - 1)) <= delay <= min(300, 2 ** (attempt - 1))
+
+
+async def test_a_queue_woken_as_it_is_cancelled_still_stops(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Shutdown cancels the queue; a commit may wake it in the same loop turn."""
+    queue = DatabaseQueue(sessionmaker, poll_interval=30)
+    running = asyncio.create_task(queue.run([Subscription("test", "test.topic", Recorder())]))
+    await asyncio.sleep(0.3)  # past its first look for messages, asleep until woken
+    queue.wake()
+    running.cancel()
+    await asyncio.wait({running}, timeout=5)
+    assert running.cancelled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.settings import Settings
-from services.merchants.service import rotate_signing_secret
+from services.merchants.service import revoke_api_keys, rotate_signing_secret
 from services.onboarding import Onboarded
 from tests.factories import create_merchant
 from tests.waiting import eventually
@@ -285,3 +286,84 @@ async def test_batch_is_limited_to_500(client: httpx.AsyncClient, shop: Onboarde
         f"{EVENTS}:batch", json={"events": [{"id": "x"}] * 501}, headers=auth(shop)
     )
     assert response.status_code == 422
+
+
+async def test_batch_applies_events_of_one_order_in_their_order(
+    client: httpx.AsyncClient, shop: Onboarded
+) -> None:
+    placed = order_event("confirmed", order_id="B-7", at="2026-11-23T10:00:00Z", **FULL)
+    shipped = order_event("shipped", order_id="B-7", at="2026-11-23T11:00:00Z")
+    late = order_event("processing", order_id="B-7", at="2026-11-23T10:30:00Z")
+    response = await client.post(
+        f"{EVENTS}:batch", json={"events": [placed, shipped, late, placed]}, headers=auth(shop)
+    )
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [202, 202, 202, 202]
+    assert [r["body"]["order"]["status"] for r in results] == [
+        "confirmed",
+        "shipped",
+        "shipped",
+        "confirmed",
+    ]
+    assert results[3]["body"] == {**results[0]["body"], "duplicate": True}
+    assert results[1]["body"]["order"]["shipping"]["carrier"] == "DPD"
+    order = (await client.get("/v1/orders/B-7", headers=auth(shop))).json()
+    assert [(h["status"], h["outcome"]) for h in order["history"]] == [
+        ("confirmed", "applied"),
+        ("processing", "stale"),
+        ("shipped", "applied"),
+    ]
+    # Replayed later, one by one, each answers as it did in the batch.
+    again = await client.post(EVENTS, json=shipped, headers=auth(shop))
+    assert again.json() == {**results[1]["body"], "duplicate": True}
+
+
+async def test_batch_id_refused_then_reused_for_a_new_order(
+    client: httpx.AsyncClient, shop: Onboarded
+) -> None:
+    await client.post(EVENTS, json=order_event("delivered", order_id="B-8"), headers=auth(shop))
+    refused = order_event("shipped", order_id="B-8", at="2026-11-24T10:00:00Z", event_id="e-9")
+    reused = order_event("confirmed", order_id="B-9", event_id="e-9")
+    response = await client.post(
+        f"{EVENTS}:batch", json={"events": [refused, reused]}, headers=auth(shop)
+    )
+    assert [r["status"] for r in response.json()["results"]] == [409, 202]
+    assert (await client.get("/v1/orders/B-9", headers=auth(shop))).status_code == 200
+
+
+async def test_events_for_one_order_at_once_apply_one_after_the_other(
+    client: httpx.AsyncClient, shop: Onboarded
+) -> None:
+    events = [
+        order_event(status, order_id="C-1", at=f"2026-11-23T1{n}:00:00Z")
+        for n, status in enumerate(["confirmed", "processing", "shipped", "delivered"])
+    ]
+    same_id = order_event("confirmed", order_id="C-2")
+    answers = await asyncio.gather(
+        *(client.post(EVENTS, json=e, headers=auth(shop)) for e in [*events, same_id, same_id])
+    )
+    assert [a.status_code for a in answers] == [202] * 6
+    assert sorted(a.json()["duplicate"] for a in answers[4:]) == [False, True]
+    order = (await client.get("/v1/orders/C-1", headers=auth(shop))).json()
+    assert order["status"] == "delivered"
+    assert len(order["history"]) == 4
+
+
+async def test_a_revoked_key_stops_at_once_though_just_used(
+    client: httpx.AsyncClient, session: AsyncSession, shop: Onboarded
+) -> None:
+    assert (await client.post(EVENTS, json=order_event(), headers=auth(shop))).status_code == 202
+    assert await revoke_api_keys(session, await session.merge(shop.merchant)) == 1
+    await session.commit()
+    response = await client.post(EVENTS, json=order_event(), headers=auth(shop))
+    assert response.status_code == 401
+
+
+async def test_a_new_signing_secret_is_required_at_once(
+    client: httpx.AsyncClient, session: AsyncSession, shop: Onboarded
+) -> None:
+    assert (await client.post(EVENTS, json=order_event(), headers=auth(shop))).status_code == 202
+    await rotate_signing_secret(session, await session.merge(shop.merchant), enable=True)
+    await session.commit()
+    response = await client.post(EVENTS, json=order_event(), headers=auth(shop))
+    assert response.status_code == 401

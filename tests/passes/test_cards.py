@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core.queue import OutboxMessage
+from services.core.queue import InboxMessage, OutboxMessage, Subscription, publish
+from services.core.queue.db import DatabaseQueue
+from services.core.queue.topics import ORDER_CHANGED
 from services.core.settings import Settings
 from services.passes.apple.document import current_order, pass_document
 from services.passes.cards import apply_order_change, card_identity
+from services.passes.handlers import order_changed
+from services.passes.models import Card
 from tests.factories import TEST_SECRET_KEY, create_merchant
 
 
@@ -90,3 +94,78 @@ async def test_unknown_locale_falls_back_to_the_merchant_default(
         session, shop.merchant, change("A-1", "confirmed", 1, "2026-11-20T10:00", locale="fr")
     )
     assert card.locale == shop.merchant.default_locale == "en"
+
+
+def _for(customer: str, order_id: str, placed_at: str) -> dict[str, Any]:
+    payload = change(order_id, "confirmed", 1, placed_at)
+    payload["order"]["customer"]["id"] = customer
+    return payload
+
+
+async def test_cards_changed_in_one_transaction_share_an_update_tag(
+    session: AsyncSession, settings: Settings
+) -> None:
+    shop = await create_merchant(session, settings)
+    m = shop.merchant
+    first = await _apply(session, m, _for("c-1", "A-1", "2026-11-20T10:00"))
+    first_tag = first.update_tag
+    second_tag = (await _apply(session, m, _for("c-2", "A-2", "2026-11-20T10:00"))).update_tag
+    assert second_tag > first_tag, "each transaction takes its own tag"
+
+    changed = [
+        await apply_order_change(session, m, _for(c, f"B-{c}", "2026-11-21T10:00"), TEST_SECRET_KEY)
+        for c in ("c-1", "c-3", "c-2")  # c-3 is new: issued in a savepoint, released
+    ]
+    await session.commit()
+    assert len({c.update_tag for c in changed}) == 1
+    assert changed[0].update_tag > second_tag
+    assert [c.version for c in changed] == [2, 1, 2]
+
+
+async def test_a_tag_taken_in_a_rolled_back_savepoint_is_taken_again(
+    session: AsyncSession, settings: Settings
+) -> None:
+    shop = await create_merchant(session, settings)
+    m = shop.merchant
+    before = await _apply(session, m, _for("c-1", "A-1", "2026-11-20T10:00"))
+    before_tag = before.update_tag
+    nested = await session.begin_nested()
+    await apply_order_change(session, m, _for("c-2", "A-2", "2026-11-20T10:00"), TEST_SECRET_KEY)
+    await nested.rollback()
+    after = await apply_order_change(
+        session, m, _for("c-1", "B-1", "2026-11-21T10:00"), TEST_SECRET_KEY
+    )
+    await session.commit()
+    after_tag = after.update_tag
+    later = await _apply(session, m, _for("c-1", "C-1", "2026-11-22T10:00"))
+    assert before_tag < after_tag < later.update_tag
+
+
+async def test_a_consumer_batch_applies_each_change_to_one_card_per_customer(
+    session: AsyncSession,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    shop = await create_merchant(session, settings)
+    m = shop.merchant
+    await _apply(session, m, _for("c-1", "A-1", "2026-11-20T10:00"))
+    payloads = [
+        _for("c-1", "B-1", "2026-11-21T10:00"),
+        _for("c-2", "B-2", "2026-11-21T10:00"),  # a new customer, twice in the batch
+        _for("c-2", "C-2", "2026-11-22T10:00"),
+    ]
+    for payload in payloads:
+        publish(session, ORDER_CHANGED, {**payload, "merchant_id": str(m.id)})
+    await session.commit()
+
+    queue = DatabaseQueue(sessionmaker)
+    handler = order_changed(settings)
+    assert await queue.drain_once([Subscription("passes", ORDER_CHANGED, handler)]) == 3
+
+    async with sessionmaker() as fresh:
+        cards = {c.customer_id: c for c in await fresh.scalars(select(Card))}
+        assert set(cards) == {"c-1", "c-2"}
+        assert set(cards["c-1"].content["orders"]) == {"A-1", "B-1"}
+        assert set(cards["c-2"].content["orders"]) == {"B-2", "C-2"}
+        assert (cards["c-1"].version, cards["c-2"].version) == (2, 2)
+        assert await fresh.scalar(select(func.count()).select_from(InboxMessage)) == 3

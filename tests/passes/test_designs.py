@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -10,13 +14,21 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.errors import Conflict, InvalidInput, NotConfigured
+from services.core.errors import Conflict, InvalidInput
 from services.core.queue import OutboxMessage
 from services.core.settings import Settings
 from services.onboarding import development_apple_settings
 from services.passes.apple.document import pass_strings_for
+from services.passes.apple.ziparchive import archive
 from services.passes.cards import record_change
-from services.passes.designs import check_image, set_apns_token_key, set_text, update_apple
+from services.passes.designs import (
+    DesignAssetCache,
+    check_image,
+    set_apns_token_key,
+    set_image,
+    set_text,
+    update_apple,
+)
 from services.passes.png import badge_png, png_size
 from tests.factories import create_card, create_merchant
 
@@ -64,7 +76,7 @@ async def test_apns_token_key_switches_card_updates_to_token_auth(
     onboarded = await create_merchant(session, settings)
     card = await create_card(session, onboarded)
     rsa_key = settings.keys_dir / "pass.dev.passpost.shop.key"
-    with pytest.raises(NotConfigured, match=r"not a P-256 \.p8 key"):
+    with pytest.raises(InvalidInput, match=r"not a P-256 \.p8 key"):
         await set_apns_token_key(
             session, onboarded.merchant, onboarded.design, rsa_key, "ABCDE12345"
         )
@@ -108,3 +120,23 @@ async def test_merchant_texts_override_ours(session: AsyncSession, settings: Set
         await set_text(session, design, "en", "status.teleported", "Beamed")
     with pytest.raises(InvalidInput, match="locale"):
         await set_text(session, design, "fr", "status.shipped", "En route")
+
+
+async def test_design_images_are_hashed_once_until_the_design_changes(
+    session: AsyncSession, settings: Settings
+) -> None:
+    onboarded = await create_merchant(session, settings)
+    merchant, design = onboarded.merchant, onboarded.design
+    cache = DesignAssetCache()
+    first = await cache.get(session, merchant, design)
+    assert await cache.get(session, merchant, design) is first
+
+    strip = badge_png(375, 123, (10, 20, 30), ring=False)
+    await set_image(session, design, "strip.png", strip)
+    changed = await cache.get(session, merchant, design)
+    assert changed is not first
+    assert changed.static.sha1["strip.png"] == hashlib.sha1(strip).hexdigest()  # noqa: S324
+    with zipfile.ZipFile(io.BytesIO(archive([], head=changed.static.records))) as images:
+        assert images.read("strip.png") == strip
+        assert zlib.crc32(strip) == images.getinfo("strip.png").CRC
+        assert set(images.namelist()) == set(changed.static.sha1)

@@ -55,6 +55,14 @@ def _openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([openssl, *args], capture_output=True, text=True, check=False)
 
 
+def _unzip_test(path: Path) -> subprocess.CompletedProcess[str]:
+    """A second reader of the ZIP: Info-ZIP's own integrity test."""
+    unzip = shutil.which("unzip")
+    if unzip is None:
+        pytest.skip("Info-ZIP unzip is not installed")
+    return subprocess.run([unzip, "-t", path], capture_output=True, text=True, check=False)
+
+
 def _verify(directory: Path, root: Path) -> subprocess.CompletedProcess[str]:
     return _openssl(
         "cms", "-verify", "-binary", "-inform", "DER", "-in", directory / "signature",
@@ -94,6 +102,24 @@ async def test_manifest_hashes_every_other_file(
     assert set(manifest) == set(files) - {"manifest.json", "signature"}
     for name, digest in manifest.items():
         assert hashlib.sha1(files[name]).hexdigest() == digest, name  # noqa: S324
+
+
+async def test_bundle_is_a_plain_zip_that_unzip_accepts(
+    client: httpx.AsyncClient, session: AsyncSession, settings: Settings, tmp_path: Path
+) -> None:
+    response, files = await _download(client, session, settings)
+    with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+        assert bundle.testzip() is None
+        infos = {info.filename: info for info in bundle.infolist()}
+    assert set(infos) == set(files)
+    assert not any(info.is_dir() for info in infos.values())
+    assert infos["icon@2x.png"].compress_type == zipfile.ZIP_STORED
+    for name in ("pass.json", "manifest.json", "signature", "sk.lproj/pass.strings"):
+        assert infos[name].compress_type == zipfile.ZIP_DEFLATED, name
+    (tmp_path / "card.pkpass").write_bytes(response.content)
+    tested = _unzip_test(tmp_path / "card.pkpass")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "No errors detected" in tested.stdout
 
 
 async def test_pass_json_has_every_required_key_and_respects_limits(

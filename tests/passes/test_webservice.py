@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core.queue import OutboxMessage
 from services.core.settings import Settings
 from services.passes.cards import record_change
-from services.passes.models import Card, Registration
+from services.passes.models import Card, PassBundle, Registration
 from tests.factories import create_card, create_merchant
 
 DEVICE = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
@@ -201,6 +201,24 @@ async def test_latest_pass_and_if_modified_since(
     assert bogus.status_code == 200
 
 
+async def test_a_new_version_is_built_once_then_served_as_kept(
+    client: httpx.AsyncClient, card: Card, session: AsyncSession
+) -> None:
+    url = f"{WS}/passes/{card.pass_type_identifier}/{card.serial_number}"
+    assert (await client.get(url, headers=_auth(card))).status_code == 200
+    await record_change(session, card)
+    await session.commit()
+
+    first = await client.get(url, headers=_auth(card))
+    again = await client.get(url, headers=_auth(card))
+    assert first.status_code == again.status_code == 200
+    assert again.headers["content-type"] == "application/vnd.apple.pkpass"
+    assert again.headers["last-modified"] == first.headers["last-modified"]
+    assert again.content == first.content  # signed once: the signing time would differ
+    kept = await session.scalar(select(PassBundle.version).where(PassBundle.card_id == card.id))
+    assert kept == card.version
+
+
 async def test_latest_pass_needs_the_token_and_a_known_pass(
     client: httpx.AsyncClient, card: Card
 ) -> None:
@@ -246,3 +264,25 @@ async def test_device_log(client: httpx.AsyncClient, caplog: pytest.LogCaptureFi
     assert len(lines[1]) <= 1000 + len("device log: ")
     assert (await client.post(f"{WS}/log", json={"logs": "nope"})).status_code == 400
     assert (await client.post(f"{WS}/log", content=b"{")).status_code == 400
+
+
+async def test_polling_calls_document_what_they_read_from_the_request(
+    client: httpx.AsyncClient,
+) -> None:
+    """The two hot calls read path, query and headers themselves; OpenAPI still lists them."""
+    paths = (await client.get("/openapi.json")).json()["paths"]
+
+    def parameters(path: str) -> set[tuple[str, str]]:
+        return {(p["in"], p["name"]) for p in paths[path]["get"]["parameters"]}
+
+    assert parameters("/passkit/v1/passes/{pass_type}/{serial}") == {
+        ("path", "pass_type"),
+        ("path", "serial"),
+        ("header", "Authorization"),
+        ("header", "If-Modified-Since"),
+    }
+    assert parameters("/passkit/v1/devices/{device}/registrations/{pass_type}") == {
+        ("path", "device"),
+        ("path", "pass_type"),
+        ("query", "passesUpdatedSince"),
+    }

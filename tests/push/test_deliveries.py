@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import deque
 from typing import Any
@@ -26,14 +27,42 @@ class ScriptedSender:
     def __init__(self, script: dict[str, list[ApnsResult]] | None = None) -> None:
         self.script = {token: deque(results) for token, results in (script or {}).items()}
         self.sent: list[tuple[str, str]] = []
+        self._pushed = asyncio.Condition()
 
     async def send(self, credentials: ApnsCredentials, token: str, topic: str) -> ApnsResult:
         self.sent.append((token, topic))
+        async with self._pushed:
+            self._pushed.notify_all()
         queue = self.script.get(token)
         return queue.popleft() if queue else ApnsResult(200, apns_id=str(uuid.uuid4()))
 
     async def close(self) -> None:
         return None
+
+    async def wait_for_pushes(self, count: int) -> None:
+        async with self._pushed:
+            await self._pushed.wait_for(lambda: len(self.sent) >= count)
+
+
+class GatedSender(ScriptedSender):
+    """Holds every push until the test lets it be answered; counts the pushes in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._gate = asyncio.Semaphore(0)
+        self.in_flight = self.most_in_flight = 0
+
+    async def send(self, credentials: ApnsCredentials, token: str, topic: str) -> ApnsResult:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        result = await super().send(credentials, token, topic)
+        await self._gate.acquire()
+        self.in_flight -= 1
+        return result
+
+    def answer(self, count: int) -> None:
+        for _ in range(count):
+            self._gate.release()
 
 
 def change(version: int, *devices: tuple[str, str]) -> dict[str, Any]:
@@ -59,6 +88,13 @@ def _worker(
     return DeliveryWorker(sessionmaker, sender, Wakeup(), **kwargs)
 
 
+async def _round(worker: DeliveryWorker) -> int:
+    """One batch claimed, sent and recorded."""
+    claimed = await worker.deliver_once()
+    await worker.settle()
+    return claimed
+
+
 async def _deliveries(session: AsyncSession) -> list[tuple[str, int, str]]:
     rows = await session.scalars(select(Delivery).order_by(Delivery.id))
     found = [(d.device_library_identifier, d.version, d.outcome) for d in rows]
@@ -72,11 +108,11 @@ async def test_each_device_gets_the_version_once(
     sender = ScriptedSender()
     worker = _worker(sessionmaker, sender)
     assert await _schedule(sessionmaker, change(2, ("d1", "aa" * 32), ("d2", "bb" * 32))) == 2
-    assert await worker.deliver_once() == 2
-    assert await worker.deliver_once() == 0
+    assert await _round(worker) == 2
+    assert await _round(worker) == 0
     # The same change delivered again by the queue schedules nothing.
     assert await _schedule(sessionmaker, change(2, ("d1", "aa" * 32), ("d2", "bb" * 32))) == 0
-    assert await worker.deliver_once() == 0
+    assert await _round(worker) == 0
     assert sorted(sender.sent) == [("aa" * 32, "pass.test.shop"), ("bb" * 32, "pass.test.shop")]
     deliveries = await _deliveries(session)
     assert sorted(deliveries) == [("d1", 2, "delivered"), ("d2", 2, "delivered")]
@@ -88,9 +124,9 @@ async def test_an_older_version_is_never_pushed_after_a_newer(
     sender = ScriptedSender()
     worker = _worker(sessionmaker, sender)
     await _schedule(sessionmaker, change(5, ("d1", "aa" * 32)))
-    await worker.deliver_once()
+    await _round(worker)
     assert await _schedule(sessionmaker, change(4, ("d1", "aa" * 32))) == 0  # late, older
-    assert await worker.deliver_once() == 0
+    assert await _round(worker) == 0
     assert await _deliveries(session) == [("d1", 5, "delivered")]
 
 
@@ -100,7 +136,7 @@ async def test_changes_pending_together_become_one_push(
     sender = ScriptedSender()
     for version in (2, 3, 4):
         await _schedule(sessionmaker, change(version, ("d1", "aa" * 32)))
-    await _worker(sessionmaker, sender).deliver_once()
+    await _round(_worker(sessionmaker, sender))
     assert len(sender.sent) == 1
     assert await _deliveries(session) == [("d1", 4, "delivered")]
 
@@ -113,9 +149,9 @@ async def test_dead_token_stops_pushes_and_tells_passes(
     sender = ScriptedSender({token: [ApnsResult(status, reason, timestamp=1700000000000)]})
     worker = _worker(sessionmaker, sender)
     await _schedule(sessionmaker, change(2, ("d1", token)))
-    await worker.deliver_once()
+    await _round(worker)
     await _schedule(sessionmaker, change(3, ("d1", token)))
-    assert await worker.deliver_once() == 0, "a dead token gets nothing more"
+    assert await _round(worker) == 0, "a dead token gets nothing more"
     assert await _deliveries(session) == [("d1", 2, "rejected")]
     message = (await session.scalars(select(OutboxMessage))).one()
     topic, payload = message.topic, message.payload
@@ -126,7 +162,7 @@ async def test_dead_token_stops_pushes_and_tells_passes(
 
     # The device registers again with a new token: pushes resume.
     await _schedule(sessionmaker, change(4, ("d1", "cc" * 32)))
-    assert await worker.deliver_once() == 1
+    assert await _round(worker) == 1
     assert sender.sent[-1][0] == "cc" * 32
 
 
@@ -146,13 +182,13 @@ async def test_transient_failures_are_retried_with_backoff(
     sender = ScriptedSender({token: [failure]})
     worker = _worker(sessionmaker, sender)
     await _schedule(sessionmaker, change(2, ("d1", token)))
-    await worker.deliver_once()
-    assert await worker.deliver_once() == 0, "a retry waits for its backoff"
+    await _round(worker)
+    assert await _round(worker) == 0, "a retry waits for its backoff"
     target = (await session.scalars(select(PushTarget))).one()
     assert target.sent_version == 0
     target.available_at = target.available_at.replace(year=2000)
     await session.commit()
-    assert await worker.deliver_once() == 1
+    assert await _round(worker) == 1
     assert await _deliveries(session) == [("d1", 2, "retry"), ("d1", 2, "delivered")]
 
 
@@ -164,15 +200,15 @@ async def test_gives_up_after_max_attempts(
     worker = _worker(sessionmaker, sender, max_attempts=2)
     await _schedule(sessionmaker, change(2, ("d1", token)))
     for _ in range(2):
-        await worker.deliver_once()
+        await _round(worker)
         target = (await session.scalars(select(PushTarget))).one()
         target.available_at = target.available_at.replace(year=2000)
         await session.commit()
-    assert await worker.deliver_once() == 0
+    assert await _round(worker) == 0
     assert await _deliveries(session) == [("d1", 2, "retry"), ("d1", 2, "failed")]
     # A newer version is pushed again.
     await _schedule(sessionmaker, change(3, ("d1", token)))
-    assert await worker.deliver_once() == 1
+    assert await _round(worker) == 1
 
 
 async def test_a_push_in_flight_is_not_claimed_twice(
@@ -180,9 +216,9 @@ async def test_a_push_in_flight_is_not_claimed_twice(
 ) -> None:
     await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
     first, second = _worker(sessionmaker, ScriptedSender()), _worker(sessionmaker, ScriptedSender())
-    claimed = await first._claim()
+    claimed = await first._claim(200)
     assert len(claimed) == 1
-    assert await second._claim() == []
+    assert await second._claim(200) == []
 
 
 async def test_deliveries_keep_only_the_token_suffix(
@@ -190,8 +226,113 @@ async def test_deliveries_keep_only_the_token_suffix(
 ) -> None:
     token = "0123456789abcdef" * 4
     await _schedule(sessionmaker, change(2, ("d1", token)))
-    await _worker(sessionmaker, ScriptedSender()).deliver_once()
+    await _round(_worker(sessionmaker, ScriptedSender()))
     delivery = (await session.scalars(select(Delivery))).one()
     assert delivery.push_token_suffix == token[-8:]
     assert delivery.apns_id
     await session.rollback()
+
+
+async def test_one_batch_records_every_outcome(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    """Delivered pushes are recorded in bulk, the others one by one, in the same batch."""
+    ok, dead, busy = "aa" * 32, "bb" * 32, "cc" * 32
+    sender = ScriptedSender(
+        {dead: [ApnsResult(410, "Unregistered")], busy: [ApnsResult(429, "TooManyRequests")]}
+    )
+    await _schedule(sessionmaker, change(3, ("d1", ok), ("d2", dead), ("d3", busy)))
+    assert await _round(_worker(sessionmaker, sender)) == 3
+    assert sorted(await _deliveries(session)) == [
+        ("d1", 3, "delivered"),
+        ("d2", 3, "rejected"),
+        ("d3", 3, "retry"),
+    ]
+    targets = {
+        t.device_library_identifier: (t.sent_version, t.status, t.attempts, t.locked_until)
+        for t in await session.scalars(select(PushTarget))
+    }
+    await session.rollback()
+    assert targets == {
+        "d1": (3, "active", 0, None),
+        "d2": (0, "dead", 1, None),
+        "d3": (0, "active", 1, None),
+    }
+
+
+async def test_a_delivery_never_lowers_the_sent_version(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    """A slow worker whose lease expired may record after a newer push went out."""
+    await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
+    worker = _worker(sessionmaker, ScriptedSender())
+    claimed = await worker._claim(200)
+    target = (await session.scalars(select(PushTarget))).one()
+    target.sent_version = target.wanted_version = 5
+    await session.commit()
+    await worker._record([(claimed[0], ApnsResult(200, apns_id=str(uuid.uuid4())))])
+    await session.refresh(target)
+    assert (target.sent_version, target.locked_until) == (5, None)
+    await session.rollback()
+
+
+async def test_more_is_claimed_as_pushes_are_answered(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    """At most a batch in flight; half of it answered makes room for more, each sent once."""
+    sender = GatedSender()
+    worker = _worker(sessionmaker, sender, batch_size=4)
+    devices = [(f"d{i}", f"{i:064x}") for i in range(10)]
+    await _schedule(sessionmaker, change(2, *devices))
+    assert await worker.deliver_once() == 4
+    await sender.wait_for_pushes(4)
+    more = asyncio.create_task(worker.deliver_once())
+    sender.answer(2)
+    assert await more == 2, "room for the two answered while the others are in flight"
+    sender.answer(10)
+    while await worker.deliver_once():
+        pass
+    assert sender.most_in_flight == 4
+    assert sorted(token for token, _ in sender.sent) == sorted(token for _, token in devices)
+    assert sorted(await _deliveries(session)) == [(d, 2, "delivered") for d, _ in devices]
+
+
+async def test_a_change_during_a_push_is_pushed_after_it(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    """The target stays leased until its outcome is committed, then the newer version goes."""
+    sender = GatedSender()
+    worker = _worker(sessionmaker, sender)
+    await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
+    assert await worker.deliver_once() == 1
+    await sender.wait_for_pushes(1)
+    await _schedule(sessionmaker, change(3, ("d1", "aa" * 32)))
+    assert await worker._claim(200) == [], "leased while in flight"
+    sender.answer(2)
+    assert await _round(worker) == 0
+    assert await _round(worker) == 1
+    assert await _deliveries(session) == [("d1", 2, "delivered"), ("d1", 3, "delivered")]
+
+
+async def test_shutdown_records_every_push_in_flight(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    sender = GatedSender()
+    worker = _worker(sessionmaker, sender, batch_size=4, poll_interval=60)
+    devices = [(f"d{i}", f"{i:064x}") for i in range(10)]
+    await _schedule(sessionmaker, change(2, *devices))
+    running = asyncio.create_task(worker.run())
+    await sender.wait_for_pushes(4)
+    stopping = asyncio.create_task(worker.stop(grace=30))
+    sender.answer(2)  # room for two more, claimed before the worker sees it is stopping
+    await sender.wait_for_pushes(6)
+    sender.answer(4)
+    await stopping
+    left = [t for t in asyncio.all_tasks() if not t.done() and t is not running]
+    assert left == [asyncio.current_task()], "nothing is still being sent or recorded"
+    await running
+    sent = {token for token, _ in sender.sent}
+    assert sorted(await _deliveries(session)) == sorted(
+        (d, 2, "delivered") for d, token in devices if token in sent
+    )
+    assert len(sent) == 6

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
+from services.passes.apple import ziparchive
 from services.passes.apple.signing import SigningMaterial
 
 MEDIA_TYPE = "application/vnd.apple.pkpass"
@@ -36,17 +36,28 @@ def _sha1(data: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StaticFiles:
-    """The images every card of one design shares, hashed once per design, not once per pass."""
+    """The images every card of one design shares: hashed (SHA-1 for the manifest, CRC-32 for
+    the ZIP) and laid out as the bundle's first ZIP records once per design, not once per pass.
+    """
 
-    files: Mapping[str, bytes]
     sha1: Mapping[str, str]
+    records: ziparchive.Records
+    size: int
+    """The images' bytes in all."""
 
     @classmethod
     def for_images(cls, images: Mapping[str, bytes]) -> StaticFiles:
         missing = [name for name in REQUIRED_IMAGES if name not in images]
         if missing:
             raise ValueError(f"a pass needs {', '.join(missing)}")
-        return cls(files=dict(images), sha1={name: _sha1(data) for name, data in images.items()})
+        return cls(
+            sha1={name: _sha1(data) for name, data in images.items()},
+            # PNGs are compressed already: storing them saves time and loses nothing.
+            records=ziparchive.layout(
+                ziparchive.Entry.stored(name, data) for name, data in images.items()
+            ),
+            size=sum(len(data) for data in images.values()),
+        )
 
 
 def rgb(hex_color: str) -> str:
@@ -71,6 +82,20 @@ def check_field_limits(store_card: Mapping[str, list[Any]]) -> None:
         raise ValueError("field keys must be unique across the pass")
 
 
+_PASS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_MANIFEST_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+@lru_cache(maxsize=4096)
+def _localization(locale: str, strings: bytes) -> tuple[str, ziparchive.Entry]:
+    """One language's pass.strings as the manifest (SHA-1) and the ZIP (deflated) take it.
+
+    Cached like ``texts.pass_strings``: every version of a card that shows the same order
+    repeats the same texts, so only a new order number deflates them again.
+    """
+    return _sha1(strings), ziparchive.Entry.deflated(f"{locale}.lproj/pass.strings", strings)
+
+
 def build_pkpass(
     document: Mapping[str, Any],
     strings: Mapping[str, bytes],
@@ -78,24 +103,21 @@ def build_pkpass(
     signer: SigningMaterial,
 ) -> bytes:
     """Serialise, hash, sign and zip one pass; ``strings`` is each locale's pass.strings."""
-    pass_json = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    localized = {f"{locale}.lproj/pass.strings": data for locale, data in strings.items()}
+    pass_json = _PASS_JSON.encode(document).encode("utf-8")
+    localized = [_localization(locale, data) for locale, data in strings.items()]
     manifest = {
         "pass.json": _sha1(pass_json),
         **static.sha1,
-        **{name: _sha1(data) for name, data in localized.items()},
+        **{entry.name: digest for digest, entry in localized},
     }
-    manifest_json = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    manifest_json = _MANIFEST_JSON.encode(manifest).encode("utf-8")
     signature = signer.sign(manifest_json)
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as bundle:
-        bundle.writestr("pass.json", pass_json)
-        bundle.writestr("manifest.json", manifest_json)
-        bundle.writestr("signature", signature)
-        for name, data in static.files.items():
-            # PNGs are compressed already: storing them saves time and loses nothing.
-            bundle.writestr(name, data, compress_type=zipfile.ZIP_STORED)
-        for name, data in localized.items():
-            bundle.writestr(name, data)
-    return buffer.getvalue()
+    return ziparchive.archive(
+        [
+            ziparchive.Entry.deflated("pass.json", pass_json),
+            *(entry for _, entry in localized),
+            ziparchive.Entry.deflated("manifest.json", manifest_json),
+            ziparchive.Entry.deflated("signature", signature),
+        ],
+        head=static.records,
+    )

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.errors import InvalidInput, NotConfigured
+from services.core.errors import InvalidInput, NotConfigured, named_by_caller
 from services.core.settings import Settings
 from services.merchants.models import Merchant
 from services.passes.apple.document import OPEN_STATUSES, back_links, current_order
@@ -69,9 +69,10 @@ async def configure(
     for origin in origins:
         if not origin.startswith(("https://", "http://localhost", "http://127.0.0.1")):
             raise InvalidInput(f"google.origins: {origin!r} is not an https origin")
-    merchant.google_service_account_path = checked_service_account_path(
-        merchant, service_account_file
-    )
+    with named_by_caller():
+        merchant.google_service_account_path = checked_service_account_path(
+            merchant, service_account_file
+        )
     merchant.google_issuer_id = issuer_id
     merchant.google_origins = origins
     await session.flush()
