@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from services.core.db import ensure_wal
 from services.core.settings import get_settings
 from services.models import Base
 
@@ -24,6 +25,11 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # Here, once and before anything serves, rather than raced by a pool's first connections.
+        cursor = connection.connection.cursor()
+        ensure_wal(cursor)
+        cursor.close()
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -72,6 +72,18 @@ def driver_connect_args(engine: AsyncEngine) -> dict[str, Any]:
     return dict(params)
 
 
+def ensure_wal(cursor: Any) -> None:
+    """Put a SQLite database in WAL mode, which the file keeps from then on.
+
+    The switch needs the exclusive lock, and SQLite answers "database is locked" at once, without
+    waiting, to the second of two connections switching together (its deadlock guard). Migrations
+    switch once, before anything serves, so the pool's connections find WAL and change nothing.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    if cursor.fetchone()[0] != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -79,8 +91,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # a writer takes the lock up front (BEGIN IMMEDIATE) instead of failing on upgrade.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        ensure_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
