@@ -186,6 +186,25 @@ def test_workers_of_a_killed_supervisor_stop_themselves(cli: Any, settings: Sett
         assert not _healthy(port)
 
 
+def test_a_second_serve_with_workers_on_the_same_port_is_refused(
+    cli: Any, settings: Settings
+) -> None:
+    """SO_REUSEPORT alone would let the second share the port with the first."""
+    assert cli("init").exit_code == 0
+    port = _free_port()
+    with _serving_with_two_workers(settings, port):
+        second = subprocess.run(
+            [sys.executable, "-m", "services", "serve", "passes", "--workers", "2"],
+            env=_serve_env(settings, port),
+            capture_output=True,
+            timeout=60,
+        )
+        assert second.returncode == 2
+        assert f"cannot listen on 127.0.0.1:{port}" in second.stderr.decode()
+        assert "another `passpost serve --workers` holds it" in second.stderr.decode()
+        assert _healthy(port)
+
+
 @contextlib.contextmanager
 def _serving_with_two_workers(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """``passpost serve passes --workers 2`` on ``port``, once both workers answer."""

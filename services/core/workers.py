@@ -11,6 +11,7 @@ and passes SIGTERM/SIGINT on, so a container stops gracefully.
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
@@ -40,6 +41,23 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
+
+
+def claim_port(port: int) -> socket.socket:
+    """Hold ``port`` for this supervisor, for as long as the returned socket stays open.
+
+    ``SO_REUSEPORT`` would let a second ``serve --workers`` started by mistake share the port
+    with the first (each then gets half the connections, possibly of another version or
+    database). The claim is an abstract Unix socket named for the port: the kernel refuses a
+    second one and drops it when the process ends, however it ends.
+    """
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0passpost-serve-port-{port}")
+    except OSError:
+        claim.close()
+        raise OSError(errno.EADDRINUSE, "another `passpost serve --workers` holds it") from None
+    return claim
 
 
 def _serve(app: str, options: dict[str, Any]) -> None:
@@ -72,8 +90,12 @@ class WorkerPool:
         self._stopping = threading.Event()
 
     def run(self) -> None:
-        # Bound here first: a port in use fails at once, in the parent, with a clear error.
-        listening_socket(self._options["host"], self._options["port"]).close()
+        # Checked here first: a port in use fails at once, in the parent, with a clear error.
+        with claim_port(self._options["port"]):
+            listening_socket(self._options["host"], self._options["port"]).close()
+            self._supervise()
+
+    def _supervise(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
         self._processes = [self._start() for _ in range(self._count)]
