@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core.errors import PasspostError
 from services.core.settings import Settings
 from services.merchants.models import Merchant
+from services.orders import service
 from services.orders.schemas import EventAccepted, OrderEventIn
-from services.orders.service import ingest_events
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class EventIntake:
                 mine = list(indexes)
                 merchant = group[mine[0]].merchant
                 events = [group[i].event for i in mine]
-                done = await ingest_events(session, merchant, events, self._settings)
+                done = await service.ingest_events(session, merchant, events, self._settings)
                 outcomes.update(zip(mine, done, strict=True))
             await session.commit()
         return [outcomes[i] for i in range(len(group))]
