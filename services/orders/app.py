@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
 from services.core.settings import Settings
 from services.core.web import Component
+from services.orders.intake import EventIntake
 from services.orders.router import router
 
 
 def component(settings: Settings) -> Component:
-    return Component(name="orders", routers=[router])
+    async def open_intake(app: FastAPI) -> None:
+        app.state.order_intake = EventIntake(app.state.sessionmaker, settings)
+
+    async def close_intake(app: FastAPI) -> None:
+        await app.state.order_intake.close()
+
+    return Component(
+        name="orders", routers=[router], on_startup=[open_intake], on_shutdown=[close_intake]
+    )

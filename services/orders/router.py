@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.db import Session
 from services.core.errors import Conflict, InvalidInput, NotFound, PasspostError, Unauthorized
@@ -13,6 +14,7 @@ from services.core.web import AppSettings
 from services.merchants.models import Merchant
 from services.merchants.service import authenticate_api_key
 from services.orders import service
+from services.orders.intake import EventIntake
 from services.orders.schemas import (
     BatchIn,
     BatchItem,
@@ -27,15 +29,20 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 async def authenticated_merchant(
     request: Request,
-    session: Session,
     authorization: Annotated[str | None, Header()] = None,
     passpost_signature: Annotated[str | None, Header()] = None,
 ) -> Merchant:
-    """The merchant behind ``Authorization: Bearer <API key>``, its signature checked."""
+    """The merchant behind ``Authorization: Bearer <API key>``, its signature checked.
+
+    Looked up outside the request's transaction (``read_engine``): a single event is written in
+    a transaction of the intake's, and on SQLite a request holding the write lock for its look-up
+    would keep that transaction waiting.
+    """
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("send Authorization: Bearer <API key>")
-    merchant = await authenticate_api_key(session, key.strip())
+    async with AsyncSession(request.app.state.read_engine) as session:
+        merchant = await authenticate_api_key(session, key.strip())
     if merchant.signing_secret:
         service.verify_signature(merchant.signing_secret, passpost_signature, await request.body())
     return merchant
@@ -47,10 +54,15 @@ _errors = {**Unauthorized.openapi(), **Conflict.openapi(), **InvalidInput.openap
 
 @router.post("/events", status_code=202, response_model=EventAccepted, responses=_errors)
 async def post_event(
-    event: OrderEventIn, merchant: CurrentMerchant, session: Session, settings: AppSettings
+    event: OrderEventIn, merchant: CurrentMerchant, request: Request
 ) -> EventAccepted:
-    """Tell us what happened to an order; answers with the customer's card links."""
-    return await service.ingest_event(session, merchant, event, settings)
+    """Tell us what happened to an order; answers with the customer's card links.
+
+    Answered once the event has committed, in a transaction it may share with other events
+    posted at the same time (``intake.EventIntake``), each answered on its own.
+    """
+    intake: EventIntake = request.app.state.order_intake
+    return await intake.ingest(merchant, event)
 
 
 @router.post("/events:batch", response_model=BatchResult, responses=Unauthorized.openapi())

@@ -128,24 +128,16 @@ class _Answer:
     response: dict[str, Any]
 
 
-async def ingest_event(
-    session: AsyncSession, merchant: Merchant, event: OrderEventIn, settings: Settings
-) -> EventAccepted:
-    """Apply one event, once: a replayed id answers as before, a reused id with another body
-    is 409, and every event lands in the order's history."""
-    (outcome,) = await ingest_events(session, merchant, [event], settings)
-    if isinstance(outcome, PasspostError):
-        raise outcome
-    return outcome
-
-
 async def ingest_events(
     session: AsyncSession,
     merchant: Merchant,
     events: Sequence[OrderEventIn],
     settings: Settings,
 ) -> list[EventAccepted | PasspostError]:
-    """Apply events in their order, each as ``ingest_event`` would, with set-based SQL.
+    """Apply events in their order, each once, with set-based SQL.
+
+    A replayed id answers as before, a reused id with another body is refused (409), and every
+    accepted event lands in its order's history.
 
     A handful of statements whatever the number of events: the ids seen before, the orders
     locked (``FOR UPDATE``, in a fixed order; SQLite's ``BEGIN IMMEDIATE`` serialises anyway),

@@ -61,11 +61,6 @@ FULL = {
 }
 
 
-@pytest.fixture
-async def shop(session: AsyncSession, settings: Settings) -> Onboarded:
-    return await create_merchant(session, settings)
-
-
 def auth(onboarded: Onboarded) -> dict[str, str]:
     return {"Authorization": f"Bearer {onboarded.api_key}"}
 
