@@ -23,9 +23,7 @@ UNRELAYED = "relayed_at IS NULL AND processed_at IS NULL AND failed_at IS NULL"
 def upgrade() -> None:
     with op.batch_alter_table("outbox_messages", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column(
-                "relayed_at", services.core.models.UTCDateTime(timezone=True), nullable=True
-            )
+            sa.Column("relayed_at", services.core.models.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.create_index(
             "ix_outbox_messages_unrelayed",

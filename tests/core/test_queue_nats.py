@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,11 +48,10 @@ async def make_queue(
             await queue.close()
 
 
-async def _consume(
-    queue: NatsQueue, subscription: Subscription, timeout: float = 0.5
-) -> tuple[int, JetStreamContext.PullSubscription]:
+async def _consume(queue: NatsQueue, subscription: Subscription, wait_seconds: float = 0.5) -> int:
+    """Fetch and apply what the subscription's consumer has (waiting up to ``wait_seconds``)."""
     pull = await queue.pull(subscription)
-    return await queue.consume_once(subscription, pull, timeout=timeout), pull
+    return await queue.consume_once(subscription, pull, wait_seconds=wait_seconds)
 
 
 async def _outbox_row(
@@ -82,7 +80,7 @@ async def test_only_committed_rows_are_relayed_and_applied_in_order(
     assert await queue.relay_once() == 3
     assert await queue.relay_once() == 0
     recorder = Recorder()
-    assert (await _consume(queue, Subscription("tester", "test.topic", recorder)))[0] == 3
+    assert await _consume(queue, Subscription("tester", "test.topic", recorder)) == 3
     assert [(m.id, m.payload["name"], m.key) for m in recorder.seen] == [
         (ids[0], "a", "k"),
         (ids[1], "b", "k"),
@@ -111,8 +109,8 @@ async def test_a_row_relayed_twice_is_delivered_once(
 
     recorder = Recorder()
     subscription = Subscription("tester", "test.topic", recorder)
-    assert (await _consume(queue, subscription))[0] == 1
-    assert (await _consume(queue, subscription))[0] == 0
+    assert await _consume(queue, subscription) == 1
+    assert await _consume(queue, subscription) == 0
     assert [m.id for m in recorder.seen] == [message_id]
 
 
@@ -134,7 +132,7 @@ async def test_relays_of_several_processes_publish_each_row_once(
     assert sum(await asyncio.gather(relay_all(first), relay_all(second))) == 20
     recorder = Recorder()
     consumer = await make_queue()
-    assert (await _consume(consumer, Subscription("tester", "test.topic", recorder)))[0] == 20
+    assert await _consume(consumer, Subscription("tester", "test.topic", recorder)) == 20
     assert len({m.id for m in recorder.seen}) == 20
 
 
@@ -156,11 +154,11 @@ async def test_redelivery_after_a_crash_before_ack_has_no_second_effect(
 
     with monkeypatch.context() as patched:
         patched.setattr(Msg, "ack", crash_before_ack)
-        assert (await _consume(queue, subscription))[0] == 1
+        assert await _consume(queue, subscription) == 1
 
     # JetStream redelivers once the lease (ack_wait) has run out.
-    assert (await _consume(queue, subscription, timeout=5))[0] == 1
-    assert (await _consume(queue, subscription))[0] == 0
+    assert await _consume(queue, subscription, wait_seconds=5) == 1
+    assert await _consume(queue, subscription) == 0
     async with sessionmaker() as session:
         assert await _count(session, Merchant) == 1
         assert await _count(session, InboxMessage) == 1
@@ -178,18 +176,18 @@ async def test_a_failing_handler_is_retried_then_recorded_as_failed(
     recorder = Recorder(fail_times=5)
     subscription = Subscription("tester", "test.topic", recorder)
 
-    assert (await _consume(queue, subscription))[0] == 1
+    assert await _consume(queue, subscription) == 1
     row = await _outbox_row(sessionmaker, message_id)
     assert "handler failed on purpose" in (row.last_error or "")
     assert row.failed_at is None
     assert (row.processed_at, row.attempts) == (None, 1)
 
     # Redelivered after its backoff (under a second for a first failure), then given up.
-    assert (await _consume(queue, subscription, timeout=3))[0] == 1
+    assert await _consume(queue, subscription, wait_seconds=3) == 1
     row = await _outbox_row(sessionmaker, message_id)
     assert row.failed_at is not None
     assert (row.processed_at, row.attempts) == (None, 2)
-    assert (await _consume(queue, subscription, timeout=1.5))[0] == 0
+    assert await _consume(queue, subscription, wait_seconds=1.5) == 0
     assert [m.attempt for m in recorder.seen] == [1, 2]
     async with sessionmaker() as session:
         assert await _count(session, Merchant) == 0
@@ -210,7 +208,7 @@ async def test_a_failing_message_in_a_batch_is_rolled_back_alone(
         await session.commit()
     queue = await make_queue()
     await queue.relay_once()
-    assert (await _consume(queue, Subscription("t", "test.topic", handler)))[0] == 3
+    assert await _consume(queue, Subscription("t", "test.topic", handler)) == 3
 
     async with sessionmaker() as session:
         assert set(await session.scalars(select(Merchant.slug))) == {"one", "two"}
@@ -227,7 +225,7 @@ async def test_other_topics_are_left_alone(
     queue = await make_queue()
     assert await queue.relay_once() == 1
     recorder = Recorder()
-    assert (await _consume(queue, Subscription("t", "test.topic", recorder)))[0] == 0
+    assert await _consume(queue, Subscription("t", "test.topic", recorder)) == 0
     assert recorder.seen == []
 
 

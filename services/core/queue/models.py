@@ -11,7 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.models import Base, BigIntPK, UTCDateTime, utcnow
 
-
 _UNRELAYED = "relayed_at IS NULL AND processed_at IS NULL AND failed_at IS NULL"
 
 

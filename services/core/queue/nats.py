@@ -131,9 +131,8 @@ class NatsQueue:
     async def run(self, subscriptions: list[Subscription]) -> None:
         """Relay and consume until cancelled (the relay runs even with no subscriptions: this
         process's commits reach the consumers of other processes through it)."""
-        await self.connect()
         try:
-            pulls = [(s, await self.pull(s)) for s in subscriptions]
+            pulls = await self._start(subscriptions)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._relay_forever())
                 for subscription, pull in pulls:
@@ -141,27 +140,35 @@ class NatsQueue:
         finally:
             await self.close()
 
-    async def connect(self) -> None:
-        """Connect (retrying with backoff until NATS answers) and make sure the stream exists."""
+    async def _start(
+        self, subscriptions: list[Subscription]
+    ) -> list[tuple[Subscription, JetStreamContext.PullSubscription]]:
+        """Connect and bind the consumers, retrying with backoff until NATS lets us: meanwhile
+        the outbox keeps every message and ``/readyz`` says the queue is unreachable."""
         attempt = 0
         while True:
             try:
-                self._client = await nats.connect(
-                    self._url,
-                    name="passpost",
-                    max_reconnect_attempts=-1,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected,
-                )
-                break
-            except Exception as exc:  # unreachable or refused: keep trying, the outbox waits
+                await self.connect()
+                return [(s, await self.pull(s)) for s in subscriptions]
+            except Exception as exc:  # unreachable, refused, JetStream off: keep trying
                 attempt += 1
                 log.warning(
-                    "queue cannot connect to NATS",
+                    "queue cannot set up NATS JetStream",
                     extra={"url": redact_url(self._url), "error": type(exc).__name__},
                 )
+                await self.close()
                 await asyncio.sleep(reconnect_delay(attempt))
+
+    async def connect(self) -> None:
+        """Connect and make sure the stream exists (nats-py reconnects by itself afterwards)."""
+        self._client = await nats.connect(
+            self._url,
+            name="passpost",
+            max_reconnect_attempts=-1,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
         self._js = self._client.jetstream()
         config = StreamConfig(
             name=self.stream,
@@ -247,12 +254,12 @@ class NatsQueue:
         subscription: Subscription,
         pull: JetStreamContext.PullSubscription,
         *,
-        timeout: float = FETCH_SECONDS,
+        wait_seconds: float = FETCH_SECONDS,
     ) -> int:
-        """Fetch one batch (waiting up to ``timeout``), apply it and acknowledge each message;
-        returns how many were fetched."""
+        """Fetch one batch (waiting up to ``wait_seconds``), apply it and acknowledge each
+        message; returns how many were fetched."""
         try:
-            fetched = await pull.fetch(self._batch_size, timeout=timeout)
+            fetched = await pull.fetch(self._batch_size, timeout=wait_seconds)
         except nats.errors.TimeoutError:
             return 0
         readable: list[tuple[Msg, Message]] = []
