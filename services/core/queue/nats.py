@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
-import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -260,7 +259,7 @@ class NatsQueue:
         message; returns how many were fetched."""
         try:
             fetched = await pull.fetch(self._batch_size, timeout=wait_seconds)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nothing came (nats-py raises its own subclass, or the builtin)
             return 0
         readable: list[tuple[Msg, Message]] = []
         for msg in fetched:
