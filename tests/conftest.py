@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import nats
+import nats.js.errors
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -36,13 +40,19 @@ from tests.factories import TEST_SECRET_KEY
 
 POSTGRES_URL = os.environ.get("PASSPOST_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
+NATS_URL = os.environ.get("PASSPOST_TEST_NATS_URL", "")
+QUEUE_BACKENDS = ["db", *(["nats"] if NATS_URL else [])]
+"""The queue backends that tests exercising the queue run on (``queue_settings``)."""
 BASE_URL = "https://passpost.test"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if os.environ.get("CI", "").lower() == "true" and not POSTGRES_URL:
-        raise pytest.UsageError("CI needs PostgreSQL: set PASSPOST_TEST_DATABASE_URL")
+    if os.environ.get("CI", "").lower() == "true":
+        if not POSTGRES_URL:
+            raise pytest.UsageError("CI needs PostgreSQL: set PASSPOST_TEST_DATABASE_URL")
+        if not NATS_URL:
+            raise pytest.UsageError("CI needs NATS JetStream: set PASSPOST_TEST_NATS_URL")
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,45 @@ async def settings(migrated_database: MigratedDatabase, dev_keys: Path, tmp_path
         queue_poll_interval=0.05,
         log_json=False,
     )
+
+
+@contextlib.asynccontextmanager
+async def nats_stream() -> AsyncIterator[str]:
+    """A JetStream stream name of the test's own on the test NATS, deleted afterwards.
+
+    NATS must answer: an unreachable one fails the test instead of hanging it."""
+    try:
+        client = await nats.connect(NATS_URL, connect_timeout=5, max_reconnect_attempts=0)
+    except Exception as exc:
+        pytest.fail(f"NATS at PASSPOST_TEST_NATS_URL does not answer: {type(exc).__name__}")
+    stream = f"passpost_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield stream
+    finally:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await client.jetstream().delete_stream(stream)
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def on_queue_backend(settings: Settings, backend: str) -> AsyncIterator[Settings]:
+    """``settings`` with the queue on ``backend`` (``nats``: on a stream of the test's own)."""
+    if backend == "db":
+        yield settings
+        return
+    async with nats_stream() as stream:
+        yield settings.model_copy(
+            update={"queue_backend": "nats", "nats_url": NATS_URL, "nats_stream": stream}
+        )
+
+
+@pytest.fixture(params=QUEUE_BACKENDS)
+async def queue_settings(
+    request: pytest.FixtureRequest, settings: Settings
+) -> AsyncIterator[Settings]:
+    """``settings`` on each queue backend, for the tests that exercise the queue."""
+    async with on_queue_backend(settings, request.param) as on_backend:
+        yield on_backend
 
 
 async def _truncate_all(url: str) -> None:

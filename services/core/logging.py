@@ -22,6 +22,7 @@ _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(authorization\s*[:=]\s*)(\S+\s+)?\S+"),
     re.compile(r"(?i)((?:api[_-]?key|token|secret|password)\"?\s*[:=]\s*\"?)[^\s\",]+"),
+    re.compile(r"([a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+(?=@)"),  # a URL's user:password
     re.compile(r"pp_(?:live|test)_[A-Za-z0-9_-]+"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
 ]

@@ -39,8 +39,12 @@ class Settings(BaseSettings):
     """Derives card links and serial numbers: never change it once cards exist.
     Unset in development means the key kept in ``data_dir``."""
 
-    queue_backend: Literal["db"] = "db"
-    """Only the ``db`` backend exists so far; NATS JetStream (DESIGN.md) is still to come."""
+    queue_backend: Literal["db", "nats"] = "db"
+    """``db``: consumers claim outbox rows; ``nats``: a relay moves them to NATS JetStream."""
+    nats_url: str = ""
+    """Where NATS JetStream runs (``nats://host:4222``), for the ``nats`` backend."""
+    nats_stream: str = Field(default="passpost", pattern=r"^[A-Za-z0-9_-]+$")
+    """The JetStream stream of the ``nats`` backend; its subjects are ``<stream>.<topic>``."""
     queue_poll_interval: float = Field(default=0.2, gt=0)
     queue_lease_seconds: float = Field(default=30.0, gt=0)
     queue_max_attempts: int = Field(default=10, ge=1)
@@ -109,6 +113,15 @@ class Settings(BaseSettings):
         path.chmod(0o600)
         path.write_text(made + "\n")
         return made
+
+    @model_validator(mode="after")
+    def _refuse_nats_without_url(self) -> Settings:
+        if self.queue_backend == "nats" and not self.nats_url:
+            raise ValueError(
+                "PASSPOST_QUEUE_BACKEND=nats needs PASSPOST_NATS_URL "
+                "(where NATS JetStream runs, for example nats://127.0.0.1:4222)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

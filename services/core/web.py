@@ -22,6 +22,7 @@ from services.core.errors import PayloadTooLarge, install_error_handlers
 from services.core.logging import request_id
 from services.core.queue import Subscription, on_commit_of_published
 from services.core.queue.db import DatabaseQueue
+from services.core.queue.nats import NatsQueue
 from services.core.queue.notify import CommitListener
 from services.core.settings import Settings
 
@@ -62,7 +63,20 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
                 for hook in component.on_startup:
                     await hook(app)
             subscriptions = [s for c in components for s in c.subscriptions]
-            if subscriptions:
+            if settings.queue_backend == "nats":
+                # Even without subscriptions: its relay moves this process's commits to NATS.
+                nats_queue = NatsQueue(
+                    app.state.sessionmaker,
+                    url=settings.nats_url,
+                    stream=settings.nats_stream,
+                    poll_interval=settings.queue_poll_interval,
+                    lease_seconds=settings.queue_lease_seconds,
+                    max_attempts=settings.queue_max_attempts,
+                )
+                app.state.queue = nats_queue
+                remove_listener = on_commit_of_published(nats_queue.wake)
+                workers.append(asyncio.create_task(nats_queue.run(subscriptions), name="queue"))
+            elif subscriptions:
                 queue = DatabaseQueue(
                     app.state.sessionmaker,
                     poll_interval=settings.queue_poll_interval,
@@ -129,14 +143,22 @@ async def healthz() -> dict[str, str]:
 
 @health_router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready: the database (and with it the ``db`` queue) answers."""
+    """Ready: the database (and with it the ``db`` queue) answers, and NATS is connected when
+    the ``nats`` backend carries the queue."""
+    answer = {"status": "ok", "database": "ok"}
     try:
         async with request.app.state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means not ready; say which
         log.warning("not ready: database unreachable", extra={"error": type(exc).__name__})
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        answer |= {"status": "unavailable", "database": "unreachable"}
+    queue = getattr(request.app.state, "queue", None)
+    if isinstance(queue, NatsQueue):
+        answer["queue"] = "ok" if queue.connected else "unreachable"
+        if not queue.connected:
+            log.warning("not ready: NATS unreachable")
+            answer["status"] = "unavailable"
+    return JSONResponse(answer, status_code=200 if answer["status"] == "ok" else 503)
 
 
 class RequestContextMiddleware:

@@ -34,7 +34,7 @@ from services.core import metrics
 from services.core.db import after_commit, any_rows
 from services.core.models import utcnow
 from services.core.queue import publish
-from services.core.queue.db import retry_delay
+from services.core.queue.apply import retry_delay
 from services.core.queue.topics import PUSH_TOKEN_REJECTED
 from services.push.apns import ApnsCredentials, ApnsResult, ApnsSender
 from services.push.models import Delivery, PushTarget

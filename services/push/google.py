@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import metrics
 from services.core.db import after_commit, any_rows
 from services.core.models import utcnow
-from services.core.queue.db import retry_delay
+from services.core.queue.apply import retry_delay
 from services.passes.google.auth import AccessTokens, ServiceAccount
 from services.passes.google.client import GoogleWalletClient, GoogleWalletError
 from services.passes.google.objects import WalletMessage, add_message_request

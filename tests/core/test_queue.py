@@ -19,7 +19,8 @@ from services.core.queue import (
     publish,
     publish_all,
 )
-from services.core.queue.db import DatabaseQueue, retry_delay
+from services.core.queue.apply import retry_delay
+from services.core.queue.db import DatabaseQueue
 from services.merchants.models import Merchant
 
 

@@ -43,6 +43,13 @@ def test_production_accepts_safe_settings() -> None:
     assert "k" * 40 not in repr(settings)
 
 
+def test_the_nats_backend_needs_its_url() -> None:
+    with pytest.raises(ValidationError, match="PASSPOST_NATS_URL"):
+        Settings(queue_backend="nats", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(queue_backend="nats", nats_url="nats://127.0.0.1:4222", _env_file=None)  # type: ignore[call-arg]
+    assert settings.nats_stream == "passpost"
+
+
 @pytest.mark.parametrize(
     ("text", "secret"),
     [
@@ -51,6 +58,7 @@ def test_production_accepts_safe_settings() -> None:
         ('{"api_key": "hunter2hunter2"}', "hunter2hunter2"),
         ("made key pp_live_Zm9vYmFyYmF6", "Zm9vYmFyYmF6"),
         ("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----", "MIIE"),
+        ("cannot reach nats://alice:s3cret-pw@nats.example:4222", "s3cret-pw"),
     ],
 )
 def test_secrets_are_redacted(text: str, secret: str) -> None:

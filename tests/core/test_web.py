@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from services.core.settings import Settings
 from services.core.web import create_app
+from tests.waiting import eventually
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
@@ -18,15 +19,42 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.json()["database"] == "ok"
 
 
+async def _readiness(settings: Settings, *, once_ready: bool = False) -> httpx.Response:
+    """``/readyz`` of an app made with ``settings``; ``once_ready``: after it said ready (the
+    NATS queue connects in the background)."""
+    app = create_app(settings, [])
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+
+            async def ready() -> bool:
+                return (await client.get("/readyz")).status_code == 200
+
+            if once_ready:
+                await eventually(ready)
+            return await client.get("/readyz")
+
+
+async def test_readiness_reports_the_queue_backend(queue_settings: Settings) -> None:
+    response = await _readiness(queue_settings, once_ready=True)
+    expected = {"db": {}, "nats": {"queue": "ok"}}[queue_settings.queue_backend]
+    assert response.json() == {"status": "ok", "database": "ok", **expected}
+
+
+async def test_not_ready_while_nats_is_unreachable(settings: Settings) -> None:
+    unreachable = settings.model_copy(
+        update={"queue_backend": "nats", "nats_url": "nats://user:pw@127.0.0.1:1"}
+    )
+    response = await _readiness(unreachable)
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "ok", "queue": "unreachable"}
+
+
 async def test_not_ready_when_the_database_is_gone(settings: Settings) -> None:
     broken = settings.model_copy(
         update={"database_url": "postgresql+asyncpg://nobody@127.0.0.1:1/none"}
     )
-    app = create_app(broken, [])
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            response = await client.get("/readyz")
+    response = await _readiness(broken)
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "database": "unreachable"}
 

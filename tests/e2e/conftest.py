@@ -15,7 +15,14 @@ from services.passes.app import component as passes_component
 from services.passes.apple.devchain import ensure_dev_chain
 from services.push.apns_standin import ApnsStandin
 from services.push.app import component as push_component
-from tests.conftest import BASE_URL
+from tests.conftest import BASE_URL, QUEUE_BACKENDS, on_queue_backend
+
+
+@pytest.fixture(params=QUEUE_BACKENDS)
+async def settings(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Settings]:
+    """Every end-to-end flow runs on each queue backend."""
+    async with on_queue_backend(settings, request.param) as on_backend:
+        yield on_backend
 
 
 @pytest.fixture

@@ -108,6 +108,7 @@ async def _chromium(chromium: str, *args: str) -> str:
     return out.decode()
 
 
+@pytest.mark.parametrize("settings", ["db"], indirect=True)  # the landing page uses no queue
 @pytest.mark.parametrize(
     ("device", "user_agent", "size", "first"),
     [

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.models import Base, BigIntPK, UTCDateTime, utcnow
 
+_UNRELAYED = "relayed_at IS NULL AND processed_at IS NULL AND failed_at IS NULL"
+
 
 class OutboxMessage(Base):
     """A message written in the same transaction as the change it announces."""
@@ -29,6 +31,8 @@ class OutboxMessage(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    relayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the ``nats`` backend's relay published the row to JetStream (unused by ``db``)."""
 
     __table_args__ = (
         Index(
@@ -37,6 +41,12 @@ class OutboxMessage(Base):
             "available_at",
             postgresql_where=text("processed_at IS NULL AND failed_at IS NULL"),
             sqlite_where=text("processed_at IS NULL AND failed_at IS NULL"),
+        ),
+        Index(
+            "ix_outbox_messages_unrelayed",
+            "id",
+            postgresql_where=text(_UNRELAYED),
+            sqlite_where=text(_UNRELAYED),
         ),
     )
 

@@ -1,0 +1,329 @@
+"""The ``nats`` queue backend: a relay moves committed outbox rows to NATS JetStream, and one
+durable pull consumer per subscription applies them.
+
+Publishing is unchanged (``publish`` writes an outbox row in the caller's transaction), so a
+message reaches JetStream only once the change it announces was committed. The relay publishes
+each row with the ``Nats-Msg-Id`` header set to the message id and marks the row relayed only
+after JetStream acknowledged it: a relay that dies in between publishes the row again, and
+JetStream's duplicate window drops the copy. Relays of several processes share the rows through
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL (the single-writer lock on SQLite).
+
+Consumers are durable, explicitly acknowledged: a message is applied by ``BatchApplier``, as on
+the ``db`` backend (one transaction per batch, recorded in the inbox, so a redelivery has no
+second effect), and acknowledged only after that transaction committed. A handler failure is
+recorded on the outbox row and negatively acknowledged with the backoff delay; the last attempt
+is recorded as failed (``failed_at``) and terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core.db import any_rows
+from services.core.models import utcnow
+from services.core.queue import Message, OutboxMessage, Subscription
+from services.core.queue.apply import BatchApplier
+from services.core.queue.notify import reconnect_delay
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 64
+FETCH_SECONDS = 5.0
+"""How long a consumer's pull request waits for messages (JetStream answers at once when some
+arrive); only how soon an idle consumer notices a lost connection."""
+DUPLICATE_WINDOW_SECONDS = 120.0
+"""How long JetStream remembers a message id: a row relayed again within it is dropped."""
+MESSAGE_ID_HEADER = "Nats-Msg-Id"
+PUBLISH_ACK_SECONDS = 10.0
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user, password or token, for logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="[redacted]@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def subject(stream: str, topic: str) -> str:
+    return f"{stream}.{topic}"
+
+
+def durable_name(subscription: Subscription) -> str:
+    """The JetStream consumer of a subscription (names allow no dots)."""
+    return f"{subscription.consumer}-{subscription.topic}".replace(".", "_")
+
+
+def encode(row: OutboxMessage) -> bytes:
+    return json.dumps(
+        {
+            "topic": row.topic,
+            "key": row.key,
+            "payload": row.payload,
+            "created_at": row.created_at.isoformat(),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode(msg: Msg) -> Message:
+    body: dict[str, Any] = json.loads(msg.data)
+    return Message(
+        id=uuid.UUID((msg.headers or {})[MESSAGE_ID_HEADER]),
+        topic=body["topic"],
+        key=body["key"],
+        payload=body["payload"],
+        created_at=datetime.fromisoformat(body["created_at"]),
+        attempt=msg.metadata.num_delivered,
+    )
+
+
+class NatsQueue:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        url: str,
+        stream: str = "passpost",
+        poll_interval: float = 0.2,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 10,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._url = url
+        self.stream = stream
+        self._poll_interval = poll_interval
+        self._lease_seconds = lease_seconds
+        self._max_attempts = max_attempts
+        self._batch_size = batch_size
+        self._applier = BatchApplier(sessionmaker, max_attempts=max_attempts)
+        self._wakeup = asyncio.Event()
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
+    def wake(self) -> None:
+        """A message was committed in this process: relay it now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def run(self, subscriptions: list[Subscription]) -> None:
+        """Relay and consume until cancelled (the relay runs even with no subscriptions: this
+        process's commits reach the consumers of other processes through it)."""
+        try:
+            pulls = await self._start(subscriptions)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._relay_forever())
+                for subscription, pull in pulls:
+                    tasks.create_task(self._consume_forever(subscription, pull))
+        finally:
+            await self.close()
+
+    async def _start(
+        self, subscriptions: list[Subscription]
+    ) -> list[tuple[Subscription, JetStreamContext.PullSubscription]]:
+        """Connect and bind the consumers, retrying with backoff until NATS lets us: meanwhile
+        the outbox keeps every message and ``/readyz`` says the queue is unreachable."""
+        attempt = 0
+        while True:
+            try:
+                await self.connect()
+                return [(s, await self.pull(s)) for s in subscriptions]
+            except Exception as exc:  # unreachable, refused, JetStream off: keep trying
+                attempt += 1
+                log.warning(
+                    "queue cannot set up NATS JetStream",
+                    extra={"url": redact_url(self._url), "error": type(exc).__name__},
+                )
+                await self.close()
+                await asyncio.sleep(reconnect_delay(attempt))
+
+    async def connect(self) -> None:
+        """Connect and make sure the stream exists (nats-py reconnects by itself afterwards)."""
+        self._client = await nats.connect(
+            self._url,
+            name="passpost",
+            max_reconnect_attempts=-1,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self._js = self._client.jetstream()
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[subject(self.stream, ">")],
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+        try:
+            await self._js.add_stream(config)
+        except nats.js.errors.BadRequestError:  # it exists with another configuration
+            await self._js.update_stream(config)
+        log.info("queue connected to NATS", extra={"url": redact_url(self._url)})
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+        self._js = None
+
+    async def pull(self, subscription: Subscription) -> JetStreamContext.PullSubscription:
+        """The subscription's durable consumer (made or updated to the settings) to fetch from."""
+        js = self._jetstream()
+        name = durable_name(subscription)
+        await js.add_consumer(
+            self.stream,
+            ConsumerConfig(
+                durable_name=name,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self._lease_seconds,
+                max_deliver=self._max_attempts,
+                filter_subject=subject(self.stream, subscription.topic),
+            ),
+        )
+        return await js.pull_subscribe_bind(durable=name, stream=self.stream)
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise RuntimeError("the NATS queue is not connected")
+        return self._js
+
+    @staticmethod
+    def _unrelayed() -> Any:
+        return (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.relayed_at.is_(None),
+                OutboxMessage.processed_at.is_(None),
+                OutboxMessage.failed_at.is_(None),
+            )
+            .order_by(OutboxMessage.id)
+        )
+
+    async def relay_once(self) -> int:
+        """Publish one batch of committed, unrelayed rows; returns how many were relayed."""
+        js = self._jetstream()
+        if not await any_rows(self._sessionmaker, self._unrelayed()):
+            return 0
+        async with self._sessionmaker() as session, session.begin():
+            rows = (
+                await session.scalars(
+                    self._unrelayed().limit(self._batch_size).with_for_update(skip_locked=True)
+                )
+            ).all()
+            # Sent in order on one connection; each row is marked only once its ack arrived.
+            pending = [
+                await js.publish_async(
+                    subject(self.stream, row.topic),
+                    encode(row),
+                    headers={MESSAGE_ID_HEADER: str(row.message_id)},
+                )
+                for row in rows
+            ]
+            # An ack that never comes (connection lost) must not hold the rows' locks forever.
+            async with asyncio.timeout(PUBLISH_ACK_SECONDS):
+                await asyncio.gather(*pending)
+            now = utcnow()
+            for row in rows:
+                row.relayed_at = now
+        return len(rows)
+
+    async def consume_once(
+        self,
+        subscription: Subscription,
+        pull: JetStreamContext.PullSubscription,
+        *,
+        wait_seconds: float = FETCH_SECONDS,
+    ) -> int:
+        """Fetch one batch (waiting up to ``wait_seconds``), apply it and acknowledge each
+        message; returns how many were fetched."""
+        try:
+            fetched = await pull.fetch(self._batch_size, timeout=wait_seconds)
+        except TimeoutError:  # nothing came (nats-py raises its own subclass, or the builtin)
+            return 0
+        readable: list[tuple[Msg, Message]] = []
+        for msg in fetched:
+            try:
+                readable.append((msg, decode(msg)))
+            except (ValueError, KeyError, TypeError) as exc:  # not ours: never applicable
+                log.error("unreadable queue message dropped", extra={"error": repr(exc)})
+                await msg.term()
+        await self._apply(subscription, readable)
+        return len(fetched)
+
+    async def _apply(
+        self, subscription: Subscription, batch: Sequence[tuple[Msg, Message]]
+    ) -> None:
+        if not batch:
+            return
+        failures = {
+            f.message.id: f
+            for f in await self._applier.apply(
+                {subscription.topic: subscription}, [message for _, message in batch]
+            )
+        }
+        for msg, message in batch:
+            failure = failures.get(message.id)
+            if failure is None:
+                await msg.ack()  # committed: a lost ack only redelivers a message seen in the inbox
+            elif failure.retry_in is None:
+                await msg.term()  # recorded as failed, as the db backend does
+            else:
+                await msg.nak(delay=failure.retry_in)
+
+    async def _relay_forever(self) -> None:
+        while True:
+            # Cleared before relaying: a commit meanwhile wakes the next wait at once.
+            self._wakeup.clear()
+            try:
+                if await self.relay_once():
+                    continue
+            except Exception as exc:  # NATS away or the database busy: the rows wait
+                log.warning("queue relay failed; retrying", extra={"error": repr(exc)[:500]})
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wakeup.wait()
+
+    async def _consume_forever(
+        self, subscription: Subscription, pull: JetStreamContext.PullSubscription
+    ) -> None:
+        while True:
+            try:
+                await self.consume_once(subscription, pull)
+            except Exception as exc:  # a lost connection: nats-py reconnects, fetch again
+                log.warning(
+                    "queue consumer failed; retrying",
+                    extra={"consumer": durable_name(subscription), "error": repr(exc)[:500]},
+                )
+                await asyncio.sleep(self._poll_interval)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("NATS connection error", extra={"error": type(exc).__name__})
+
+    async def _on_disconnected(self) -> None:
+        if self._client is None:  # closed on purpose
+            return
+        log.warning("queue lost its NATS connection; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        log.info("queue reconnected to NATS")
