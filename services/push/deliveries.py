@@ -9,6 +9,8 @@ records outcomes in batches, each in one transaction, while the next pushes are 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import uuid
 from collections import Counter
@@ -20,6 +22,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Table,
+    Text,
     and_,
     bindparam,
     case,
@@ -29,6 +32,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import metrics
@@ -156,6 +160,13 @@ class DueTarget:
     version: int
     attempt: int
     credentials: ApnsCredentials
+
+
+@functools.lru_cache(maxsize=256)
+def _credentials(stored: str) -> ApnsCredentials:
+    """A merchant's APNs credentials as stored on its targets, decoded once: a claim returns
+    them on every row, and the sender looks its pool up by them."""
+    return ApnsCredentials.from_message(json.loads(stored))
 
 
 class DeliveryWorker(LeasedWorker):
@@ -293,7 +304,7 @@ class DeliveryWorker(LeasedWorker):
                 _targets.c.pass_type_identifier,
                 _targets.c.wanted_version,
                 _targets.c.attempts,
-                _targets.c.apns,
+                sql_cast(_targets.c.apns, Text),
             )
         )
         async with self._sessionmaker() as session, session.begin():
@@ -307,7 +318,7 @@ class DeliveryWorker(LeasedWorker):
                 topic=topic,
                 version=version,
                 attempt=attempt,
-                credentials=ApnsCredentials.from_message(apns),
+                credentials=_credentials(apns),
             )
             for card_id, device, push_token, topic, version, attempt, apns in rows
         ]
