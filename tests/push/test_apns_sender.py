@@ -136,6 +136,7 @@ async def test_pushes_sent_together_go_out_in_few_writes(dev_keys: Path) -> None
             assert (await sender.send(credentials, TOKEN, TOPIC)).status == 200
             (pool,) = sender._pools.values()
             (connection,) = pool.connections
+            assert connection.transport is not None
             counting = _CountingTransport(connection.transport)
             connection.transport = counting  # type: ignore[assignment]
             results = await asyncio.gather(
