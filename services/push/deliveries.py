@@ -125,7 +125,6 @@ async def schedule(session: AsyncSession, change: dict[str, Any], wakeup: Wakeup
                 "available_at": now,
                 "updated_at": now,
             }
-            due += version > 0
             continue
         stored_token, stored_apns, newest = current
         if version > newest:
@@ -144,6 +143,7 @@ async def schedule(session: AsyncSession, change: dict[str, Any], wakeup: Wakeup
         )
     if new:
         await session.execute(insert(_targets), list(new.values()))
+        due += len(new) if version > 0 else 0
     if changed:
         await session.execute(_SCHEDULE_CHANGED, changed)
     if due and wakeup is not None:
