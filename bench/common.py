@@ -186,6 +186,10 @@ class Standin:
     def reset(self) -> None:
         self.server.reset()
 
+    def rss_kib(self) -> int:
+        """Resident size of this process, which holds the stand-in."""
+        return _rss_kib(os.getpid())
+
     async def wait_for(self, count: int, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while self.server.push_count < count:

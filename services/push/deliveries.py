@@ -9,6 +9,8 @@ records outcomes in batches, each in one transaction, while the next pushes are 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import uuid
 from collections import Counter
@@ -20,6 +22,8 @@ from sqlalchemy import (
     Integer,
     Select,
     Table,
+    Text,
+    and_,
     bindparam,
     case,
     insert,
@@ -28,6 +32,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import metrics
@@ -43,40 +48,104 @@ from services.push.workers import LeasedWorker, Wakeup
 log = logging.getLogger(__name__)
 
 
+_targets = cast(Table, PushTarget.__table__)
+_deliveries = cast(Table, Delivery.__table__)
+_CARD_TARGETS = select(
+    _targets.c.device_library_identifier,
+    _targets.c.push_token,
+    _targets.c.apns,
+    _targets.c.wanted_version,
+    _targets.c.sent_version,
+).where(_targets.c.card_id == bindparam("b_card_id"))
+_VERSION = bindparam("b_version", type_=Integer)
+_NOW = bindparam("b_now", type_=_targets.c.available_at.type)
+_TOKEN = bindparam("b_token", type_=_targets.c.push_token.type)
+_ONE_TARGET = update(_targets).where(
+    _targets.c.card_id == bindparam("b_card_id"),
+    _targets.c.device_library_identifier == bindparam("b_device"),
+)
+_newer = and_(_targets.c.wanted_version < _VERSION, _targets.c.sent_version < _VERSION)
+_SCHEDULE_CHANGED = _ONE_TARGET.values(
+    push_token=_TOKEN,
+    status=case((_targets.c.push_token != _TOKEN, "active"), else_=_targets.c.status),
+    apns=bindparam("b_apns", type_=_targets.c.apns.type),
+    wanted_version=case((_newer, _VERSION), else_=_targets.c.wanted_version),
+    attempts=case((_newer, 0), else_=_targets.c.attempts),
+    available_at=case((_newer, _NOW), else_=_targets.c.available_at),
+    updated_at=_NOW,
+)
+"""A device whose token or credentials changed, or that should hear of a newer version; a
+re-registered token makes a dead target active again."""
+_MARK_SENT = _ONE_TARGET.values(
+    sent_version=case(
+        (_targets.c.sent_version < _VERSION, _VERSION), else_=_targets.c.sent_version
+    ),
+    attempts=0,
+    available_at=_NOW,
+    locked_until=None,
+)
+"""A delivered push: the version is sent (never lowering ``sent_version``), the lease ends."""
+
+
 async def schedule(session: AsyncSession, change: dict[str, Any], wakeup: Wakeup | None) -> int:
-    """Record that each device of a changed card should hear of ``change['version']``."""
+    """Record that each device of a changed card should hear of ``change['version']``.
+
+    Set-based, as a card may be on tens of thousands of devices: one read of the card's targets,
+    then new devices inserted in bulk and changed ones updated by one executemany; the update
+    decides in SQL from the row as it is then, so a delivery recorded meanwhile is not undone.
+    """
     card_id = uuid.UUID(change["card_id"])
     version = int(change["version"])
-    targets = {
-        t.device_library_identifier: t
-        for t in await session.scalars(select(PushTarget).where(PushTarget.card_id == card_id))
+    apns = change["apns"]
+    known = {
+        device: (push_token, stored_apns, max(wanted, sent))
+        for device, push_token, stored_apns, wanted, sent in await session.execute(
+            _CARD_TARGETS, {"b_card_id": card_id}
+        )
     }
-    due = 0
     now = utcnow()
+    new: dict[str, dict[str, Any]] = {}
+    changed: list[dict[str, Any]] = []
+    due = 0
     for device in change["devices"]:
         name, token = device["device_library_identifier"], device["push_token"]
-        target = targets.get(name)
-        if target is None:
-            target = PushTarget(
-                card_id=card_id,
-                device_library_identifier=name,
-                push_token=token,
-                merchant_id=uuid.UUID(change["merchant_id"]),
-                pass_type_identifier=change["pass_type_identifier"],
-                apns=change["apns"],
-                wanted_version=0,
-                sent_version=0,
-                status="active",
-                attempts=0,
-                available_at=now,
-            )
-            session.add(target)
-        if target.push_token != token:  # the device registered again with a new token
-            target.push_token, target.status = token, "active"
-        target.apns = change["apns"]
-        if version > max(target.wanted_version, target.sent_version):
-            target.wanted_version, target.attempts, target.available_at = version, 0, now
+        current = known.get(name)
+        if current is None:
+            new[name] = {
+                "card_id": card_id,
+                "device_library_identifier": name,
+                "push_token": token,
+                "merchant_id": uuid.UUID(change["merchant_id"]),
+                "pass_type_identifier": change["pass_type_identifier"],
+                "apns": apns,
+                "wanted_version": version if version > 0 else 0,
+                "sent_version": 0,
+                "status": "active",
+                "attempts": 0,
+                "available_at": now,
+                "updated_at": now,
+            }
+            continue
+        stored_token, stored_apns, newest = current
+        if version > newest:
             due += 1
+        elif stored_token == token and stored_apns == apns:
+            continue
+        changed.append(
+            {
+                "b_card_id": card_id,
+                "b_device": name,
+                "b_token": token,
+                "b_apns": apns,
+                "b_version": version,
+                "b_now": now,
+            }
+        )
+    if new:
+        await session.execute(insert(_targets), list(new.values()))
+        due += len(new) if version > 0 else 0
+    if changed:
+        await session.execute(_SCHEDULE_CHANGED, changed)
     if due and wakeup is not None:
         after_commit(session, wakeup.set)
     return due
@@ -93,28 +162,11 @@ class DueTarget:
     credentials: ApnsCredentials
 
 
-_targets = cast(Table, PushTarget.__table__)
-_deliveries = cast(Table, Delivery.__table__)
-_MARK_SENT = (
-    update(_targets)
-    .where(
-        _targets.c.card_id == bindparam("b_card_id"),
-        _targets.c.device_library_identifier == bindparam("b_device"),
-    )
-    .values(
-        sent_version=case(
-            (
-                _targets.c.sent_version < bindparam("b_version", type_=Integer),
-                bindparam("b_version", type_=Integer),
-            ),
-            else_=_targets.c.sent_version,
-        ),
-        attempts=0,
-        available_at=bindparam("b_now", type_=_targets.c.available_at.type),
-        locked_until=None,
-    )
-)
-"""A delivered push: the version is sent (never lowering ``sent_version``), the lease ends."""
+@functools.lru_cache(maxsize=256)
+def _credentials(stored: str) -> ApnsCredentials:
+    """A merchant's APNs credentials as stored on its targets, decoded once: a claim returns
+    them on every row, and the sender looks its pool up by them."""
+    return ApnsCredentials.from_message(json.loads(stored))
 
 
 class DeliveryWorker(LeasedWorker):
@@ -252,7 +304,7 @@ class DeliveryWorker(LeasedWorker):
                 _targets.c.pass_type_identifier,
                 _targets.c.wanted_version,
                 _targets.c.attempts,
-                _targets.c.apns,
+                sql_cast(_targets.c.apns, Text),
             )
         )
         async with self._sessionmaker() as session, session.begin():
@@ -266,7 +318,7 @@ class DeliveryWorker(LeasedWorker):
                 topic=topic,
                 version=version,
                 attempt=attempt,
-                credentials=ApnsCredentials.from_message(apns),
+                credentials=_credentials(apns),
             )
             for card_id, device, push_token, topic, version, attempt, apns in rows
         ]

@@ -11,7 +11,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.onboarding import DEV_TEAM_IDENTIFIER
-from services.passes.apple.devchain import ensure_dev_chain, ensure_pass_type_certificate
+from services.passes.apple.devchain import (
+    DevChain,
+    ensure_dev_chain,
+    ensure_pass_type_certificate,
+)
 from services.push.apns import AioApnsSender, ApnsCredentials, protocol_for
 from services.push.apns_standin import ApnsStandin
 
@@ -19,17 +23,24 @@ TOPIC = "pass.dev.passpost.shop"
 TOKEN = "ab" * 32
 
 
-async def _exchange(keys: Path, recycle_after: int = 50_000) -> list[int]:
+def _certificate_setup(keys: Path) -> tuple[DevChain, ApnsCredentials, ApnsStandin]:
+    """The dev chain, a merchant's certificate credentials, and a stand-in that trusts them."""
     chain = ensure_dev_chain(keys)
     files = ensure_pass_type_certificate(keys, TOPIC, DEV_TEAM_IDENTIFIER, "Shop")
     credentials = ApnsCredentials(
         auth="certificate", certificate_path=str(files.certificate), key_path=str(files.key)
     )
-    async with ApnsStandin(
+    standin = ApnsStandin(
         certfile=chain.apns_standin_certificate,
         keyfile=chain.apns_standin_key,
         client_ca_file=chain.client_ca_bundle,
-    ) as standin:
+    )
+    return chain, credentials, standin
+
+
+async def _exchange(keys: Path, recycle_after: int = 50_000) -> list[int]:
+    chain, credentials, standin = _certificate_setup(keys)
+    async with standin:
         standin.fail("cd" * 32, status=410)
         sender = AioApnsSender(
             standin.url, ca_file=chain.root_certificate, timeout=2, recycle_after=recycle_after
@@ -95,3 +106,43 @@ async def test_token_key_authentication(dev_keys: Path, tmp_path: Path) -> None:
     assert result.status == 200
     assert standin.received[0].authenticated_by == "token"
     assert (refused.status, refused.reason) == (403, "InvalidProviderToken")
+
+
+class _CountingTransport:
+    """Stands between a connection and its transport, counting the writes."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self._transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+async def test_pushes_sent_together_go_out_in_few_writes(dev_keys: Path) -> None:
+    chain, credentials, standin = _certificate_setup(dev_keys)
+    async with standin:
+        sender = AioApnsSender(
+            standin.url, ca_file=chain.root_certificate, timeout=5, max_connections=1
+        )
+        try:
+            assert (await sender.send(credentials, TOKEN, TOPIC)).status == 200
+            (pool,) = sender._pools.values()
+            (connection,) = pool.connections
+            assert connection.transport is not None
+            counting = _CountingTransport(connection.transport)
+            connection.transport = counting  # type: ignore[assignment]
+            results = await asyncio.gather(
+                *(sender.send(credentials, TOKEN, TOPIC) for _ in range(50))
+            )
+        finally:
+            await sender.close()
+    assert {r.status for r in results} == {200}
+    assert counting.writes < 10  # aioapns alone writes once per push
