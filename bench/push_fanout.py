@@ -9,8 +9,9 @@ reference: aioapns alone (``bench.apns_bare``, its own process, same certificate
 of connections, as many requests in flight as the worker's batch) sending to the same tokens.
 Rounds alternate between the two.
 
-Memory: the push process's resident size after 100k pushes and again after 1M, as the issue
-asks. The feed is the same cards changed in turn, one order event each, so every event fans out
+Memory: the push process's resident size after 10k pushes and again after 100k (the issue's
+100k -> 1M span scaled down ten times, to fit ``make bench`` in 10 minutes: see MEMORY_LAST).
+The feed is the same cards changed in turn, one order event each, so every event fans out
 to a thousand pushes through the whole path (consumer, claims, aioapns, records); registering
 more phones would cost more than it shows (~5 ms of the passes process per registration). The
 stand-in keeps only the newest pushes, so it stays flat too.
@@ -50,7 +51,10 @@ WINDOW = 200
 """Requests in flight for the bare loop: the delivery worker's batch size."""
 CONNECTIONS = 4
 """PASSPOST_APNS_MAX_CONNECTIONS's default, for both."""
-MEMORY_FIRST, MEMORY_LAST = 100_000, 1_000_000
+MEMORY_FIRST, MEMORY_LAST = 10_000, 100_000
+"""The issue's 100k -> 1M, scaled down ten times: the stream runs at ~1,000 pushes/s here
+(latency-bound: neither the push process nor the stand-in is busy), so 1M would take ~17 of
+``make bench``'s 10 minutes."""
 MEMORY_SAMPLES = 10
 STANDIN_KEEPS = 10_000
 """Pushes the stand-in remembers (~1.7 KiB each): a wave's 4,000, so the bench process holding
@@ -293,7 +297,9 @@ async def _measure_with(
             f"stream, and at the end once drained); {elapsed:.0f} s of pushes "
             f"({sent / elapsed:.0f}/s); MiB along the way: {trail}. The bench process holding "
             f"the stand-in went from {standin_first / 1024:.0f} to "
-            f"{standin_last / 1024:.0f} MiB (it keeps the newest {STANDIN_KEEPS // 1000}k pushes).",
+            f"{standin_last / 1024:.0f} MiB (it keeps the newest {STANDIN_KEEPS // 1000}k pushes). "
+            f"The issue asks for 100k -> 1M; scaled down ten times to fit `make bench` in 10 "
+            f"minutes at this stream's rate.",
         )
     )
     return results
