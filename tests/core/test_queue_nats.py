@@ -252,6 +252,25 @@ async def test_a_running_queue_relays_at_commit_and_applies(
     assert running.cancelled()
 
 
+async def test_a_queue_cancelled_as_its_connection_closes_stops(make_queue: MakeQueue) -> None:
+    """nats-py turns a cancelled wait on a closed connection into ``ConnectionClosedError``:
+    the consumer must still stop, or the app's shutdown waits for it forever."""
+    queue = await make_queue()
+    await queue.close()
+    running = asyncio.create_task(queue.run([Subscription("t", "test.topic", Recorder())]))
+    async with asyncio.timeout(10):
+        while not queue.connected:  # noqa: ASYNC110  (waiting for the background set-up)
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # the consumer is inside its fetch
+    client = queue._client
+    assert client is not None
+    running.cancel()
+    await client.close()  # before the consumer sees its cancellation
+    done, _ = await asyncio.wait({running}, timeout=10)
+    assert running in done
+    assert running.cancelled()
+
+
 def test_credentials_are_redacted_from_the_url() -> None:
     assert (
         redact_url("nats://alice:s3cret@nats.example:4222") == "nats://[redacted]@nats.example:4222"

@@ -95,6 +95,16 @@ def decode(msg: Msg) -> Message:
     )
 
 
+def _stop_if_cancelled() -> None:
+    """Raise the cancellation nats-py may have swallowed: its waits use ``asyncio.wait_for``,
+    which on Python 3.11 drops a cancel that arrives as the wait ends, and a cancelled wait on a
+    closed connection becomes ``ConnectionClosedError``. The task still counts the request, so
+    a loop that checks here stops instead of retrying forever (and hanging the shutdown)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class NatsQueue:
     def __init__(
         self,
@@ -146,6 +156,7 @@ class NatsQueue:
         the outbox keeps every message and ``/readyz`` says the queue is unreachable."""
         attempt = 0
         while True:
+            _stop_if_cancelled()
             try:
                 await self.connect()
                 return [(s, await self.pull(s)) for s in subscriptions]
@@ -293,6 +304,7 @@ class NatsQueue:
 
     async def _relay_forever(self) -> None:
         while True:
+            _stop_if_cancelled()
             # Cleared before relaying: a commit meanwhile wakes the next wait at once.
             self._wakeup.clear()
             try:
@@ -308,6 +320,7 @@ class NatsQueue:
         self, subscription: Subscription, pull: JetStreamContext.PullSubscription
     ) -> None:
         while True:
+            _stop_if_cancelled()
             try:
                 await self.consume_once(subscription, pull)
             except Exception as exc:  # a lost connection: nats-py reconnects, fetch again
