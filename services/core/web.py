@@ -20,7 +20,7 @@ from services.core import metrics
 from services.core.db import create_engine, create_sessionmaker, read_only
 from services.core.errors import PayloadTooLarge, install_error_handlers
 from services.core.logging import request_id
-from services.core.queue import Subscription, on_commit_of_published
+from services.core.queue import QueueBackend, Subscription, on_commit_of_published
 from services.core.queue.db import DatabaseQueue
 from services.core.queue.nats import NatsQueue
 from services.core.queue.notify import CommitListener
@@ -63,9 +63,10 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
                 for hook in component.on_startup:
                     await hook(app)
             subscriptions = [s for c in components for s in c.subscriptions]
+            queue: QueueBackend | None = None
             if settings.queue_backend == "nats":
                 # Even without subscriptions: its relay moves this process's commits to NATS.
-                nats_queue = NatsQueue(
+                queue = NatsQueue(
                     app.state.sessionmaker,
                     url=settings.nats_url,
                     stream=settings.nats_stream,
@@ -73,9 +74,6 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
                     lease_seconds=settings.queue_lease_seconds,
                     max_attempts=settings.queue_max_attempts,
                 )
-                app.state.queue = nats_queue
-                remove_listener = on_commit_of_published(nats_queue.wake)
-                workers.append(asyncio.create_task(nats_queue.run(subscriptions), name="queue"))
             elif subscriptions:
                 queue = DatabaseQueue(
                     app.state.sessionmaker,
@@ -83,14 +81,15 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
                     lease_seconds=settings.queue_lease_seconds,
                     max_attempts=settings.queue_max_attempts,
                 )
-                app.state.queue = queue
-                remove_listener = on_commit_of_published(queue.wake)
-                workers.append(asyncio.create_task(queue.run(subscriptions), name="queue"))
                 if engine.dialect.name == "postgresql":
                     # Commits of other processes (one process per service) wake it too.
                     listener = CommitListener(engine, [s.topic for s in subscriptions], queue.wake)
                     app.state.queue_listener = listener
                     workers.append(asyncio.create_task(listener.run(), name="queue-listener"))
+            if queue is not None:
+                app.state.queue = queue
+                remove_listener = on_commit_of_published(queue.wake)
+                workers.append(asyncio.create_task(queue.run(subscriptions), name="queue"))
             for component in components:
                 for task in component.tasks:
                     workers.append(asyncio.create_task(task(app), name=component.name))
