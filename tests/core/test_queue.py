@@ -143,19 +143,23 @@ async def test_failed_message_is_retried_later_and_its_effect_rolled_back(
     assert [m.attempt for m in recorder.seen] == [1, 2]
 
 
+async def fails_on_bad(session: AsyncSession, message: Message) -> None:
+    """Adds a merchant named after the message, then fails if that name is "bad"."""
+    session.add(Merchant(slug=message.payload["name"], name=message.payload["name"]))
+    await session.flush()
+    if message.payload["name"] == "bad":
+        raise RuntimeError("handler failed on purpose")
+
+
 async def test_a_failing_message_in_a_batch_is_rolled_back_alone(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async def handler(session: AsyncSession, message: Message) -> None:
-        session.add(Merchant(slug=message.payload["name"], name=message.payload["name"]))
-        await session.flush()
-        if message.payload["name"] == "bad":
-            raise RuntimeError("handler failed on purpose")
-
     async with sessionmaker() as session:
         ids = [publish(session, "test.topic", {"name": n}) for n in ("one", "bad", "two")]
         await session.commit()
-    assert await _queue(sessionmaker).drain_once([Subscription("t", "test.topic", handler)]) == 3
+    assert (
+        await _queue(sessionmaker).drain_once([Subscription("t", "test.topic", fails_on_bad)]) == 3
+    )
 
     async with sessionmaker() as session:
         slugs = set(await session.scalars(select(Merchant.slug)))

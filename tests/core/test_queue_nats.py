@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.queue import (
     InboxMessage,
-    Message,
     OutboxMessage,
     Subscription,
     on_commit_of_published,
@@ -21,7 +20,7 @@ from services.core.queue import (
 from services.core.queue.nats import NatsQueue, redact_url
 from services.merchants.models import Merchant
 from tests.conftest import NATS_URL, nats_stream
-from tests.core.test_queue import Recorder, _count
+from tests.core.test_queue import Recorder, _count, fails_on_bad
 
 pytestmark = pytest.mark.skipif(not NATS_URL, reason="PASSPOST_TEST_NATS_URL is not set")
 
@@ -197,18 +196,12 @@ async def test_a_failing_handler_is_retried_then_recorded_as_failed(
 async def test_a_failing_message_in_a_batch_is_rolled_back_alone(
     sessionmaker: async_sessionmaker[AsyncSession], make_queue: MakeQueue
 ) -> None:
-    async def handler(session: AsyncSession, message: Message) -> None:
-        session.add(Merchant(slug=message.payload["name"], name=message.payload["name"]))
-        await session.flush()
-        if message.payload["name"] == "bad":
-            raise RuntimeError("handler failed on purpose")
-
     async with sessionmaker() as session:
         ids = [publish(session, "test.topic", {"name": n}) for n in ("one", "bad", "two")]
         await session.commit()
     queue = await make_queue()
     await queue.relay_once()
-    assert await _consume(queue, Subscription("t", "test.topic", handler)) == 3
+    assert await _consume(queue, Subscription("t", "test.topic", fails_on_bad)) == 3
 
     async with sessionmaker() as session:
         assert set(await session.scalars(select(Merchant.slug))) == {"one", "two"}
