@@ -150,8 +150,8 @@ class Standin:
     """The APNs stand-in, in this process, remembering when each push arrived (wall clock)."""
 
     def __init__(self, keys_dir: Path, limit: int = 50_000) -> None:
+        from services.apns_standin import ApnsStandin
         from services.passes.apple.devchain import ensure_dev_chain
-        from services.push.apns_standin import ApnsStandin
 
         chain = ensure_dev_chain(keys_dir)
         self.ca_file = chain.root_certificate

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.apns_standin import main as run_apns_standin
 from services.core.db import create_engine, create_sessionmaker
 from services.core.errors import PasspostError
 from services.core.logging import configure_logging
@@ -25,16 +26,16 @@ from services.core.migrations import upgrade_to_head
 from services.core.settings import Environment, Settings, get_settings
 from services.core.web import Component
 from services.core.workers import WorkerPool
+from services.integrations.google_wallet.auth import AccessTokens, ServiceAccount
+from services.integrations.google_wallet.client import GoogleWalletClient, GoogleWalletError
+from services.merchants import google_wallet
 from services.merchants import service as merchants
 from services.merchants.schemas import MerchantCreate, MerchantRead
 from services.onboarding import onboard_merchant
 from services.passes import cards, designs
+from services.passes import google_wallet as card_google_wallet
 from services.passes.apple.devchain import ensure_dev_chain
-from services.passes.google import wallet
-from services.passes.google.auth import AccessTokens, ServiceAccount
-from services.passes.google.client import GoogleWalletClient, GoogleWalletError
 from services.passes.schemas import AppleSettings, Branding, CardIssue
-from services.push.apns_standin import main as run_apns_standin
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 merchants_app = typer.Typer(help="Merchants and their API keys.", no_args_is_help=True)
@@ -166,6 +167,7 @@ class ServiceName(StrEnum):
     orders = "orders"
     passes = "passes"
     push = "push"
+    admin = "admin"
 
 
 STANDIN_PORT = 2197
@@ -247,20 +249,30 @@ def web_app() -> FastAPI:
 
 def _build_app(settings: Settings, service: ServiceName, extra: list[Component]) -> FastAPI:
     from services.core.web import create_app
+
+    return create_app(settings, [*extra, *components_of(service, settings)])
+
+
+def components_of(service: ServiceName, settings: Settings) -> list[Component]:
+    """What ``serve SERVICE`` runs. The admin API comes with the passes service too, where a
+    split deployment has always found it, and alone with ``serve admin``."""
+    from services.admin.app import component as admin_component
     from services.orders.app import component as orders_component
     from services.passes.app import component as passes_component
     from services.push.app import component as push_component
 
     chosen = {
         ServiceName.orders: [orders_component(settings)],
-        ServiceName.passes: [passes_component(settings)],
+        ServiceName.passes: [passes_component(settings), admin_component(settings)],
         ServiceName.push: [push_component(settings)],
+        ServiceName.admin: [admin_component(settings)],
     }.get(service) or [
         orders_component(settings),
         passes_component(settings),
         push_component(settings),
+        admin_component(settings),
     ]
-    return create_app(settings, [*extra, *chosen])
+    return chosen
 
 
 def _standin_component(settings: Settings) -> Component:
@@ -553,7 +565,7 @@ def cards_issue(
         merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
         card = await cards.issue_card(session, merchant, data, settings.resolved_secret_key())
         return {
-            **cards.card_links(card, settings).model_dump(),
+            **cards.links_of(merchant, card, settings).model_dump(),
             "merchant": merchant.slug,
             "customer_id": card.customer_id,
             "version": card.version,
@@ -576,7 +588,7 @@ def google_configure(
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
-        await wallet.configure(
+        await google_wallet.configure(
             session,
             merchant,
             issuer_id=issuer_id,
@@ -596,11 +608,11 @@ def google_sync_class(merchant_slug: Slug) -> None:
 
     async def body(session: AsyncSession) -> tuple[str, dict[str, Any]]:
         merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
-        if not wallet.enabled(merchant):
+        if not google_wallet.enabled(merchant):
             _fail(f"merchant {merchant.slug!r} has no Google settings: run google configure")
         design = await designs.get_design(session, merchant)
         path = str(merchant.google_service_account_path)
-        return path, wallet.class_body(merchant, design, settings)
+        return path, card_google_wallet.class_body(merchant, design, settings)
 
     path, class_body = _in_transaction(settings, body)
 

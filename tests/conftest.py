@@ -26,16 +26,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from services.cli import ServiceName, components_of
 from services.core.db import create_engine, create_sessionmaker
 from services.core.migrations import upgrade_to_head
 from services.core.settings import Environment, Settings
 from services.core.web import create_app
 from services.models import Base
 from services.onboarding import DEV_TEAM_IDENTIFIER
-from services.orders.app import component as orders_component
-from services.passes.app import component as passes_component
 from services.passes.apple.devchain import ensure_dev_chain, ensure_pass_type_certificate
-from services.push.app import component as push_component
 from tests.factories import TEST_SECRET_KEY
 
 POSTGRES_URL = os.environ.get("PASSPOST_TEST_DATABASE_URL", "")
@@ -206,9 +204,7 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(
-        settings, [orders_component(settings), passes_component(settings), push_component(settings)]
-    )
+    app = create_app(settings, components_of(ServiceName.all, settings))
     async with app.router.lifespan_context(app):
         yield app
 

@@ -22,16 +22,17 @@ from services.admin.schemas import (
     SigningSecret,
     SigningSecretChange,
 )
+from services.contracts.cards import CardLinks
 from services.core.db import Session
 from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound, Unauthorized
 from services.core.settings import Settings
 from services.core.web import AppSettings
+from services.merchants import google_wallet
 from services.merchants import service as merchants
 from services.merchants.schemas import MerchantCreate, MerchantRead
 from services.onboarding import onboard_merchant
 from services.passes import cards, designs
-from services.passes.google import wallet
-from services.passes.schemas import AppleSettings, Branding, CardIssue, CardLinks
+from services.passes.schemas import AppleSettings, Branding, CardIssue
 
 
 def require_admin(
@@ -138,7 +139,7 @@ async def set_branding(slug: str, body: Branding, session: Session) -> None:
 )
 async def set_google(slug: str, body: GoogleSettings, session: Session) -> GoogleSettingsRead:
     merchant = await merchants.get_merchant_by_slug(session, slug)
-    await wallet.configure(
+    await google_wallet.configure(
         session,
         merchant,
         issuer_id=body.issuer_id,
@@ -158,4 +159,4 @@ async def issue_card(
     """A card without an order (the orders API issues them with the first order)."""
     merchant = await merchants.get_merchant_by_slug(session, slug)
     card = await cards.issue_card(session, merchant, body, settings.resolved_secret_key())
-    return cards.card_links(card, settings)
+    return cards.links_of(merchant, card, settings)

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
 
+from services.contracts.cards import CardLinks
+from services.contracts.orders import OrderStatus
 from services.merchants.schemas import Locale
-from services.orders.states import OrderStatus
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
@@ -67,13 +68,6 @@ class OrderEventIn(Edge):
     id: Identifier = Field(description="Unique per merchant: the idempotency key.")
     occurred_at: AwareDatetime = Field(description="When it happened at the shop (RFC 3339).")
     order: OrderSnapshot
-
-
-class CardLinks(BaseModel):
-    serial_number: str
-    apple_pass_url: str
-    google_save_url: str | None
-    landing_url: str
 
 
 class HistoryEntry(BaseModel):

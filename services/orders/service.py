@@ -16,24 +16,24 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.contracts.cards import CardLinks, card_identity, card_links
+from services.contracts.orders import OrderStatus
+from services.contracts.topics import ORDER_CHANGED
 from services.core.errors import Conflict, NotFound, PasspostError, Unauthorized
 from services.core.models import utcnow
 from services.core.queue import publish_all
-from services.core.queue.topics import ORDER_CHANGED
 from services.core.settings import Settings
+from services.merchants import google_wallet
 from services.merchants.models import Merchant
 from services.orders.models import Order, OrderEvent
 from services.orders.schemas import (
-    CardLinks,
     EventAccepted,
     HistoryEntry,
     OrderEventIn,
     OrderRead,
     OrderSnapshot,
 )
-from services.orders.states import Decision, OrderStatus, decide
-from services.passes.cards import card_identity, card_links
-from services.passes.google import wallet
+from services.orders.states import Decision, decide
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 SNAPSHOT_FIELDS = ("number", "customer", "total", "shipping", "items", "links")
@@ -110,13 +110,8 @@ def order_read(order: Order, history: list[OrderEvent] | None = None) -> OrderRe
 
 def links_for(merchant: Merchant, customer_id: str, settings: Settings) -> CardLinks:
     identity = card_identity(settings.resolved_secret_key(), merchant.id, customer_id)
-    links = card_links(identity, settings)
-    return CardLinks(
-        serial_number=links.serial_number,
-        apple_pass_url=links.apple_pass_url,
-        google_save_url=wallet.save_link(merchant, identity.serial_number),
-        landing_url=links.landing_url,
-    )
+    google_save_url = google_wallet.save_link(merchant, identity.serial_number)
+    return card_links(identity, settings.base_url(), google_save_url=google_save_url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,25 +10,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-
-class OrderStatus(StrEnum):
-    placed = "placed"
-    confirmed = "confirmed"
-    processing = "processing"
-    shipped = "shipped"
-    out_for_delivery = "out_for_delivery"
-    delivered = "delivered"
-    ready_for_pickup = "ready_for_pickup"
-    picked_up = "picked_up"
-    delivery_issue = "delivery_issue"
-    cancelled = "cancelled"
-    returned = "returned"
-    refunded = "refunded"
-
+from services.contracts.orders import FINAL, OrderStatus
 
 S = OrderStatus
-FINAL = frozenset({S.delivered, S.picked_up, S.cancelled, S.returned, S.refunded})
-OPEN = frozenset(OrderStatus) - FINAL
 
 _FORWARD_FROM_START = frozenset(OrderStatus) - {S.placed, S.returned, S.refunded}
 ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {

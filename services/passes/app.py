@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.admin import router as admin
+from services.contracts.topics import ORDER_CHANGED, PUSH_TOKEN_REJECTED
 from services.core.queue import Subscription
-from services.core.queue.topics import ORDER_CHANGED, PUSH_TOKEN_REJECTED
 from services.core.settings import Settings
 from services.core.web import Component
 from services.passes import links
@@ -22,7 +21,7 @@ async def _start(app: FastAPI) -> None:
 def component(settings: Settings) -> Component:
     return Component(
         name="passes",
-        routers=[links.router, links.assets, webservice.router, admin.router],
+        routers=[links.router, links.assets, webservice.router],
         subscriptions=[
             Subscription("passes", ORDER_CHANGED, order_changed(settings)),
             Subscription("passes", PUSH_TOKEN_REJECTED, push_token_rejected),

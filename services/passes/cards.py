@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hmac
-import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -16,52 +13,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session as SyncSession
 
+from services.contracts.cards import LINK_TOKEN, CardIdentity, CardLinks, card_identity, card_links
+from services.contracts.topics import CARD_UPDATED
 from services.core import metrics
 from services.core.errors import NotFound
 from services.core.models import utcnow
 from services.core.queue import publish
-from services.core.queue.topics import CARD_UPDATED
 from services.core.settings import Settings
+from services.merchants import google_wallet as merchant_google
 from services.merchants.models import Merchant
-from services.passes.apple.document import current_order, pass_document, pass_strings_for
+from services.passes import google_wallet
+from services.passes.apple.document import pass_document, pass_strings_for
 from services.passes.apple.pkpass import build_pkpass
+from services.passes.card_view import current_order
 from services.passes.designs import DesignAssetCache, get_design
-from services.passes.google import wallet
 from services.passes.models import Card, PassBundle, PassDesign, Registration
 from services.passes.registrations import next_update_tag, registrations_of
-from services.passes.schemas import CardIssue, CardLinks
+from services.passes.schemas import CardIssue
 from services.passes.texts import LOCALES
-
-LINK_PATH = "/c"
-LINK_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def whole_second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
-
-
-@dataclass(frozen=True, slots=True)
-class CardIdentity:
-    serial_number: str
-    link_token: str
-
-
-def card_identity(secret_key: bytes, merchant_id: uuid.UUID, customer_id: str) -> CardIdentity:
-    """A customer's card serial number and link, derived rather than stored.
-
-    Whoever first needs them (the orders API answering a shop, the passes service issuing the
-    card, the CLI) gets the same values without asking another service; without the secret key
-    neither can be guessed.
-    """
-
-    def derive(purpose: str) -> bytes:
-        message = f"{purpose}\x00{merchant_id}\x00{customer_id}".encode()
-        return hmac.digest(secret_key, message, "sha256")
-
-    return CardIdentity(
-        serial_number=derive("serial").hex()[:32],
-        link_token=base64.urlsafe_b64encode(derive("link")[:24]).decode(),
-    )
 
 
 def new_card(
@@ -150,13 +123,13 @@ async def announce(session: AsyncSession, card: Card, *, notify: bool = False) -
     devices = await registrations_of(session, card)
     google = None
     merchant = await session.get_one(Merchant, card.merchant_id)
-    if wallet.enabled(merchant):
+    if merchant_google.enabled(merchant):
         google = {
             "issuer_id": merchant.google_issuer_id,
-            "object_id": wallet.card_object_id(merchant, card.serial_number),
+            "object_id": merchant_google.card_object_id(merchant, card.serial_number),
             "service_account_path": merchant.google_service_account_path,
-            "object": wallet.object_body(merchant, design, card),
-            "message": wallet.status_message(design, card) if notify else None,
+            "object": google_wallet.object_body(merchant, design, card),
+            "message": google_wallet.status_message(design, card) if notify else None,
         }
     publish(session, CARD_UPDATED, card_updated(card, design, devices, google), key=str(card.id))
 
@@ -344,13 +317,10 @@ async def get_card_by_link(session: AsyncSession, link_token: str) -> Card:
     return card
 
 
-def card_links(identity: CardIdentity | Card, settings: Settings) -> CardLinks:
-    base = f"{settings.base_url()}{LINK_PATH}/{identity.link_token}"
-    return CardLinks(
-        serial_number=identity.serial_number,
-        apple_pass_url=f"{base}/pass.pkpass",
-        landing_url=base,
-    )
+def links_of(merchant: Merchant, card: Card, settings: Settings) -> CardLinks:
+    """The card's links, the same the orders API answered the shop with."""
+    google_save_url = merchant_google.save_link(merchant, card.serial_number)
+    return card_links(card, settings.base_url(), google_save_url=google_save_url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.contracts.topics import ORDER_CHANGED
 from services.core.queue import Handler, Message, batch_of
-from services.core.queue.topics import ORDER_CHANGED
 from services.core.settings import Settings
 from services.merchants.models import Merchant
 from services.passes.cards import apply_order_change, look_up_cards

@@ -16,7 +16,7 @@ from typing import Literal
 import segno
 
 from services.merchants.models import Merchant
-from services.passes.apple.document import current_order
+from services.passes.card_view import current_order, status_sentence
 from services.passes.models import Card, PassDesign
 from services.passes.texts import LOCALES, text
 
@@ -110,14 +110,7 @@ def render(
     locale = card.locale if card.locale in LOCALES else merchant.default_locale
     own = design.texts
     order = current_order(card.content)
-    if order:
-        status = (
-            text("status.change", locale, own)
-            .replace("{number}", str(order.get("number") or order["id"]))
-            .replace("%@", text(f"status.{order['status']}", locale, own))
-        )
-    else:
-        status = text("status.welcome", locale, own)
+    status = status_sentence(order, locale, own) if order else text("status.welcome", locale, own)
     apple = _button("apple", apple_url, _page_text("page.apple", locale), APPLE_ICON)
     buttons = [apple]
     if google_url:

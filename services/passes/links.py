@@ -9,15 +9,15 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
+from services.contracts.cards import LINK_PATH
 from services.core.db import Session
 from services.core.errors import NotConfigured, NotFound
 from services.core.web import AppSettings
 from services.merchants.models import Merchant
 from services.passes import landing
 from services.passes.apple.pkpass import MEDIA_TYPE
-from services.passes.cards import LINK_PATH, PassBuilder, SignedPass, card_links, get_card_by_link
+from services.passes.cards import PassBuilder, SignedPass, get_card_by_link, links_of
 from services.passes.designs import get_design
-from services.passes.google import wallet
 from services.passes.models import DesignImage, PassDesign
 
 router = APIRouter(prefix=LINK_PATH, tags=["customer links"])
@@ -72,14 +72,14 @@ async def landing_page(
     card = await get_card_by_link(session, link_token)
     merchant = await session.get_one(Merchant, card.merchant_id)
     design = await get_design(session, merchant)
-    links = card_links(card, settings)
+    links = links_of(merchant, card, settings)
     page = landing.render(
         merchant,
         design,
         card,
         page_url=links.landing_url,
         apple_url=links.apple_pass_url,
-        google_url=wallet.save_link(merchant, card.serial_number),
+        google_url=links.google_save_url,
         logo_url=f"{settings.base_url()}/assets/{merchant.slug}/logo@2x.png",
         platform=landing.platform_of(user_agent),
     )

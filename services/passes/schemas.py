@@ -77,9 +77,3 @@ class CardIssue(BaseModel):
     customer_id: str = Field(min_length=1, max_length=200)
     customer_name: str | None = Field(default=None, max_length=200)
     locale: Locale | None = None
-
-
-class CardLinks(BaseModel):
-    serial_number: str
-    apple_pass_url: str
-    landing_url: str

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.contracts.topics import CARD_UPDATED
 from services.core.queue import Subscription
-from services.core.queue.topics import CARD_UPDATED
 from services.core.settings import Settings
 from services.core.web import Component
 from services.push import callbacks

@@ -13,8 +13,12 @@ from fastapi import APIRouter, Request, Response
 from services.core.db import Session
 from services.core.errors import NotConfigured, Unauthorized
 from services.core.web import AppSettings
-from services.passes.google.callbacks import InvalidCallback, root_keys_from_json, verify_callback
-from services.passes.google.wallet import CALLBACK_PATH
+from services.integrations.google_wallet.callbacks import (
+    CALLBACK_PATH,
+    InvalidCallback,
+    root_keys_from_json,
+    verify_callback,
+)
 from services.push.google import apply_callback
 
 log = logging.getLogger(__name__)

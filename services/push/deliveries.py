@@ -35,12 +35,12 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.contracts.topics import PUSH_TOKEN_REJECTED
 from services.core import metrics
 from services.core.db import after_commit, any_rows
 from services.core.models import utcnow
 from services.core.queue import publish
 from services.core.queue.apply import retry_delay
-from services.core.queue.topics import PUSH_TOKEN_REJECTED
 from services.push.apns import ApnsCredentials, ApnsResult, ApnsSender
 from services.push.models import Delivery, PushTarget
 from services.push.workers import LeasedWorker, Wakeup

@@ -26,9 +26,9 @@ from services.core import metrics
 from services.core.db import after_commit, any_rows
 from services.core.models import utcnow
 from services.core.queue.apply import retry_delay
-from services.passes.google.auth import AccessTokens, ServiceAccount
-from services.passes.google.client import GoogleWalletClient, GoogleWalletError
-from services.passes.google.objects import WalletMessage, add_message_request
+from services.integrations.google_wallet.auth import AccessTokens, ServiceAccount
+from services.integrations.google_wallet.client import GoogleWalletClient, GoogleWalletError
+from services.integrations.google_wallet.objects import WalletMessage, add_message_request
 from services.push.models import GoogleCallbackNonce, GoogleDelivery, GoogleTarget
 from services.push.workers import LeasedWorker, Wakeup
 

@@ -8,12 +8,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.apns_standin import ApnsStandin
 from services.core.settings import Settings
 from services.core.web import create_app
 from services.orders.app import component as orders_component
 from services.passes.app import component as passes_component
 from services.passes.apple.devchain import ensure_dev_chain
-from services.push.apns_standin import ApnsStandin
 from services.push.app import component as push_component
 from tests.conftest import BASE_URL, QUEUE_BACKENDS, on_queue_backend
 

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.apns_standin import ApnsStandin
 from services.core.settings import Settings
 from services.passes.cards import record_change
 from services.passes.models import Card, Registration
-from services.push.apns_standin import ApnsStandin
 from services.push.models import Delivery
 from tests.conftest import BASE_URL
 from tests.e2e.conftest import installation

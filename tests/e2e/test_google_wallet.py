@@ -20,16 +20,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.settings import Settings
-from services.passes.google import wallet
-from services.passes.google.client import DEFAULT_API_URL
+from services.integrations.google_wallet.client import DEFAULT_API_URL
+from services.merchants import google_wallet
 from services.push.models import GoogleDelivery, GoogleTarget
 from tests.conftest import BASE_URL
 from tests.e2e.conftest import installation
 from tests.factories import create_merchant
+from tests.integrations.google_wallet.conftest import ISSUER_ID, WalletApi, google_error
+from tests.integrations.google_wallet.schema import request_schema, validate
+from tests.integrations.google_wallet.test_callbacks import GoogleSigner, new_key
 from tests.orders.test_api import order_event
-from tests.passes.google.conftest import ISSUER_ID, WalletApi, google_error
-from tests.passes.google.schema import request_schema, validate
-from tests.passes.google.test_callbacks import GoogleSigner, new_key
 from tests.waiting import eventually
 
 HOUR_MS = 3_600_000
@@ -66,7 +66,7 @@ async def shop(
     key_file.write_text(json.dumps(service_account_info))
     onboarded = await create_merchant(session, google_settings)
     merchant = await session.merge(onboarded.merchant)
-    await wallet.configure(
+    await google_wallet.configure(
         session,
         merchant,
         issuer_id=ISSUER_ID,

@@ -22,9 +22,9 @@ import pytest
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.contracts.cards import card_links
 from services.core.settings import Settings
-from services.passes.cards import card_links
-from services.passes.google import wallet
+from services.merchants import google_wallet
 from services.passes.models import Card
 from tests.e2e.conftest import installation
 from tests.factories import create_card, create_merchant
@@ -132,7 +132,7 @@ async def test_landing_page_in_chromium(
     key_file = tmp_path / "sa.json"
     key_file.write_text(json.dumps(service_account_info))
     merchant = await session.merge(onboarded.merchant)
-    await wallet.configure(
+    await google_wallet.configure(
         session,
         merchant,
         issuer_id="3388000000012345678",
@@ -140,7 +140,7 @@ async def test_landing_page_in_chromium(
         origins=[served.base_url()],
     )
     card: Card = await create_card(session, onboarded, locale="sk")
-    links = card_links(card, served)
+    links = card_links(card, served.base_url())
     shot = _fresh_artifact(f"landing-{device}.png")
 
     dom = await _chromium(

@@ -12,9 +12,9 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.apns_standin import ApnsStandin
 from services.core.settings import Settings
 from services.passes.models import Card
-from services.push.apns_standin import ApnsStandin
 from tests.conftest import BASE_URL
 from tests.e2e.conftest import installation
 from tests.factories import create_merchant

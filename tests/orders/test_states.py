@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.orders.states import FINAL, Decision, OrderStatus, decide
+from services.contracts.orders import FINAL, OrderStatus
+from services.orders.states import Decision, decide
 
 S = OrderStatus
 

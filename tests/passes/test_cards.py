@@ -7,12 +7,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.contracts.cards import card_identity
+from services.contracts.topics import ORDER_CHANGED
 from services.core.queue import InboxMessage, OutboxMessage, Subscription, publish
 from services.core.queue.db import DatabaseQueue
-from services.core.queue.topics import ORDER_CHANGED
 from services.core.settings import Settings
-from services.passes.apple.document import current_order, pass_document
-from services.passes.cards import apply_order_change, card_identity
+from services.passes.apple.document import pass_document
+from services.passes.card_view import current_order
+from services.passes.cards import apply_order_change
 from services.passes.handlers import order_changed
 from services.passes.models import Card
 from tests.factories import TEST_SECRET_KEY, create_merchant

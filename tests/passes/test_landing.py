@@ -10,10 +10,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.contracts.cards import card_links
 from services.core.settings import Settings
+from services.merchants import google_wallet
 from services.merchants.models import Merchant
-from services.passes.cards import card_links
-from services.passes.google import wallet
 from services.passes.models import Card
 from tests.factories import create_card, create_merchant
 
@@ -34,7 +34,7 @@ def _buttons(page: str) -> list[tuple[str, str]]:
 async def test_iphone_gets_apple_first_in_the_customers_language(
     client: httpx.AsyncClient, card: Card, settings: Settings
 ) -> None:
-    links = card_links(card, settings)
+    links = card_links(card, settings.base_url())
     response = await client.get(links.landing_url, headers={"User-Agent": IPHONE})
     assert response.status_code == 200
     page = response.text
@@ -58,7 +58,7 @@ async def test_android_gets_google_first(
     key_file = tmp_path / "sa.json"
     key_file.write_text(json.dumps(service_account_info))
     merchant = await session.get_one(Merchant, card.merchant_id)
-    await wallet.configure(
+    await google_wallet.configure(
         session,
         merchant,
         issuer_id="3388000000012345678",
@@ -67,7 +67,9 @@ async def test_android_gets_google_first(
     )
     await session.commit()
     page = (
-        await client.get(card_links(card, settings).landing_url, headers={"User-Agent": ANDROID})
+        await client.get(
+            card_links(card, settings.base_url()).landing_url, headers={"User-Agent": ANDROID}
+        )
     ).text
     buttons = _buttons(page)
     assert [name for name, _ in buttons] == ["google", "apple"]
@@ -80,7 +82,9 @@ async def test_desktop_gets_a_qr_code_of_the_page(
     client: httpx.AsyncClient, card: Card, settings: Settings
 ) -> None:
     page = (
-        await client.get(card_links(card, settings).landing_url, headers={"User-Agent": DESKTOP})
+        await client.get(
+            card_links(card, settings.base_url()).landing_url, headers={"User-Agent": DESKTOP}
+        )
     ).text
     assert 'class="desktop"' in page
     assert page.count("<svg") >= 2  # the icon and the QR code

@@ -15,9 +15,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.contracts.cards import card_links
 from services.core import metrics
 from services.core.settings import Settings
-from services.passes.cards import card_links, record_change
+from services.passes.cards import record_change
 from services.passes.texts import LOCALES
 from tests.factories import create_card, create_merchant
 
@@ -42,7 +43,7 @@ async def _download(
 ) -> tuple[httpx.Response, dict[str, bytes]]:
     onboarded = await create_merchant(session, settings)
     card = await create_card(session, onboarded)
-    response = await client.get(card_links(card, settings).apple_pass_url)
+    response = await client.get(card_links(card, settings.base_url()).apple_pass_url)
     assert response.status_code == 200, response.text
     with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
         return response, {name: bundle.read(name) for name in bundle.namelist()}
@@ -180,7 +181,7 @@ async def test_bundle_built_once_per_version(
 ) -> None:
     onboarded = await create_merchant(session, settings)
     card = await create_card(session, onboarded)
-    url = card_links(card, settings).apple_pass_url
+    url = card_links(card, settings.base_url()).apple_pass_url
     built = metrics.PASSES_BUILT._value.get()
     first = await client.get(url)
     second = await client.get(url)

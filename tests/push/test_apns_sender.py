@@ -10,6 +10,7 @@ import uvloop
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from services.apns_standin import ApnsStandin
 from services.onboarding import DEV_TEAM_IDENTIFIER
 from services.passes.apple.devchain import (
     DevChain,
@@ -17,7 +18,6 @@ from services.passes.apple.devchain import (
     ensure_pass_type_certificate,
 )
 from services.push.apns import AioApnsSender, ApnsCredentials, protocol_for
-from services.push.apns_standin import ApnsStandin
 
 TOPIC = "pass.dev.passpost.shop"
 TOKEN = "ab" * 32

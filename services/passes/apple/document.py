@@ -12,33 +12,11 @@ from typing import Any
 
 from services.core.settings import Settings
 from services.passes.apple.pkpass import check_field_limits, rgb
+from services.passes.card_view import back_links, current_order, is_open, order_number
 from services.passes.models import Card, PassDesign
 from services.passes.texts import LOCALES, pass_strings
 
-OPEN_STATUSES = frozenset(
-    {
-        "placed",
-        "confirmed",
-        "processing",
-        "shipped",
-        "out_for_delivery",
-        "ready_for_pickup",
-        "delivery_issue",
-    }
-)
 LINK_DETECTOR = ["PKDataDetectorTypeLink"]
-
-
-def current_order(content: dict[str, Any]) -> dict[str, Any] | None:
-    """The most recently placed open order; with none open, the most recently placed."""
-    orders = list((content.get("orders") or {}).values())
-    if not orders:
-        return None
-    open_orders = [o for o in orders if o.get("status") in OPEN_STATUSES]
-    chosen: dict[str, Any] = max(
-        open_orders or orders, key=lambda o: (o.get("placed_at", ""), o.get("id", ""))
-    )
-    return chosen
 
 
 def web_service_url(settings: Settings) -> str:
@@ -46,8 +24,7 @@ def web_service_url(settings: Settings) -> str:
 
 
 def pass_strings_for(design: PassDesign, card: Card) -> dict[str, bytes]:
-    order = current_order(card.content)
-    number = (order.get("number") or order.get("id", "")) if order else ""
+    number = order_number(current_order(card.content))
     return {locale: pass_strings(locale, design.texts, {"number": number}) for locale in LOCALES}
 
 
@@ -103,9 +80,9 @@ def _front(card: Card, order: dict[str, Any] | None) -> dict[str, list[dict[str,
     shipping = (order or {}).get("shipping") or {}
     if order:
         front["headerFields"].append(
-            {"key": "order", "label": "label.order", "value": order.get("number") or order["id"]}
+            {"key": "order", "label": "label.order", "value": order_number(order)}
         )
-    if order and order["status"] in OPEN_STATUSES and shipping.get("estimated_delivery"):
+    if is_open(order) and shipping.get("estimated_delivery"):
         front["secondaryFields"].append(
             {
                 "key": "eta",
@@ -130,40 +107,6 @@ def _front(card: Card, order: dict[str, Any] | None) -> dict[str, list[dict[str,
             {"key": "tracking", "label": "label.tracking", "value": shipping["tracking_number"]}
         )
     return front
-
-
-def back_links(design: PassDesign, card: Card, order: dict[str, Any] | None) -> dict[str, str]:
-    """The card's links (order, tracking, returns, account): the shop's own for the order,
-    else the merchant's templates; a template that needs an order waits for one."""
-    order = order or {}
-    shipping = order.get("shipping") or {}
-    own = order.get("links") or {}
-    if shipping.get("tracking_url") and "tracking" not in own:
-        own = {**own, "tracking": shipping["tracking_url"]}
-    values = {
-        "order_id": order.get("id", ""),
-        "order_number": order.get("number") or "",
-        "customer_id": card.customer_id,
-        "tracking_number": shipping.get("tracking_number", ""),
-    }
-    templates = [
-        ("order", design.order_url_template, ("order_id", "order_number")),
-        ("tracking", design.tracking_url_template, ("tracking_number",)),
-        ("returns", design.returns_url_template, ("order_id", "order_number")),
-        ("account", design.account_url_template, ()),
-    ]
-    links: dict[str, str] = {}
-    for key, template, needs in templates:
-        url = own.get(key)
-        if (
-            url is None
-            and template
-            and not any(f"{{{name}}}" in template and not values[name] for name in needs)
-        ):
-            url = template.format(**values)
-        if url:
-            links[key] = str(url)
-    return links
 
 
 def _back(design: PassDesign, card: Card, order: dict[str, Any] | None) -> list[dict[str, Any]]:

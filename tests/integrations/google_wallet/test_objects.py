@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.passes.google.client import object_id
-from services.passes.google.objects import (
+from services.integrations.google_wallet.client import object_id
+from services.integrations.google_wallet.objects import (
     CardLink,
     CardText,
     GoogleCardView,
@@ -16,8 +16,8 @@ from services.passes.google.objects import (
     loyalty_object,
     tel_uri,
 )
-from tests.passes.google.conftest import ISSUER_ID
-from tests.passes.google.schema import validate
+from tests.integrations.google_wallet.conftest import ISSUER_ID
+from tests.integrations.google_wallet.schema import validate
 
 CLASS_ID = f"{ISSUER_ID}.shop-card"
 

@@ -35,6 +35,10 @@ PROTOCOL_VERSION = "ECv2SigningOnly"
 SENDER_IDS = ("GooglePayPasses", "GoogleWalletPasses")
 
 
+CALLBACK_PATH = "/google/callbacks"
+"""Where Google posts a merchant's save and delete callbacks (named in its Loyalty class)."""
+
+
 class InvalidCallback(Exception):
     """The callback is not a well-formed, correctly signed, unexpired Google Wallet callback."""
 

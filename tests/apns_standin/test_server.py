@@ -39,7 +39,7 @@ from h2.events import (
 )
 from h2.settings import SettingCodes, Settings
 
-from services.push.apns_standin import ApnsStandin, main
+from services.apns_standin import ApnsStandin, main
 
 TOPIC = "pass.test.example"
 TOKEN = "ab" * 32
@@ -855,7 +855,7 @@ async def test_main_logs_each_push_without_the_device_token(
     pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = free_port()
-    caplog.set_level(logging.INFO, logger="services.push.apns_standin")
+    caplog.set_level(logging.INFO, logger="services.apns_standin")
     server = asyncio.create_task(
         main("127.0.0.1", port, pki.server_cert, pki.server_key, pki.ca_file)
     )

@@ -6,10 +6,14 @@ import httpx
 import jsonschema
 import pytest
 
-from services.passes.google.client import GoogleWalletClient, GoogleWalletError, RetryPolicy
-from services.passes.google.objects import WalletMessage, loyalty_class, loyalty_object
-from tests.passes.google.conftest import ISSUER_ID, Sleeps, WalletApi, google_error
-from tests.passes.google.test_objects import CLASS_ID, card_view, class_view
+from services.integrations.google_wallet.client import (
+    GoogleWalletClient,
+    GoogleWalletError,
+    RetryPolicy,
+)
+from services.integrations.google_wallet.objects import WalletMessage, loyalty_class, loyalty_object
+from tests.integrations.google_wallet.conftest import ISSUER_ID, Sleeps, WalletApi, google_error
+from tests.integrations.google_wallet.test_objects import CLASS_ID, card_view, class_view
 
 OBJECT_ID = f"{ISSUER_ID}.0f3c9a7e5b1d4c2a8e6f"
 OBJECT_PATH = f"loyaltyObject/{OBJECT_ID}"

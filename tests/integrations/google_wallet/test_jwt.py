@@ -6,14 +6,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from services.passes.google.auth import ServiceAccount
-from services.passes.google.jwt import (
+from services.integrations.google_wallet.auth import ServiceAccount
+from services.integrations.google_wallet.jwt import (
     MAX_SAVE_URL_LENGTH,
     SAVE_URL_PREFIX,
     SaveUrlTooLong,
     save_url,
 )
-from tests.passes.google.conftest import ISSUER_ID
+from tests.integrations.google_wallet.conftest import ISSUER_ID
 
 OBJECT_ID = f"{ISSUER_ID}.0f3c9a7e5b1d4c2a8e6f"
 

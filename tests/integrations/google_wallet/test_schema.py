@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from tests.passes.google.schema import request_schema, validate
+from tests.integrations.google_wallet.schema import request_schema, validate
 
 
 def test_a_minimal_object_fits() -> None:

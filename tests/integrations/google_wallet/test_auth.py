@@ -14,14 +14,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.passes.google.auth import (
+from services.integrations.google_wallet.auth import (
     WALLET_SCOPE,
     AccessTokens,
     InvalidServiceAccount,
     ServiceAccount,
     TokenRequestError,
 )
-from tests.passes.google.conftest import ACCESS_TOKEN, TOKEN_URI, FakeClock, WalletApi
+from tests.integrations.google_wallet.conftest import ACCESS_TOKEN, TOKEN_URI, FakeClock, WalletApi
 
 
 async def test_the_assertion_is_signed_by_the_service_account_for_the_wallet_scope(

@@ -12,9 +12,13 @@ import httpx
 import pytest
 import respx
 
-from services.passes.google.auth import AccessTokens, ServiceAccount
-from services.passes.google.client import DEFAULT_API_URL, GoogleWalletClient, RetryPolicy
-from tests.passes.google.schema import request_schema, validate
+from services.integrations.google_wallet.auth import AccessTokens, ServiceAccount
+from services.integrations.google_wallet.client import (
+    DEFAULT_API_URL,
+    GoogleWalletClient,
+    RetryPolicy,
+)
+from tests.integrations.google_wallet.schema import request_schema, validate
 
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 ISSUER_ID = "3388000000012345678"

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from services.passes.google.auth import TokenRequestError
-from services.passes.google.objects import WalletMessage, add_message_request
+from services.integrations.google_wallet.auth import TokenRequestError
+from services.integrations.google_wallet.objects import WalletMessage, add_message_request
 
 DEFAULT_API_URL = "https://walletobjects.googleapis.com/walletobjects/v1"
 

@@ -13,13 +13,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.passes.google.callbacks import (
+from services.integrations.google_wallet.callbacks import (
     CallbackEvent,
     InvalidCallback,
     root_keys_from_json,
     verify_callback,
 )
-from tests.passes.google.conftest import ISSUER_ID, FakeClock
+from tests.integrations.google_wallet.conftest import ISSUER_ID, FakeClock
 
 NOW_MILLIS = 1_750_000_000_000
 HOUR_MILLIS = 3_600_000

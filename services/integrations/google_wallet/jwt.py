@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import jwt
 
-from services.passes.google.auth import ServiceAccount
+from services.integrations.google_wallet.auth import ServiceAccount
 
 SAVE_URL_PREFIX = "https://pay.google.com/gp/v/save/"
 MAX_SAVE_URL_LENGTH = 1800

@@ -1,0 +1,85 @@
+"""What a card shows, whichever wallet shows it: the order it is about, its number and status
+sentence, and the links on its back.
+
+Apple's pass (``apple/document.py``), the Google object (``google_wallet.py``) and the landing
+page all show the same card; they word and lay it out their own way from these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.contracts.orders import OPEN
+from services.passes.models import Card, PassDesign
+from services.passes.texts import Overrides, text
+
+Order = dict[str, Any]
+"""An order as a card keeps it in ``Card.content["orders"]`` (see ``cards.apply_order_change``)."""
+
+
+def current_order(content: dict[str, Any]) -> Order | None:
+    """The most recently placed open order; with none open, the most recently placed."""
+    orders = list((content.get("orders") or {}).values())
+    if not orders:
+        return None
+    open_orders = [o for o in orders if o.get("status") in OPEN]
+    chosen: Order = max(
+        open_orders or orders, key=lambda o: (o.get("placed_at", ""), o.get("id", ""))
+    )
+    return chosen
+
+
+def is_open(order: Order | None) -> bool:
+    """Still on its way: only then does an estimated delivery mean anything."""
+    return order is not None and order.get("status") in OPEN
+
+
+def order_number(order: Order | None) -> str:
+    """The number the customer knows the order by (the shop's id when it sent none)."""
+    if order is None:
+        return ""
+    return str(order.get("number") or order.get("id", ""))
+
+
+def status_sentence(order: Order, locale: str, overrides: Overrides | None = None) -> str:
+    """ "Your order 1001: On its way": the sentence Apple's lock screen shows for a status change
+    (Wallet fills ``%@`` itself), worded the same for Google's messages and the landing page."""
+    return (
+        text("status.change", locale, overrides)
+        .replace("{number}", order_number(order))
+        .replace("%@", text(f"status.{order['status']}", locale, overrides))
+    )
+
+
+def back_links(design: PassDesign, card: Card, order: Order | None) -> dict[str, str]:
+    """The card's links (order, tracking, returns, account): the shop's own for the order,
+    else the merchant's templates; a template that needs an order waits for one."""
+    order = order or {}
+    shipping = order.get("shipping") or {}
+    own = order.get("links") or {}
+    if shipping.get("tracking_url") and "tracking" not in own:
+        own = {**own, "tracking": shipping["tracking_url"]}
+    values = {
+        "order_id": order.get("id", ""),
+        "order_number": order.get("number") or "",
+        "customer_id": card.customer_id,
+        "tracking_number": shipping.get("tracking_number", ""),
+    }
+    templates = [
+        ("order", design.order_url_template, ("order_id", "order_number")),
+        ("tracking", design.tracking_url_template, ("tracking_number",)),
+        ("returns", design.returns_url_template, ("order_id", "order_number")),
+        ("account", design.account_url_template, ()),
+    ]
+    links: dict[str, str] = {}
+    for key, template, needs in templates:
+        url = own.get(key)
+        if (
+            url is None
+            and template
+            and not any(f"{{{name}}}" in template and not values[name] for name in needs)
+        ):
+            url = template.format(**values)
+        if url:
+            links[key] = str(url)
+    return links

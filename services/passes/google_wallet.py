@@ -1,0 +1,105 @@
+"""A merchant's cards in Google Wallet: the class, each card's object and its messages.
+
+The passes service decides what the object shows and what a message says (in the customer's
+language); the push service makes the calls (``card.updated`` carries the object), so no
+request to Google ever runs inside a database transaction here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.core.settings import Settings
+from services.integrations.google_wallet.callbacks import CALLBACK_PATH
+from services.integrations.google_wallet.objects import (
+    CardLink,
+    CardText,
+    GoogleCardView,
+    GoogleClassView,
+    loyalty_class,
+    loyalty_object,
+)
+from services.merchants.google_wallet import card_object_id, class_id
+from services.merchants.models import Merchant
+from services.passes.card_view import (
+    back_links,
+    current_order,
+    is_open,
+    order_number,
+    status_sentence,
+)
+from services.passes.models import Card, PassDesign
+from services.passes.texts import LOCALES, text
+
+IMPORTANT_STATUSES = frozenset(
+    {"shipped", "out_for_delivery", "delivered", "delivery_issue", "cancelled"}
+)
+"""What earns one of Google's 3 notifications a day; other changes arrive as plain messages."""
+
+
+def class_body(merchant: Merchant, design: PassDesign, settings: Settings) -> dict[str, Any]:
+    default = merchant.default_locale
+    return loyalty_class(
+        GoogleClassView(
+            class_id=class_id(merchant),
+            shop_name=design.organization_name,
+            program_name=text("card.title", default, design.texts),
+            logo_uri=f"{settings.base_url()}/assets/{merchant.slug}/logo@3x.png",
+            locale=default,
+            hex_background_color=design.background_color,
+            callback_url=f"{settings.base_url()}{CALLBACK_PATH}",
+            translated_program_names={
+                locale: text("card.title", locale, design.texts)
+                for locale in LOCALES
+                if locale != default
+            },
+        )
+    )
+
+
+def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str, Any]:
+    """The card as Google shows it, worded in the customer's language."""
+    locale, own = card.locale, design.texts
+    order = current_order(card.content)
+    shipping = (order or {}).get("shipping") or {}
+    status_key = f"status.{order['status']}" if order else "status.welcome"
+    eta = shipping.get("estimated_delivery") if is_open(order) else None
+    links = [
+        CardLink(id=key, uri=url, description=text(f"back.{key}", locale, own))
+        for key, url in back_links(design, card, order).items()
+    ]
+    return loyalty_object(
+        GoogleCardView(
+            object_id=card_object_id(merchant, card.serial_number),
+            class_id=class_id(merchant),
+            status=CardText(
+                header=text("label.order", locale, own)
+                + (f" {order_number(order)}" if order else ""),
+                body=text(status_key, locale, own),
+            ),
+            barcode_value=card.serial_number,
+            barcode_text=card.serial_number[:12].upper(),
+            account_id=card.customer_id,
+            account_name=card.customer_name,
+            estimated_delivery=CardText(text("label.eta", locale, own), eta) if eta else None,
+            carrier=CardText(text("label.carrier", locale, own), shipping["carrier"])
+            if shipping.get("carrier")
+            else None,
+            links=links,
+            support_phone=design.support_phone,
+            support_label=text("back.support", locale, own),
+        )
+    )
+
+
+def status_message(design: PassDesign, card: Card) -> dict[str, Any] | None:
+    """The message for the status the card shows now, and whether it deserves a notification."""
+    order = current_order(card.content)
+    if order is None:
+        return None
+    return {
+        "id": f"v{card.version}",
+        "header": text(f"status.{order['status']}", card.locale, design.texts),
+        "body": status_sentence(order, card.locale, design.texts),
+        "important": order["status"] in IMPORTANT_STATUSES,
+    }
