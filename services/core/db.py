@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Select, event
+from sqlalchemy import Row, Select, event
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -32,17 +32,24 @@ POOL_RECYCLE_SECONDS = 1800
 connection the server dropped fails one request, and SQLAlchemy then invalidates the whole pool."""
 
 
-async def any_rows(sessionmaker: async_sessionmaker[AsyncSession], query: Select[Any]) -> bool:
-    """Whether ``query`` finds a row, without taking SQLite's write lock.
+async def read_rows(
+    sessionmaker: async_sessionmaker[AsyncSession], query: Select[Any]
+) -> Sequence[Row[Any]]:
+    """What ``query`` finds, read without taking SQLite's write lock.
 
     Background workers poll several times a second; polling with ``BEGIN IMMEDIATE`` would keep
     the single writer lock busy and starve the writers that have real work.
     """
     async with sessionmaker() as session:
         connection = await session.connection(execution_options={READ_ONLY_OPTION: True})
-        found = (await connection.execute(query.limit(1))).first() is not None
+        rows: Sequence[Row[Any]] = (await connection.execute(query)).all()
         await session.rollback()
-        return found
+        return rows
+
+
+async def any_rows(sessionmaker: async_sessionmaker[AsyncSession], query: Select[Any]) -> bool:
+    """Whether ``query`` finds a row (``read_rows``: no write lock)."""
+    return bool(await read_rows(sessionmaker, query.limit(1)))
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

@@ -41,7 +41,7 @@ class Component:
 
     name: str
     routers: Sequence[APIRouter] = ()
-    subscriptions: Sequence[Subscription] = ()
+    subscriptions: Sequence[Subscription[Any]] = ()
     on_startup: Sequence[AppHook] = field(default_factory=tuple)
     on_shutdown: Sequence[AppHook] = field(default_factory=tuple)
     tasks: Sequence[AppHook] = field(default_factory=tuple)

@@ -17,8 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.cards import CardLinks, card_identity, card_links
+from services.contracts.messages import OrderChanged
 from services.contracts.orders import OrderStatus
-from services.contracts.topics import ORDER_CHANGED
 from services.core.errors import Conflict, NotFound, PasspostError, Unauthorized
 from services.core.models import utcnow
 from services.core.queue import publish_all
@@ -153,7 +153,7 @@ async def ingest_events(
 
     outcomes: list[EventAccepted | PasspostError] = []
     history: list[dict[str, Any]] = []
-    changes: list[tuple[dict[str, Any], str]] = []
+    changes: list[tuple[OrderChanged, str]] = []
     links: dict[str, CardLinks] = {}
     for index, (event, digest) in enumerate(zip(events, digests, strict=True)):
         if (seen := answered.get(event.id)) is not None:
@@ -208,7 +208,7 @@ async def ingest_events(
     await session.flush()  # the orders' new state, before the history that names them
     if history:
         await session.execute(insert(OrderEvent), history)
-    await publish_all(session, ORDER_CHANGED, changes)
+    await publish_all(session, changes)
     return outcomes
 
 
@@ -352,18 +352,18 @@ def _apply(order: Order, event: OrderEventIn, occurred_at: datetime, decision: D
 
 def _changed(
     merchant: Merchant, order: Order, previous: OrderStatus | None, event: OrderEventIn
-) -> dict[str, Any]:
-    return {
-        "merchant_id": str(merchant.id),
-        "order_id": str(order.id),
-        "revision": order.revision,
-        "event_id": event.id,
-        "status": order.status,
-        "previous_status": previous.value if previous is not None else None,
-        "placed_at": order.placed_at.isoformat(),
-        "occurred_at": order.last_occurred_at.isoformat(),
-        "order": {"id": order.external_id, "status": order.status, **order.snapshot},
-    }
+) -> OrderChanged:
+    return OrderChanged(
+        merchant_id=merchant.id,
+        order_id=order.id,
+        revision=order.revision,
+        event_id=event.id,
+        status=OrderStatus(order.status),
+        previous_status=previous,
+        placed_at=order.placed_at,
+        occurred_at=order.last_occurred_at,
+        order={"id": order.external_id, "status": order.status, **order.snapshot},
+    )
 
 
 async def get_order(session: AsyncSession, merchant: Merchant, external_id: str) -> OrderRead:

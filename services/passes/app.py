@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.contracts.topics import ORDER_CHANGED, PUSH_TOKEN_REJECTED
+from services.contracts.messages import OrderChanged, PushTokenRejected
 from services.core.queue import Subscription
 from services.core.settings import Settings
 from services.core.web import Component
@@ -23,8 +23,8 @@ def component(settings: Settings) -> Component:
         name="passes",
         routers=[links.router, links.assets, webservice.router],
         subscriptions=[
-            Subscription("passes", ORDER_CHANGED, order_changed(settings)),
-            Subscription("passes", PUSH_TOKEN_REJECTED, push_token_rejected),
+            Subscription("passes", OrderChanged, order_changed(settings)),
+            Subscription("passes", PushTokenRejected, push_token_rejected),
         ],
         on_startup=[_start],
     )

@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session as SyncSession
 
 from services.contracts.cards import LINK_TOKEN, CardIdentity, CardLinks, card_identity, card_links
-from services.contracts.topics import CARD_UPDATED
+from services.contracts.messages import (
+    ApnsCertificate,
+    ApnsToken,
+    CardUpdated,
+    Device,
+    GoogleObject,
+    OrderChanged,
+)
 from services.core import metrics
 from services.core.errors import NotFound
 from services.core.models import utcnow
@@ -121,17 +128,9 @@ async def announce(session: AsyncSession, card: Card, *, notify: bool = False) -
     """
     design = await _design_of(session, card.merchant_id)
     devices = await registrations_of(session, card)
-    google = None
     merchant = await session.get_one(Merchant, card.merchant_id)
-    if merchant_google.enabled(merchant):
-        google = {
-            "issuer_id": merchant.google_issuer_id,
-            "object_id": merchant_google.card_object_id(merchant, card.serial_number),
-            "service_account_path": merchant.google_service_account_path,
-            "object": google_wallet.object_body(merchant, design, card),
-            "message": google_wallet.status_message(design, card) if notify else None,
-        }
-    publish(session, CARD_UPDATED, card_updated(card, design, devices, google), key=str(card.id))
+    google = google_object(merchant, design, card, notify=notify)
+    publish(session, card_updated(card, design, devices, google), key=str(card.id))
 
 
 async def announce_all(session: AsyncSession, merchant: Merchant) -> int:
@@ -142,38 +141,51 @@ async def announce_all(session: AsyncSession, merchant: Merchant) -> int:
     return len(found)
 
 
+def google_object(
+    merchant: Merchant, design: PassDesign, card: Card, *, notify: bool
+) -> GoogleObject | None:
+    """The card's Google object as it should be now (None without Google Wallet)."""
+    if not merchant_google.enabled(merchant):
+        return None
+    message = google_wallet.status_message(design, card) if notify else None
+    return GoogleObject(
+        issuer_id=str(merchant.google_issuer_id),
+        object_id=merchant_google.card_object_id(merchant, card.serial_number),
+        service_account_path=str(merchant.google_service_account_path),
+        object=google_wallet.object_body(merchant, design, card),
+        message=message,
+    )
+
+
 def card_updated(
     card: Card,
     design: PassDesign,
     devices: list[Registration],
-    google: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    google: GoogleObject | None = None,
+) -> CardUpdated:
     """What the push service needs to deliver a change, so that it reads no passes table."""
-    apns: dict[str, Any] = {
-        "auth": "certificate",
-        "certificate_path": design.certificate_path,
-        "key_path": design.key_path,
-    }
+    apns: ApnsCertificate | ApnsToken = ApnsCertificate(
+        certificate_path=design.certificate_path, key_path=design.key_path
+    )
     if design.apns_token_key_path and design.apns_token_key_id:
-        apns = {
-            "auth": "token",
-            "key_path": design.apns_token_key_path,
-            "key_id": design.apns_token_key_id,
-            "team_id": design.team_identifier,
-        }
-    return {
-        "card_id": str(card.id),
-        "merchant_id": str(card.merchant_id),
-        "serial_number": card.serial_number,
-        "pass_type_identifier": card.pass_type_identifier,
-        "version": card.version,
-        "apns": apns,
-        "devices": [
-            {"device_library_identifier": d.device_library_identifier, "push_token": d.push_token}
+        apns = ApnsToken(
+            key_path=design.apns_token_key_path,
+            key_id=design.apns_token_key_id,
+            team_id=design.team_identifier,
+        )
+    return CardUpdated(
+        card_id=card.id,
+        merchant_id=card.merchant_id,
+        serial_number=card.serial_number,
+        pass_type_identifier=card.pass_type_identifier,
+        version=card.version,
+        apns=apns,
+        devices=[
+            Device(device_library_identifier=d.device_library_identifier, push_token=d.push_token)
             for d in devices
         ],
-        "google": google,
-    }
+        google=google,
+    )
 
 
 async def issue_card(
@@ -233,34 +245,30 @@ MAX_ORDERS_KEPT = 10
 
 
 async def apply_order_change(
-    session: AsyncSession, merchant: Merchant, change: dict[str, Any], secret_key: bytes
+    session: AsyncSession, merchant: Merchant, change: OrderChanged, secret_key: bytes
 ) -> Card:
     """Put an order's latest state on its customer's card (``order.changed``).
 
     A change older than what the card has (a redelivered or reordered message) is ignored.
     """
-    order = change["order"]
-    customer = order.get("customer") or {}
-    card, created = await find_or_issue(session, merchant, customer["id"], secret_key)
+    customer = change.order.customer
+    card, created = await find_or_issue(session, merchant, customer.id, secret_key)
     changed = _update_customer(
         card,
         merchant,
-        CardIssue(
-            customer_id=customer["id"],
-            customer_name=customer.get("name"),
-            locale=customer.get("locale"),
-        ),
+        CardIssue(customer_id=customer.id, customer_name=customer.name, locale=customer.locale),
     )
     status_moved = False
     orders = dict(card.content.get("orders") or {})
-    known = orders.get(order["id"])
-    if known is None or known["revision"] < change["revision"]:
-        orders[order["id"]] = {
-            "id": order["id"],
-            "revision": change["revision"],
-            "status": order["status"],
-            "placed_at": change["placed_at"],
-            **{k: order.get(k) for k in ("number", "total", "shipping", "items", "links")},
+    known = orders.get(change.order.id)
+    if known is None or known["revision"] < change.revision:
+        view = change.order.model_dump(mode="json", exclude_none=True)
+        orders[change.order.id] = {
+            "id": change.order.id,
+            "revision": change.revision,
+            "status": change.order.status.value,
+            "placed_at": change.placed_at.isoformat(),
+            **{k: view.get(k) for k in ("number", "total", "shipping", "items", "links")},
         }
         newest = sorted(orders.values(), key=lambda o: o["placed_at"])[-MAX_ORDERS_KEPT:]
         shown = current_order(card.content)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.contracts.messages import GoogleMessage
 from services.core.settings import Settings
 from services.integrations.google_wallet.callbacks import CALLBACK_PATH
 from services.integrations.google_wallet.objects import (
@@ -92,14 +93,14 @@ def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str,
     )
 
 
-def status_message(design: PassDesign, card: Card) -> dict[str, Any] | None:
+def status_message(design: PassDesign, card: Card) -> GoogleMessage | None:
     """The message for the status the card shows now, and whether it deserves a notification."""
     order = current_order(card.content)
     if order is None:
         return None
-    return {
-        "id": f"v{card.version}",
-        "header": text(f"status.{order['status']}", card.locale, design.texts),
-        "body": status_sentence(order, card.locale, design.texts),
-        "important": order["status"] in IMPORTANT_STATUSES,
-    }
+    return GoogleMessage(
+        id=f"v{card.version}",
+        header=text(f"status.{order['status']}", card.locale, design.texts),
+        body=status_sentence(order, card.locale, design.texts),
+        important=order["status"] in IMPORTANT_STATUSES,
+    )

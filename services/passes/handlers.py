@@ -7,8 +7,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.contracts.topics import ORDER_CHANGED
-from services.core.queue import Handler, Message, batch_of
+from services.contracts.messages import OrderChanged, PushTokenRejected
+from services.core.queue import Handler, batch_of
 from services.core.settings import Settings
 from services.merchants.models import Merchant
 from services.passes.cards import apply_order_change, look_up_cards
@@ -17,27 +17,27 @@ from services.passes.registrations import drop_push_token
 log = logging.getLogger(__name__)
 
 
-async def push_token_rejected(session: AsyncSession, message: Message) -> None:
+async def push_token_rejected(session: AsyncSession, rejected: PushTokenRejected) -> None:
     """APNs will never accept this token again: forget the device's registration."""
     dropped = await drop_push_token(
-        session, message.payload["device_library_identifier"], message.payload["push_token"]
+        session, rejected.device_library_identifier, rejected.push_token
     )
     log.info(
         "registration dropped after APNs rejected its token",
-        extra={"reason": message.payload.get("reason"), "registrations": dropped},
+        extra={"reason": rejected.reason, "registrations": dropped},
     )
 
 
-def order_changed(settings: Settings) -> Handler:
-    async def handle(session: AsyncSession, message: Message) -> None:
+def order_changed(settings: Settings) -> Handler[OrderChanged]:
+    async def handle(session: AsyncSession, change: OrderChanged) -> None:
         """Show an order's new state on its customer's card."""
-        batch = [m for m in batch_of(session) if m.topic == ORDER_CHANGED] or [message]
-        await look_up_cards(session, {_customer(m) for m in batch})
-        merchant = await session.get_one(Merchant, uuid.UUID(message.payload["merchant_id"]))
-        await apply_order_change(session, merchant, message.payload, settings.resolved_secret_key())
+        batch = batch_of(session, OrderChanged) or [change]
+        await look_up_cards(session, {_customer(c) for c in batch})
+        merchant = await session.get_one(Merchant, change.merchant_id)
+        await apply_order_change(session, merchant, change, settings.resolved_secret_key())
 
     return handle
 
 
-def _customer(message: Message) -> tuple[uuid.UUID, str]:
-    return uuid.UUID(message.payload["merchant_id"]), message.payload["order"]["customer"]["id"]
+def _customer(change: OrderChanged) -> tuple[uuid.UUID, str]:
+    return change.merchant_id, change.order.customer.id

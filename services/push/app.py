@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.contracts.topics import CARD_UPDATED
+from services.contracts.messages import CardUpdated
 from services.core.queue import Subscription
 from services.core.settings import Settings
 from services.core.web import Component
@@ -59,9 +59,7 @@ def component(settings: Settings) -> Component:
     return Component(
         name="push",
         routers=[callbacks.router],
-        subscriptions=[
-            Subscription("push", CARD_UPDATED, card_updated(apns_wakeup, google_wakeup))
-        ],
+        subscriptions=[Subscription("push", CardUpdated, card_updated(apns_wakeup, google_wakeup))],
         on_startup=[start],
         on_shutdown=[stop],
         tasks=[deliver_apns, deliver_google],

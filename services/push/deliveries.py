@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.contracts.topics import PUSH_TOKEN_REJECTED
+from services.contracts.messages import CardUpdated, PushTokenRejected
 from services.core import metrics
 from services.core.db import after_commit, any_rows
 from services.core.models import utcnow
@@ -87,16 +87,15 @@ _MARK_SENT = _ONE_TARGET.values(
 """A delivered push: the version is sent (never lowering ``sent_version``), the lease ends."""
 
 
-async def schedule(session: AsyncSession, change: dict[str, Any], wakeup: Wakeup | None) -> int:
-    """Record that each device of a changed card should hear of ``change['version']``.
+async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | None) -> int:
+    """Record that each device of a changed card should hear of ``change.version``.
 
     Set-based, as a card may be on tens of thousands of devices: one read of the card's targets,
     then new devices inserted in bulk and changed ones updated by one executemany; the update
     decides in SQL from the row as it is then, so a delivery recorded meanwhile is not undone.
     """
-    card_id = uuid.UUID(change["card_id"])
-    version = int(change["version"])
-    apns = change["apns"]
+    card_id, version = change.card_id, change.version
+    apns = change.apns.model_dump()
     known = {
         device: (push_token, stored_apns, max(wanted, sent))
         for device, push_token, stored_apns, wanted, sent in await session.execute(
@@ -107,16 +106,16 @@ async def schedule(session: AsyncSession, change: dict[str, Any], wakeup: Wakeup
     new: dict[str, dict[str, Any]] = {}
     changed: list[dict[str, Any]] = []
     due = 0
-    for device in change["devices"]:
-        name, token = device["device_library_identifier"], device["push_token"]
+    for device in change.devices:
+        name, token = device.device_library_identifier, device.push_token
         current = known.get(name)
         if current is None:
             new[name] = {
                 "card_id": card_id,
                 "device_library_identifier": name,
                 "push_token": token,
-                "merchant_id": uuid.UUID(change["merchant_id"]),
-                "pass_type_identifier": change["pass_type_identifier"],
+                "merchant_id": change.merchant_id,
+                "pass_type_identifier": change.pass_type_identifier,
                 "apns": apns,
                 "wanted_version": version if version > 0 else 0,
                 "sent_version": 0,
@@ -393,14 +392,13 @@ class DeliveryWorker(LeasedWorker):
                 row.status = "dead"
                 publish(
                     session,
-                    PUSH_TOKEN_REJECTED,
-                    {
-                        "card_id": str(target.card_id),
-                        "device_library_identifier": target.device,
-                        "push_token": target.push_token,
-                        "reason": result.reason,
-                        "timestamp": result.timestamp,
-                    },
+                    PushTokenRejected(
+                        card_id=target.card_id,
+                        device_library_identifier=target.device,
+                        push_token=target.push_token,
+                        reason=result.reason,
+                        timestamp=result.timestamp,
+                    ),
                     key=str(target.card_id),
                 )
             return "rejected"

@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.contracts.messages import CardUpdated
 from services.core import metrics
 from services.core.db import after_commit, any_rows
 from services.core.models import utcnow
@@ -39,20 +40,20 @@ MESSAGES_KEPT = 10
 DAY_SECONDS = 24 * 3600
 
 
-async def schedule(session: AsyncSession, change: dict[str, Any], wakeup: Wakeup | None) -> bool:
+async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | None) -> bool:
     """Record the object version (and message) a card's Google object should get."""
-    google = change.get("google")
-    if not google:
+    google = change.google
+    if google is None:
         return False
-    card_id, version = uuid.UUID(change["card_id"]), int(change["version"])
+    card_id, version = change.card_id, change.version
     target = await session.get(GoogleTarget, card_id)
     if target is None:
         target = GoogleTarget(
             card_id=card_id,
-            object_id=google["object_id"],
-            issuer_id=google["issuer_id"],
-            service_account_path=google["service_account_path"],
-            object_body=google["object"],
+            object_id=google.object_id,
+            issuer_id=google.issuer_id,
+            service_account_path=google.service_account_path,
+            object_body=google.object,
             wanted_version=0,
             synced_version=0,
             pending_messages=[],
@@ -66,12 +67,11 @@ async def schedule(session: AsyncSession, change: dict[str, Any], wakeup: Wakeup
         session.add(target)
     if version <= target.wanted_version:
         return False  # an older change arriving late: the object already has a newer one
-    target.object_body = google["object"]
-    target.service_account_path = google["service_account_path"]
+    target.object_body = google.object
+    target.service_account_path = google.service_account_path
     target.wanted_version, target.attempts, target.available_at = version, 0, utcnow()
-    message = google.get("message")
-    if message and not target.removed:
-        target.pending_messages = [*target.pending_messages, message]
+    if google.message is not None and not target.removed:
+        target.pending_messages = [*target.pending_messages, google.message.model_dump()]
         target.messages_due = True
     if wakeup is not None:
         after_commit(session, wakeup.set)

@@ -4,39 +4,62 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core.logging import message_id as applied_message_id
 from services.core.models import utcnow
 from services.core.queue import (
     InboxMessage,
-    Message,
     OutboxMessage,
     Subscription,
     publish,
     publish_all,
 )
 from services.core.queue.apply import retry_delay
+from services.core.queue.contract import Contract
 from services.core.queue.db import DatabaseQueue
 from services.merchants.models import Merchant
+
+
+class Named(Contract):
+    """The test's own message."""
+
+    topic: ClassVar[str] = "test.topic"
+    name: str
+
+
+class Other(Contract):
+    topic: ClassVar[str] = "other.topic"
+    name: str
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A message as its handler saw it: the id it was applied under, and what it said."""
+
+    id: uuid.UUID
+    name: str
 
 
 class Recorder:
     """A handler with a visible effect: it writes a merchant row per message it applies."""
 
     def __init__(self, fail_times: int = 0) -> None:
-        self.seen: list[Message] = []
+        self.seen: list[Seen] = []
         self.fail_times = fail_times
 
-    async def __call__(self, session: AsyncSession, message: Message) -> None:
-        self.seen.append(message)
+    async def __call__(self, session: AsyncSession, message: Named) -> None:
+        self.seen.append(Seen(uuid.UUID(applied_message_id.get()), message.name))
         if self.fail_times > 0:
             self.fail_times -= 1
             raise RuntimeError("handler failed on purpose")
-        session.add(Merchant(slug=f"m-{uuid.uuid4().hex[:8]}", name=message.payload["name"]))
+        session.add(Merchant(slug=f"m-{uuid.uuid4().hex[:8]}", name=message.name))
 
 
 def _queue(sessionmaker: async_sessionmaker[AsyncSession], **kwargs: float) -> DatabaseQueue:
@@ -51,49 +74,50 @@ async def test_message_of_a_rolled_back_transaction_is_never_delivered(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessionmaker() as session:
-        publish(session, "test.topic", {"name": "lost"})
+        publish(session, Named(name="lost"))
         await session.flush()
         await session.rollback()
     async with sessionmaker() as session:
-        publish(session, "test.topic", {"name": "kept"})
+        publish(session, Named(name="kept"))
         await session.commit()
 
     recorder = Recorder()
     queue = _queue(sessionmaker)
-    subscriptions = [Subscription("tester", "test.topic", recorder)]
+    subscriptions = [Subscription("tester", Named, recorder)]
     assert await queue.drain_once(subscriptions) == 1
     assert await queue.drain_once(subscriptions) == 0
-    assert [m.payload["name"] for m in recorder.seen] == ["kept"]
+    assert [m.name for m in recorder.seen] == ["kept"]
 
 
 async def test_messages_published_together_arrive_in_order_after_commit(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessionmaker() as session:
-        await publish_all(session, "test.topic", [({"name": "lost"}, None)])
+        await publish_all(session, [(Named(name="lost"), None)])
         await session.rollback()
     async with sessionmaker() as session:
-        await publish_all(session, "test.topic", [({"name": n}, "k") for n in ("a", "b", "c")])
+        await publish_all(session, [(Named(name=n), "k") for n in ("a", "b", "c")])
         await session.commit()
 
     recorder = Recorder()
-    assert await _queue(sessionmaker).drain_once([Subscription("t", "test.topic", recorder)]) == 3
-    assert [(m.payload["name"], m.key) for m in recorder.seen] == [
-        ("a", "k"),
-        ("b", "k"),
-        ("c", "k"),
-    ]
+    assert await _queue(sessionmaker).drain_once([Subscription("t", Named, recorder)]) == 3
+    assert [m.name for m in recorder.seen] == ["a", "b", "c"]
+    async with sessionmaker() as session:
+        keys = await session.execute(
+            select(OutboxMessage.message_id, OutboxMessage.key).order_by(OutboxMessage.id)
+        )
+        assert [(m.id, "k") for m in recorder.seen] == list(map(tuple, keys))
 
 
 async def test_redelivered_message_has_no_second_effect(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessionmaker() as session:
-        message_id = publish(session, "test.topic", {"name": "once"})
+        message_id = publish(session, Named(name="once"))
         await session.commit()
     recorder = Recorder()
     queue = _queue(sessionmaker)
-    subscriptions = [Subscription("tester", "test.topic", recorder)]
+    subscriptions = [Subscription("tester", Named, recorder)]
     await queue.drain_once(subscriptions)
 
     # Deliver it again, as a broker would after a lost acknowledgement.
@@ -116,11 +140,11 @@ async def test_failed_message_is_retried_later_and_its_effect_rolled_back(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessionmaker() as session:
-        message_id = publish(session, "test.topic", {"name": "flaky"})
+        message_id = publish(session, Named(name="flaky"))
         await session.commit()
     recorder = Recorder(fail_times=1)
     queue = _queue(sessionmaker)
-    subscriptions = [Subscription("tester", "test.topic", recorder)]
+    subscriptions = [Subscription("tester", Named, recorder)]
     await queue.drain_once(subscriptions)
 
     async with sessionmaker() as session:
@@ -140,14 +164,20 @@ async def test_failed_message_is_retried_later_and_its_effect_rolled_back(
     assert await queue.drain_once(subscriptions) == 1
     async with sessionmaker() as session:
         assert await _count(session, Merchant) == 1
-    assert [m.attempt for m in recorder.seen] == [1, 2]
+        assert (
+            await session.scalar(
+                select(OutboxMessage.attempts).where(OutboxMessage.message_id == message_id)
+            )
+            == 2
+        )
+    assert [m.id for m in recorder.seen] == [message_id, message_id]
 
 
-async def fails_on_bad(session: AsyncSession, message: Message) -> None:
+async def fails_on_bad(session: AsyncSession, message: Named) -> None:
     """Adds a merchant named after the message, then fails if that name is "bad"."""
-    session.add(Merchant(slug=message.payload["name"], name=message.payload["name"]))
+    session.add(Merchant(slug=message.name, name=message.name))
     await session.flush()
-    if message.payload["name"] == "bad":
+    if message.name == "bad":
         raise RuntimeError("handler failed on purpose")
 
 
@@ -155,11 +185,9 @@ async def test_a_failing_message_in_a_batch_is_rolled_back_alone(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessionmaker() as session:
-        ids = [publish(session, "test.topic", {"name": n}) for n in ("one", "bad", "two")]
+        ids = [publish(session, Named(name=n)) for n in ("one", "bad", "two")]
         await session.commit()
-    assert (
-        await _queue(sessionmaker).drain_once([Subscription("t", "test.topic", fails_on_bad)]) == 3
-    )
+    assert await _queue(sessionmaker).drain_once([Subscription("t", Named, fails_on_bad)]) == 3
 
     async with sessionmaker() as session:
         slugs = set(await session.scalars(select(Merchant.slug)))
@@ -181,24 +209,24 @@ async def test_message_gives_up_after_max_attempts(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessionmaker() as session:
-        message_id = publish(session, "test.topic", {"name": "poison"})
+        message_id = publish(session, Named(name="poison"))
         await session.commit()
     queue = _queue(sessionmaker, max_attempts=1)
-    await queue.drain_once([Subscription("tester", "test.topic", Recorder(fail_times=5))])
+    await queue.drain_once([Subscription("tester", Named, Recorder(fail_times=5))])
     async with sessionmaker() as session:
         row = await session.scalar(
             select(OutboxMessage).where(OutboxMessage.message_id == message_id)
         )
         assert row is not None
         assert row.failed_at is not None
-    assert await queue.drain_once([Subscription("tester", "test.topic", Recorder())]) == 0
+    assert await queue.drain_once([Subscription("tester", Named, Recorder())]) == 0
 
 
 async def test_claimed_message_is_not_claimed_twice_until_its_lease_ends(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessionmaker() as session:
-        message_id = publish(session, "test.topic", {"name": "leased"})
+        message_id = publish(session, Named(name="leased"))
         await session.commit()
     queue = _queue(sessionmaker)
     first = await queue._claim(["test.topic"])
@@ -215,10 +243,10 @@ async def test_claimed_message_is_not_claimed_twice_until_its_lease_ends(
 
 async def test_other_topics_are_left_alone(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     async with sessionmaker() as session:
-        publish(session, "other.topic", {"name": "not mine"})
+        publish(session, Other(name="not mine"))
         await session.commit()
     recorder = Recorder()
-    assert await _queue(sessionmaker).drain_once([Subscription("t", "test.topic", recorder)]) == 0
+    assert await _queue(sessionmaker).drain_once([Subscription("t", Named, recorder)]) == 0
     assert recorder.seen == []
 
 
@@ -233,9 +261,56 @@ async def test_a_queue_woken_as_it_is_cancelled_still_stops(
 ) -> None:
     """Shutdown cancels the queue; a commit may wake it in the same loop turn."""
     queue = DatabaseQueue(sessionmaker, poll_interval=30)
-    running = asyncio.create_task(queue.run([Subscription("test", "test.topic", Recorder())]))
+    running = asyncio.create_task(queue.run([Subscription("test", Named, Recorder())]))
     await asyncio.sleep(0.3)  # past its first look for messages, asleep until woken
     queue.wake()
     running.cancel()
     await asyncio.wait({running}, timeout=5)
     assert running.cancelled()
+
+
+async def test_a_payload_that_is_not_its_contract_is_recorded_failed_at_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A message that cannot be read never applies, so it is given up on its first attempt
+    (with the reason) instead of being retried until the attempts run out."""
+    async with sessionmaker() as session:
+        good = publish(session, Named(name="good"))
+        bad = OutboxMessage(topic=Named.topic, payload={"schema_version": 1, "nom": "x"})
+        session.add(bad)
+        await session.commit()
+    recorder = Recorder()
+    queue = _queue(sessionmaker, max_attempts=10)
+    assert await queue.drain_once([Subscription("t", Named, recorder)]) == 2
+
+    assert [m.id for m in recorder.seen] == [good]
+    async with sessionmaker() as session:
+        row = await session.get_one(OutboxMessage, bad.id)
+        assert row.failed_at is not None
+        assert row.processed_at is None
+        assert row.attempts == 1
+        assert "name: Field required" in (row.last_error or "")
+        assert "x" not in (row.last_error or "").split("name")[0], "no payload value in the log"
+    assert await queue.drain_once([Subscription("t", Named, recorder)]) == 0
+
+
+def test_publish_stores_the_contract_and_its_version() -> None:
+    session = _RecordingSession()
+    publish(session, Named(name="a"), key="k")  # type: ignore[arg-type]
+    (row,) = session.added
+    assert (row.topic, row.key, row.payload) == (
+        "test.topic",
+        "k",
+        {"schema_version": 1, "name": "a"},
+    )
+
+
+class _RecordingSession:
+    """Just enough of a session for ``publish``: what was added, and the transaction's info."""
+
+    def __init__(self) -> None:
+        self.added: list[Any] = []
+        self.info: dict[str, Any] = {}
+
+    def add(self, row: Any) -> None:
+        self.added.append(row)

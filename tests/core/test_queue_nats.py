@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import nats
 import pytest
 from nats.aio.msg import Msg
 from sqlalchemy import select, update
@@ -20,7 +23,7 @@ from services.core.queue import (
 from services.core.queue.nats import NatsQueue, redact_url
 from services.merchants.models import Merchant
 from tests.conftest import NATS_URL, nats_stream
-from tests.core.test_queue import Recorder, _count, fails_on_bad
+from tests.core.test_queue import Named, Other, Recorder, _count, fails_on_bad
 
 pytestmark = pytest.mark.skipif(not NATS_URL, reason="PASSPOST_TEST_NATS_URL is not set")
 
@@ -47,7 +50,9 @@ async def make_queue(
             await queue.close()
 
 
-async def _consume(queue: NatsQueue, subscription: Subscription, wait_seconds: float = 0.5) -> int:
+async def _consume(
+    queue: NatsQueue, subscription: Subscription[Any], wait_seconds: float = 0.5
+) -> int:
     """Fetch and apply what the subscription's consumer has (waiting up to ``wait_seconds``)."""
     pull = await queue.pull(subscription)
     return await queue.consume_once(subscription, pull, wait_seconds=wait_seconds)
@@ -68,23 +73,19 @@ async def test_only_committed_rows_are_relayed_and_applied_in_order(
     sessionmaker: async_sessionmaker[AsyncSession], make_queue: MakeQueue
 ) -> None:
     async with sessionmaker() as session:
-        publish(session, "test.topic", {"name": "lost"})
+        publish(session, Named(name="lost"))
         await session.flush()
         await session.rollback()
     async with sessionmaker() as session:
-        ids = [publish(session, "test.topic", {"name": n}, key="k") for n in ("a", "b", "c")]
+        ids = [publish(session, Named(name=n), key="k") for n in ("a", "b", "c")]
         await session.commit()
 
     queue = await make_queue()
     assert await queue.relay_once() == 3
     assert await queue.relay_once() == 0
     recorder = Recorder()
-    assert await _consume(queue, Subscription("tester", "test.topic", recorder)) == 3
-    assert [(m.id, m.payload["name"], m.key) for m in recorder.seen] == [
-        (ids[0], "a", "k"),
-        (ids[1], "b", "k"),
-        (ids[2], "c", "k"),
-    ]
+    assert await _consume(queue, Subscription("tester", Named, recorder)) == 3
+    assert [(m.id, m.name) for m in recorder.seen] == [(ids[0], "a"), (ids[1], "b"), (ids[2], "c")]
     async with sessionmaker() as session:
         assert await _count(session, Merchant) == 3
         assert set(await session.scalars(select(InboxMessage.message_id))) == set(ids)
@@ -96,7 +97,7 @@ async def test_a_row_relayed_twice_is_delivered_once(
     sessionmaker: async_sessionmaker[AsyncSession], make_queue: MakeQueue
 ) -> None:
     async with sessionmaker() as session:
-        message_id = publish(session, "test.topic", {"name": "twice"})
+        message_id = publish(session, Named(name="twice"))
         await session.commit()
     queue = await make_queue()
     assert await queue.relay_once() == 1
@@ -107,7 +108,7 @@ async def test_a_row_relayed_twice_is_delivered_once(
     assert await queue.relay_once() == 1
 
     recorder = Recorder()
-    subscription = Subscription("tester", "test.topic", recorder)
+    subscription = Subscription("tester", Named, recorder)
     assert await _consume(queue, subscription) == 1
     assert await _consume(queue, subscription) == 0
     assert [m.id for m in recorder.seen] == [message_id]
@@ -118,7 +119,7 @@ async def test_relays_of_several_processes_publish_each_row_once(
 ) -> None:
     async with sessionmaker() as session:
         for n in range(20):
-            publish(session, "test.topic", {"name": str(n)})
+            publish(session, Named(name=str(n)))
         await session.commit()
     first, second = await make_queue(batch_size=5), await make_queue(batch_size=5)
 
@@ -131,7 +132,7 @@ async def test_relays_of_several_processes_publish_each_row_once(
     assert sum(await asyncio.gather(relay_all(first), relay_all(second))) == 20
     recorder = Recorder()
     consumer = await make_queue()
-    assert await _consume(consumer, Subscription("tester", "test.topic", recorder)) == 20
+    assert await _consume(consumer, Subscription("tester", Named, recorder)) == 20
     assert len({m.id for m in recorder.seen}) == 20
 
 
@@ -141,12 +142,12 @@ async def test_redelivery_after_a_crash_before_ack_has_no_second_effect(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with sessionmaker() as session:
-        publish(session, "test.topic", {"name": "once"})
+        publish(session, Named(name="once"))
         await session.commit()
     queue = await make_queue(lease_seconds=1)
     await queue.relay_once()
     recorder = Recorder()
-    subscription = Subscription("tester", "test.topic", recorder)
+    subscription = Subscription("tester", Named, recorder)
 
     async def crash_before_ack(_msg: Msg) -> None:
         """The transaction committed; the process died before acknowledging."""
@@ -168,12 +169,12 @@ async def test_a_failing_handler_is_retried_then_recorded_as_failed(
     sessionmaker: async_sessionmaker[AsyncSession], make_queue: MakeQueue
 ) -> None:
     async with sessionmaker() as session:
-        message_id = publish(session, "test.topic", {"name": "poison"})
+        message_id = publish(session, Named(name="poison"))
         await session.commit()
     queue = await make_queue(max_attempts=2)
     await queue.relay_once()
     recorder = Recorder(fail_times=5)
-    subscription = Subscription("tester", "test.topic", recorder)
+    subscription = Subscription("tester", Named, recorder)
 
     assert await _consume(queue, subscription) == 1
     row = await _outbox_row(sessionmaker, message_id)
@@ -187,7 +188,7 @@ async def test_a_failing_handler_is_retried_then_recorded_as_failed(
     assert row.failed_at is not None
     assert (row.processed_at, row.attempts) == (None, 2)
     assert await _consume(queue, subscription, wait_seconds=1.5) == 0
-    assert [m.attempt for m in recorder.seen] == [1, 2]
+    assert [m.id for m in recorder.seen] == [message_id, message_id]
     async with sessionmaker() as session:
         assert await _count(session, Merchant) == 0
         assert await _count(session, InboxMessage) == 0
@@ -197,11 +198,11 @@ async def test_a_failing_message_in_a_batch_is_rolled_back_alone(
     sessionmaker: async_sessionmaker[AsyncSession], make_queue: MakeQueue
 ) -> None:
     async with sessionmaker() as session:
-        ids = [publish(session, "test.topic", {"name": n}) for n in ("one", "bad", "two")]
+        ids = [publish(session, Named(name=n)) for n in ("one", "bad", "two")]
         await session.commit()
     queue = await make_queue()
     await queue.relay_once()
-    assert await _consume(queue, Subscription("t", "test.topic", fails_on_bad)) == 3
+    assert await _consume(queue, Subscription("t", Named, fails_on_bad)) == 3
 
     async with sessionmaker() as session:
         assert set(await session.scalars(select(Merchant.slug))) == {"one", "two"}
@@ -213,12 +214,12 @@ async def test_other_topics_are_left_alone(
     sessionmaker: async_sessionmaker[AsyncSession], make_queue: MakeQueue
 ) -> None:
     async with sessionmaker() as session:
-        publish(session, "other.topic", {"name": "not mine"})
+        publish(session, Other(name="not mine"))
         await session.commit()
     queue = await make_queue()
     assert await queue.relay_once() == 1
     recorder = Recorder()
-    assert await _consume(queue, Subscription("t", "test.topic", recorder)) == 0
+    assert await _consume(queue, Subscription("t", Named, recorder)) == 0
     assert recorder.seen == []
 
 
@@ -228,12 +229,12 @@ async def test_a_running_queue_relays_at_commit_and_applies(
     queue = await make_queue(poll_interval=30)  # only the wake-up can relay in time
     await queue.close()
     recorder = Recorder()
-    running = asyncio.create_task(queue.run([Subscription("t", "test.topic", recorder)]))
+    running = asyncio.create_task(queue.run([Subscription("t", Named, recorder)]))
     stop_waking = on_commit_of_published(queue.wake)  # as create_app does
     try:
         await asyncio.sleep(0.5)  # connected, past its first look for rows
         async with sessionmaker() as session:
-            publish(session, "test.topic", {"name": "now"})
+            publish(session, Named(name="now"))
             await session.commit()
         async with asyncio.timeout(10):
             while not recorder.seen:  # noqa: ASYNC110  (waiting for the background consumer)
@@ -250,7 +251,7 @@ async def test_a_queue_cancelled_as_its_connection_closes_stops(make_queue: Make
     the consumer must still stop, or the app's shutdown waits for it forever."""
     queue = await make_queue()
     await queue.close()
-    running = asyncio.create_task(queue.run([Subscription("t", "test.topic", Recorder())]))
+    running = asyncio.create_task(queue.run([Subscription("t", Named, Recorder())]))
     async with asyncio.timeout(10):
         while not queue.connected:  # noqa: ASYNC110  (waiting for the background set-up)
             await asyncio.sleep(0.05)
@@ -270,3 +271,31 @@ def test_credentials_are_redacted_from_the_url() -> None:
     )
     assert redact_url("nats://t0ken@nats.example:4222") == "nats://[redacted]@nats.example:4222"
     assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+
+
+async def test_only_the_outbox_row_a_stream_message_names_is_applied(
+    sessionmaker: async_sessionmaker[AsyncSession], make_queue: MakeQueue
+) -> None:
+    """Anyone who can publish on the stream's subjects cannot make a consumer apply a body of
+    their own: the consumer applies the payload of the outbox row the message id names, and
+    drops a message that names none (or a row of another topic)."""
+    async with sessionmaker() as session:
+        real = publish(session, Named(name="real"))
+        other = publish(session, Other(name="other"))
+        await session.commit()
+    queue = await make_queue()  # no relay: every message on the stream is the test's
+    client = await nats.connect(NATS_URL)
+    try:
+        js = client.jetstream()
+        subject = f"{queue.stream}.{Named.topic}"
+        forged = b'{"payload": {"schema_version": 1, "name": "forged"}}'
+        for message_id in (str(real), str(uuid.uuid4()), str(other), "not-an-id"):
+            await js.publish(subject, forged, headers={"Nats-Msg-Id": message_id})
+    finally:
+        await client.close()
+
+    recorder = Recorder()
+    assert await _consume(queue, Subscription("tester", Named, recorder)) == 4
+    assert [(m.id, m.name) for m in recorder.seen] == [(real, "real")]
+    async with sessionmaker() as session:
+        assert set(await session.scalars(select(Merchant.name))) == {"real"}

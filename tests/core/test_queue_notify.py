@@ -16,10 +16,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.core.db import create_engine, create_sessionmaker
-from services.core.queue import Message, Subscription, publish, publish_all
+from services.core.queue import Subscription, publish, publish_all
 from services.core.queue.db import DatabaseQueue
 from services.core.queue.notify import APPLICATION_NAME, CommitListener
 from services.core.settings import Settings
+from tests.core.test_queue import Named
 from tests.waiting import eventually
 
 POLL_SECONDS = 30.0
@@ -45,8 +46,8 @@ async def consumer(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Con
     seen: list[str] = []
     wakes: list[None] = []
 
-    async def record(_session: AsyncSession, message: Message) -> None:
-        seen.append(message.payload["name"])
+    async def record(_session: AsyncSession, message: Named) -> None:
+        seen.append(message.name)
 
     def wake() -> None:
         wakes.append(None)
@@ -55,7 +56,7 @@ async def consumer(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Con
     # No origin ignored: both "processes" share this one's.
     listener = CommitListener(other_engine, ["test.topic"], wake, ignore_origin=None)
     tasks = [
-        asyncio.create_task(queue.run([Subscription("tester", "test.topic", record)])),
+        asyncio.create_task(queue.run([Subscription("tester", Named, record)])),
         asyncio.create_task(listener.run()),
     ]
     async with asyncio.timeout(WITHIN_SECONDS):
@@ -78,7 +79,7 @@ def _arrived(consumer: Consumer, name: str) -> Callable[[], Awaitable[bool]]:
 
 async def _published(sessionmaker: async_sessionmaker[AsyncSession], name: str) -> None:
     async with sessionmaker() as session:
-        publish(session, "test.topic", {"name": name})
+        publish(session, Named(name=name))
         await session.commit()
 
 
@@ -89,7 +90,7 @@ async def test_a_commit_wakes_a_consumer_on_another_engine_before_its_poll(
         await _published(sessionmaker, name)
         await eventually(_arrived(consumer, name), WITHIN_SECONDS)
     async with sessionmaker() as session:
-        await publish_all(session, "test.topic", [({"name": "bulk"}, None)])
+        await publish_all(session, [(Named(name="bulk"), None)])
         await session.commit()
     await eventually(_arrived(consumer, "bulk"), WITHIN_SECONDS)
     assert consumer.seen == ["first", "second", "bulk"]
@@ -100,7 +101,7 @@ async def test_a_rolled_back_publish_wakes_nobody(
 ) -> None:
     consumer.wakes.clear()  # the one on connecting
     async with sessionmaker() as session:
-        publish(session, "test.topic", {"name": "lost"})
+        publish(session, Named(name="lost"))
         await session.flush()
         await session.rollback()
     await _published(sessionmaker, "kept")
@@ -115,7 +116,7 @@ async def test_a_publish_inside_a_savepoint_notifies_when_the_whole_transaction_
 ) -> None:
     async with sessionmaker() as session:
         async with session.begin_nested():
-            publish(session, "test.topic", {"name": "nested"})
+            publish(session, Named(name="nested"))
         await session.commit()
     await eventually(_arrived(consumer, "nested"), WITHIN_SECONDS)
 

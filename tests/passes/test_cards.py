@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.contracts.cards import card_identity
-from services.contracts.topics import ORDER_CHANGED
+from services.contracts.messages import OrderChanged
 from services.core.queue import InboxMessage, OutboxMessage, Subscription, publish
 from services.core.queue.db import DatabaseQueue
 from services.core.settings import Settings
@@ -37,8 +38,21 @@ def change(
     }
 
 
+def message(merchant: Any, payload: dict[str, Any]) -> OrderChanged:
+    """``payload`` as the orders service would publish it for ``merchant``."""
+    return OrderChanged.model_validate(
+        {
+            "order_id": uuid.uuid4(),
+            "event_id": f"evt-{uuid.uuid4().hex[:8]}",
+            "occurred_at": payload["placed_at"],
+            **payload,
+            "merchant_id": merchant.id,
+        }
+    )
+
+
 async def _apply(session: AsyncSession, merchant: Any, payload: dict[str, Any]) -> Any:
-    card = await apply_order_change(session, merchant, payload, TEST_SECRET_KEY)
+    card = await apply_order_change(session, merchant, message(merchant, payload), TEST_SECRET_KEY)
     await session.commit()
     return card
 
@@ -115,7 +129,9 @@ async def test_cards_changed_in_one_transaction_share_an_update_tag(
     assert second_tag > first_tag, "each transaction takes its own tag"
 
     changed = [
-        await apply_order_change(session, m, _for(c, f"B-{c}", "2026-11-21T10:00"), TEST_SECRET_KEY)
+        await apply_order_change(
+            session, m, message(m, _for(c, f"B-{c}", "2026-11-21T10:00")), TEST_SECRET_KEY
+        )
         for c in ("c-1", "c-3", "c-2")  # c-3 is new: issued in a savepoint, released
     ]
     await session.commit()
@@ -132,10 +148,12 @@ async def test_a_tag_taken_in_a_rolled_back_savepoint_is_taken_again(
     before = await _apply(session, m, _for("c-1", "A-1", "2026-11-20T10:00"))
     before_tag = before.update_tag
     nested = await session.begin_nested()
-    await apply_order_change(session, m, _for("c-2", "A-2", "2026-11-20T10:00"), TEST_SECRET_KEY)
+    await apply_order_change(
+        session, m, message(m, _for("c-2", "A-2", "2026-11-20T10:00")), TEST_SECRET_KEY
+    )
     await nested.rollback()
     after = await apply_order_change(
-        session, m, _for("c-1", "B-1", "2026-11-21T10:00"), TEST_SECRET_KEY
+        session, m, message(m, _for("c-1", "B-1", "2026-11-21T10:00")), TEST_SECRET_KEY
     )
     await session.commit()
     after_tag = after.update_tag
@@ -157,12 +175,12 @@ async def test_a_consumer_batch_applies_each_change_to_one_card_per_customer(
         _for("c-2", "C-2", "2026-11-22T10:00"),
     ]
     for payload in payloads:
-        publish(session, ORDER_CHANGED, {**payload, "merchant_id": str(m.id)})
+        publish(session, message(m, payload))
     await session.commit()
 
     queue = DatabaseQueue(sessionmaker)
     handler = order_changed(settings)
-    assert await queue.drain_once([Subscription("passes", ORDER_CHANGED, handler)]) == 3
+    assert await queue.drain_once([Subscription("passes", OrderChanged, handler)]) == 3
 
     async with sessionmaker() as fresh:
         cards = {c.customer_id: c for c in await fresh.scalars(select(Card))}

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.contracts.messages import CardUpdated
 from services.core.queue import OutboxMessage
 from services.push.apns import ApnsCredentials, ApnsResult
 from services.push.deliveries import DeliveryWorker, schedule
@@ -79,7 +80,7 @@ def change(version: int, *devices: tuple[str, str]) -> dict[str, Any]:
 
 async def _schedule(sessionmaker: async_sessionmaker[AsyncSession], payload: dict[str, Any]) -> int:
     async with sessionmaker() as session, session.begin():
-        return await schedule(session, payload, None)
+        return await schedule(session, CardUpdated.model_validate(payload), None)
 
 
 def _worker(

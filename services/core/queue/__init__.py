@@ -11,12 +11,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.db import after_commit
+from services.core.queue.contract import Contract
 from services.core.queue.models import InboxMessage, OutboxMessage
 from services.core.queue.notify import notify_at_commit
 
@@ -32,9 +33,13 @@ __all__ = [
     "publish_all",
 ]
 
+C = TypeVar("C", bound=Contract)
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """A message as the queue carries it: its payload is the stored JSON of a ``Contract``."""
+
     id: uuid.UUID
     topic: str
     key: str | None
@@ -43,20 +48,29 @@ class Message:
     attempt: int
 
 
-Handler = Callable[[AsyncSession, Message], Awaitable[None]]
+Handler = Callable[[AsyncSession, C], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
-class Subscription:
-    """``consumer`` applies ``topic`` with ``handler``; the consumer name keys its inbox."""
+class Subscription(Generic[C]):
+    """``consumer`` applies every ``contract`` message with ``handler``; the consumer name keys
+    its inbox. The handler receives the message validated into its contract."""
 
     consumer: str
-    topic: str
-    handler: Handler
+    contract: type[C]
+    handler: Handler[C]
+
+    @property
+    def topic(self) -> str:
+        return self.contract.topic
+
+    def read(self, message: Message) -> C:
+        """The message's payload as its contract; ``pydantic.ValidationError`` if it is not."""
+        return self.contract.model_validate(message.payload)
 
 
 class QueueBackend(Protocol):
-    async def run(self, subscriptions: list[Subscription]) -> None:
+    async def run(self, subscriptions: list[Subscription[Any]]) -> None:
         """Consume until cancelled."""
 
     def wake(self) -> None:
@@ -64,49 +78,60 @@ class QueueBackend(Protocol):
         look now rather than at the next poll."""
 
 
-def publish(
-    session: AsyncSession, topic: str, payload: dict[str, Any], *, key: str | None = None
-) -> uuid.UUID:
+def _stored(message: Contract) -> dict[str, Any]:
+    """A contract as its outbox row keeps it (``None`` fields left out: they read back alike)."""
+    return message.model_dump(mode="json", exclude_none=True)
+
+
+def publish(session: AsyncSession, message: Contract, *, key: str | None = None) -> uuid.UUID:
     """Add a message to the caller's transaction: delivered only if that transaction commits."""
-    message = OutboxMessage(message_id=uuid.uuid4(), topic=topic, key=key, payload=payload)
-    session.add(message)
-    _wake_consumers_at_commit(session, topic)
-    return message.message_id
+    row = OutboxMessage(
+        message_id=uuid.uuid4(), topic=message.topic, key=key, payload=_stored(message)
+    )
+    session.add(row)
+    _wake_consumers_at_commit(session, {message.topic})
+    return row.message_id
 
 
 async def publish_all(
-    session: AsyncSession, topic: str, messages: Sequence[tuple[dict[str, Any], str | None]]
+    session: AsyncSession, messages: Sequence[tuple[Contract, str | None]]
 ) -> None:
-    """``publish`` for many (payload, key) pairs at once, with one bulk INSERT."""
+    """``publish`` for many (message, key) pairs at once, with one bulk INSERT."""
     if not messages:
         return
     await session.execute(
         insert(OutboxMessage),
         [
-            {"message_id": uuid.uuid4(), "topic": topic, "key": key, "payload": payload}
-            for payload, key in messages
+            {
+                "message_id": uuid.uuid4(),
+                "topic": message.topic,
+                "key": key,
+                "payload": _stored(message),
+            }
+            for message, key in messages
         ],
     )
-    _wake_consumers_at_commit(session, topic)
+    _wake_consumers_at_commit(session, {message.topic for message, _ in messages})
 
 
-def _wake_consumers_at_commit(session: AsyncSession, topic: str) -> None:
+def _wake_consumers_at_commit(session: AsyncSession, topics: set[str]) -> None:
     """Consumers in this process (in-process listeners) and in others (NOTIFY) look at once."""
     after_commit(session, _notify_listeners)
-    notify_at_commit(session, topic)
+    for topic in sorted(topics):
+        notify_at_commit(session, topic)
 
 
 _BATCH = "passpost.queue_batch"
 
 
-def batch_of(session: AsyncSession) -> Sequence[Message]:
-    """The messages a consumer applies in this session's transaction (its claimed batch), so a
-    handler may look up what all of them need at once; empty outside a consumer."""
-    batch: Sequence[Message] = session.info.get(_BATCH, ())
-    return batch
+def batch_of(session: AsyncSession, contract: type[C]) -> Sequence[C]:
+    """The ``contract`` messages a consumer applies in this session's transaction (its claimed
+    batch), so a handler may look up what all of them need at once; empty outside a consumer."""
+    batch: Sequence[Contract] = session.info.get(_BATCH, ())
+    return [message for message in batch if isinstance(message, contract)]
 
 
-def applying(session: AsyncSession, messages: Sequence[Message]) -> None:
+def applying(session: AsyncSession, messages: Sequence[Contract]) -> None:
     """Tell handlers (``batch_of``) which messages this transaction applies."""
     session.info[_BATCH] = messages
 

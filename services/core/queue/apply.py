@@ -2,7 +2,8 @@
 
 A batch is applied in one transaction that records each message in the inbox and marks its
 outbox row processed; a failure is recorded on the outbox row (``last_error``, and ``failed_at``
-once the attempts are used up), so ops see a failed message alike on every backend.
+once the attempts are used up), so ops see a failed message alike on every backend. A message
+whose payload is not its topic's contract is recorded as failed at once: it would never apply.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,6 +23,7 @@ from services.core import metrics
 from services.core.logging import message_id as message_id_var
 from services.core.models import utcnow
 from services.core.queue import InboxMessage, Message, OutboxMessage, Subscription, applying
+from services.core.queue.contract import Contract
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,21 @@ class Failure:
     retry_in: float | None
 
 
+class UnreadableMessage(ValueError):
+    """A payload that is not its topic's contract (a bug, or a publisher of another version)."""
+
+    def __init__(self, error: ValidationError) -> None:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}"
+            for e in error.errors()[:5]
+        )
+        super().__init__(f"not a {error.title} message: {problems}")
+
+
+Subscriptions = dict[str, Subscription[Any]]
+"""A consumer's subscriptions by topic."""
+
+
 class _HandlerFailed(Exception):
     def __init__(self, message: Message, error: Exception) -> None:
         super().__init__(str(error))
@@ -53,9 +72,7 @@ class BatchApplier:
         self._sessionmaker = sessionmaker
         self._max_attempts = max_attempts
 
-    async def apply(
-        self, by_topic: dict[str, Subscription], messages: Sequence[Message]
-    ) -> list[Failure]:
+    async def apply(self, by_topic: Subscriptions, messages: Sequence[Message]) -> list[Failure]:
         """Apply a delivered batch in one transaction: one inbox lookup, one bulk inbox insert
         and one outbox update for all of it; returns the messages that failed.
 
@@ -64,14 +81,37 @@ class BatchApplier:
         one bad message costs its batch a second pass, never an effect or a lost message. (No
         SAVEPOINT per message: releasing one runs the session's after-commit callbacks early.)
         """
+        readable, failures = await self._read(by_topic, messages)
+        if readable:
+            failures += await self._apply_readable(by_topic, readable)
+        return failures
+
+    async def _read(
+        self, by_topic: Subscriptions, messages: Sequence[Message]
+    ) -> tuple[list[tuple[Message, Contract]], list[Failure]]:
+        """Each message with its payload read as its contract; the unreadable recorded failed."""
+        readable: list[tuple[Message, Contract]] = []
+        failures: list[Failure] = []
+        for message in messages:
+            try:
+                readable.append((message, by_topic[message.topic].read(message)))
+            except ValidationError as exc:
+                failures.append(
+                    await self._record_failure(message, UnreadableMessage(exc), give_up=True)
+                )
+        return readable, failures
+
+    async def _apply_readable(
+        self, by_topic: Subscriptions, messages: Sequence[tuple[Message, Contract]]
+    ) -> list[Failure]:
         try:
             done = await self._apply_together(by_topic, messages)
         except _HandlerFailed as failed:
             failures = [await self._record_failure(failed.message, failed.error)]
-            rest = [m for m in messages if m is not failed.message]
+            rest = [m for m in messages if m[0] is not failed.message]
         except Exception as exc:  # the batch could not commit: try each message alone
             if len(messages) == 1:
-                return [await self._record_failure(messages[0], exc)]
+                return [await self._record_failure(messages[0][0], exc)]
             failures, rest = [], list(messages)
         else:
             for message, duplicate in done:
@@ -81,38 +121,38 @@ class BatchApplier:
                     (utcnow() - message.created_at).total_seconds()
                 )
             return []
-        for message in rest:
-            failures += await self.apply(by_topic, [message])
+        for alone in rest:
+            failures += await self._apply_readable(by_topic, [alone])
         return failures
 
     async def _apply_together(
-        self, by_topic: dict[str, Subscription], messages: Sequence[Message]
+        self, by_topic: Subscriptions, messages: Sequence[tuple[Message, Contract]]
     ) -> list[tuple[Message, bool]]:
         """Apply ``messages`` in one transaction; (message, was a duplicate) for each."""
         done: list[tuple[Message, bool]] = []
         async with self._sessionmaker() as session, session.begin():
-            consumers = {by_topic[m.topic].consumer for m in messages}
+            consumers = {by_topic[m.topic].consumer for m, _ in messages}
             applied = {
                 (row.consumer, row.message_id)
                 for row in await session.execute(
                     select(InboxMessage.consumer, InboxMessage.message_id).where(
                         InboxMessage.consumer.in_(consumers),
-                        InboxMessage.message_id.in_([m.id for m in messages]),
+                        InboxMessage.message_id.in_([m.id for m, _ in messages]),
                     )
                 )
             }
             applying(
                 session,
-                [m for m in messages if (by_topic[m.topic].consumer, m.id) not in applied],
+                [c for m, c in messages if (by_topic[m.topic].consumer, m.id) not in applied],
             )
-            for message in messages:
+            for message, contract in messages:
                 subscription = by_topic[message.topic]
                 if (subscription.consumer, message.id) in applied:
                     done.append((message, True))
                     continue
                 token = message_id_var.set(str(message.id))
                 try:
-                    await subscription.handler(session, message)
+                    await subscription.handler(session, contract)
                 except Exception as exc:  # a handler's failure must not stop the consumer
                     raise _HandlerFailed(message, exc) from exc
                 finally:
@@ -124,9 +164,7 @@ class BatchApplier:
 
     @staticmethod
     async def _record_done(
-        session: AsyncSession,
-        by_topic: dict[str, Subscription],
-        done: list[tuple[Message, bool]],
+        session: AsyncSession, by_topic: Subscriptions, done: list[tuple[Message, bool]]
     ) -> None:
         if not done:
             return
@@ -143,8 +181,10 @@ class BatchApplier:
             .values(processed_at=utcnow(), locked_until=None, last_error=None)
         )
 
-    async def _record_failure(self, message: Message, exc: Exception) -> Failure:
-        give_up = message.attempt >= self._max_attempts
+    async def _record_failure(
+        self, message: Message, exc: Exception, *, give_up: bool = False
+    ) -> Failure:
+        give_up = give_up or message.attempt >= self._max_attempts
         log.warning(
             "message failed",
             extra={

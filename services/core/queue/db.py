@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,7 +41,7 @@ class DatabaseQueue:
     def wake(self) -> None:
         self._wakeup.set()
 
-    async def run(self, subscriptions: list[Subscription]) -> None:
+    async def run(self, subscriptions: list[Subscription[Any]]) -> None:
         claimed = 0
         while True:
             # Cleared before the drain: a commit during it wakes the next wait at once.
@@ -55,7 +56,7 @@ class DatabaseQueue:
                     await self._wakeup.wait()
 
     async def drain_once(
-        self, subscriptions: list[Subscription], *, look_first: bool = True
+        self, subscriptions: list[Subscription[Any]], *, look_first: bool = True
     ) -> int:
         """Claim one batch and apply it; returns how many messages were claimed.
 

@@ -8,6 +8,10 @@ after JetStream acknowledged it: a relay that dies in between publishes the row 
 JetStream's duplicate window drops the copy. Relays of several processes share the rows through
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (the single-writer lock on SQLite).
 
+What travels on the stream is only the message id (the ``Nats-Msg-Id`` header): a consumer
+applies the payload of the outbox row that id names, so nothing another client could publish on
+the stream's subjects is ever applied.
+
 Consumers are durable, explicitly acknowledged: a message is applied by ``BatchApplier``, as on
 the ``db`` backend (one transaction per batch, recorded in the inbox, so a redelivery has no
 second effect), and acknowledged only after that transaction committed. A handler failure is
@@ -19,11 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,7 +38,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core.db import any_rows
+from services.core.db import any_rows, read_rows
 from services.core.models import utcnow
 from services.core.queue import Message, OutboxMessage, Subscription
 from services.core.queue.apply import BatchApplier
@@ -66,33 +68,32 @@ def subject(stream: str, topic: str) -> str:
     return f"{stream}.{topic}"
 
 
-def durable_name(subscription: Subscription) -> str:
+def durable_name(subscription: Subscription[Any]) -> str:
     """The JetStream consumer of a subscription (names allow no dots)."""
     return f"{subscription.consumer}-{subscription.topic}".replace(".", "_")
 
 
 def encode(row: OutboxMessage) -> bytes:
-    return json.dumps(
-        {
-            "topic": row.topic,
-            "key": row.key,
-            "payload": row.payload,
-            "created_at": row.created_at.isoformat(),
-        },
-        separators=(",", ":"),
-    ).encode()
+    """The body of a relayed row: its topic, for whoever reads the stream. Consumers read the
+    row itself (``named_message_id``)."""
+    return row.topic.encode()
 
 
-def decode(msg: Msg) -> Message:
-    body: dict[str, Any] = json.loads(msg.data)
-    return Message(
-        id=uuid.UUID((msg.headers or {})[MESSAGE_ID_HEADER]),
-        topic=body["topic"],
-        key=body["key"],
-        payload=body["payload"],
-        created_at=datetime.fromisoformat(body["created_at"]),
-        attempt=msg.metadata.num_delivered,
-    )
+def named_message_id(msg: Msg) -> uuid.UUID | None:
+    """The outbox message a stream message names, if it names one."""
+    try:
+        return uuid.UUID((msg.headers or {})[MESSAGE_ID_HEADER])
+    except (KeyError, ValueError):
+        return None
+
+
+_NAMED_ROWS = select(
+    OutboxMessage.message_id,
+    OutboxMessage.topic,
+    OutboxMessage.key,
+    OutboxMessage.payload,
+    OutboxMessage.created_at,
+)
 
 
 def _stop_if_cancelled() -> None:
@@ -137,7 +138,7 @@ class NatsQueue:
         """A message was committed in this process: relay it now rather than at the next poll."""
         self._wakeup.set()
 
-    async def run(self, subscriptions: list[Subscription]) -> None:
+    async def run(self, subscriptions: list[Subscription[Any]]) -> None:
         """Relay and consume until cancelled (the relay runs even with no subscriptions: this
         process's commits reach the consumers of other processes through it)."""
         try:
@@ -150,8 +151,8 @@ class NatsQueue:
             await self.close()
 
     async def _start(
-        self, subscriptions: list[Subscription]
-    ) -> list[tuple[Subscription, JetStreamContext.PullSubscription]]:
+        self, subscriptions: list[Subscription[Any]]
+    ) -> list[tuple[Subscription[Any], JetStreamContext.PullSubscription]]:
         """Connect and bind the consumers, retrying with backoff until NATS lets us: meanwhile
         the outbox keeps every message and ``/readyz`` says the queue is unreachable."""
         attempt = 0
@@ -198,7 +199,7 @@ class NatsQueue:
                 await client.close()
         self._js = None
 
-    async def pull(self, subscription: Subscription) -> JetStreamContext.PullSubscription:
+    async def pull(self, subscription: Subscription[Any]) -> JetStreamContext.PullSubscription:
         """The subscription's durable consumer (made or updated to the settings) to fetch from."""
         js = self._jetstream()
         name = durable_name(subscription)
@@ -261,7 +262,7 @@ class NatsQueue:
 
     async def consume_once(
         self,
-        subscription: Subscription,
+        subscription: Subscription[Any],
         pull: JetStreamContext.PullSubscription,
         *,
         wait_seconds: float = FETCH_SECONDS,
@@ -272,18 +273,45 @@ class NatsQueue:
             fetched = await pull.fetch(self._batch_size, timeout=wait_seconds)
         except TimeoutError:  # nothing came (nats-py raises its own subclass, or the builtin)
             return 0
-        readable: list[tuple[Msg, Message]] = []
-        for msg in fetched:
-            try:
-                readable.append((msg, decode(msg)))
-            except (ValueError, KeyError, TypeError) as exc:  # not ours: never applicable
-                log.error("unreadable queue message dropped", extra={"error": repr(exc)})
-                await msg.term()
-        await self._apply(subscription, readable)
+        await self._apply(subscription, await self._outbox_messages(subscription, fetched))
         return len(fetched)
 
+    async def _outbox_messages(
+        self, subscription: Subscription[Any], fetched: Sequence[Msg]
+    ) -> list[tuple[Msg, Message]]:
+        """Each fetched message with the outbox row it names (one read, no write lock); one
+        that names no row of the subscription's topic is not ours, and is dropped."""
+        named = [(msg, named_message_id(msg)) for msg in fetched]
+        ids = {message_id for _, message_id in named if message_id is not None}
+        query = _NAMED_ROWS.where(OutboxMessage.message_id.in_(ids))
+        rows = {row.message_id: row for row in await read_rows(self._sessionmaker, query)}
+        found: list[tuple[Msg, Message]] = []
+        for msg, message_id in named:
+            row = rows.get(message_id) if message_id is not None else None
+            if row is None or row.topic != subscription.topic:
+                log.error(
+                    "queue message names no outbox row of its topic; dropped",
+                    extra={"consumer": durable_name(subscription), "message_id": str(message_id)},
+                )
+                await msg.term()
+                continue
+            found.append(
+                (
+                    msg,
+                    Message(
+                        row.message_id,
+                        row.topic,
+                        row.key,
+                        row.payload,
+                        row.created_at,
+                        msg.metadata.num_delivered,
+                    ),
+                )
+            )
+        return found
+
     async def _apply(
-        self, subscription: Subscription, batch: Sequence[tuple[Msg, Message]]
+        self, subscription: Subscription[Any], batch: Sequence[tuple[Msg, Message]]
     ) -> None:
         if not batch:
             return
@@ -317,7 +345,7 @@ class NatsQueue:
                     await self._wakeup.wait()
 
     async def _consume_forever(
-        self, subscription: Subscription, pull: JetStreamContext.PullSubscription
+        self, subscription: Subscription[Any], pull: JetStreamContext.PullSubscription
     ) -> None:
         while True:
             _stop_if_cancelled()
