@@ -1,9 +1,12 @@
 """The "Save to Google Wallet" link: a JWT signed with the merchant's service account key.
 
-The object is inserted over REST first, so the JWT names only its id and stays short: Google's
-API flow guide caps a JWT in a web link at 1,800 characters (browsers truncate longer ones), and
-we hold the whole URL to that. Signing a new link does not change a saved pass (the object is
-PATCHed for that), so a link can be made on every request.
+The JWT names the Loyalty object by its id only, so it stays short: Google's API flow guide caps
+a JWT in a web link at 1,800 characters (browsers truncate longer ones), and we hold the whole
+URL to that; a JWT carrying the whole object would not fit. The link is handed out before the
+object exists (the orders API answers a shop at once); push inserts the object over REST when it
+delivers the card's first ``card.updated``, normally well before a customer taps the link, and
+until then Google has nothing to show for it. Signing a new link does not change a saved pass
+(the object is PATCHed for that), so a link can be made on every request.
 """
 
 from __future__ import annotations
