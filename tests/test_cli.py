@@ -18,8 +18,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import SERVED_SERVICE_ENV, app, web_app
+from services.cli import SERVED_SERVICE_ENV, ServiceName, app, components_of, web_app
 from services.core.settings import Settings, get_settings
+from services.core.web import create_app
 
 
 @pytest.fixture
@@ -269,3 +270,21 @@ def test_a_worker_builds_the_service_it_was_told(
         get_settings.cache_clear()
     assert "/passkit/v1/passes/{pass_type}/{serial}" in paths
     assert "/v1/orders/events" not in paths
+
+
+@pytest.mark.parametrize(
+    ("service", "served", "not_served"),
+    [
+        (ServiceName.admin, "/admin/v1/merchants", "/passkit/v1/log"),
+        (ServiceName.passes, "/admin/v1/merchants", "/v1/orders/events"),
+        (ServiceName.orders, "/v1/orders/events", "/admin/v1/merchants"),
+        (ServiceName.push, "/google/callbacks", "/admin/v1/merchants"),
+        (ServiceName.all, "/admin/v1/merchants", "/nowhere"),
+    ],
+)
+def test_the_admin_api_is_served_alone_or_beside_passes(
+    settings: Settings, service: ServiceName, served: str, not_served: str
+) -> None:
+    paths = create_app(settings, components_of(service, settings)).openapi()["paths"]
+    assert served in paths
+    assert not_served not in paths
