@@ -296,7 +296,6 @@ class DeliveryWorker(LeasedWorker):
             sessionmaker,
             wakeup,
             batch_size=batch_size,
-            lease_seconds=lease_seconds,
             max_attempts=max_attempts,
             poll_interval=poll_interval,
         )
