@@ -8,8 +8,8 @@ from collections import deque
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.core.queue import OutboxMessage
 from services.push.apns import ApnsCredentials, ApnsResult
@@ -344,3 +344,32 @@ async def test_shutdown_records_every_push_in_flight(
         (d, 2, "delivered") for d, token in devices if token in sent
     )
     assert len(sent) == 6
+
+
+async def test_a_failed_record_stops_the_worker_and_the_push_is_sent_again(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    """The outcome was never committed: once the lease runs out the target is due again."""
+    failing = True
+
+    def fail_the_record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if failing and statement.startswith("INSERT INTO push_deliveries"):
+            raise RuntimeError("disk full")
+
+    event.listen(engine.sync_engine, "before_cursor_execute", fail_the_record)
+    try:
+        await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
+        sender = ScriptedSender()
+        with pytest.raises(RuntimeError, match="disk full"):
+            await asyncio.wait_for(_worker(sessionmaker, sender).run(), 30)
+        target = (await session.scalars(select(PushTarget))).one()
+        assert target.sent_version == 0
+        assert target.locked_until is not None, "still leased"
+        target.locked_until = target.locked_until.replace(year=2000)  # the lease ran out
+        await session.commit()
+        failing = False
+        assert await _round(_worker(sessionmaker, sender)) == 1
+        assert sender.sent == [("aa" * 32, "pass.test.shop")] * 2
+        assert await _deliveries(session) == [("d1", 2, "delivered")]
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", fail_the_record)
