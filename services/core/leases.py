@@ -52,7 +52,7 @@ class Lease:
         self._due = due
         self._order_by = order_by
         self._returning = tuple(returning)
-        self.duration = timedelta(seconds=seconds)
+        self._duration = timedelta(seconds=seconds)
         self._count_attempt = count_attempt
         self._key = tuple(table.primary_key.columns)
 
@@ -75,7 +75,7 @@ class Lease:
             return []
         chosen = self.due(now).limit(limit).with_for_update(skip_locked=True)
         key = self._key[0] if len(self._key) == 1 else tuple_(*self._key)
-        values: dict[str, Any] = {"locked_until": now + self.duration}
+        values: dict[str, Any] = {"locked_until": now + self._duration}
         if self._count_attempt:
             values["attempts"] = self._table.c.attempts + 1
         claim = (
