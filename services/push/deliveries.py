@@ -14,22 +14,20 @@ import json
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
     Integer,
-    Select,
     Table,
     Text,
     and_,
     bindparam,
     case,
     insert,
-    or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy import cast as sql_cast
@@ -37,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.contracts.messages import CardUpdated, PushTokenRejected
 from services.core import metrics
-from services.core.db import after_commit, any_rows
+from services.core.db import after_commit
+from services.core.leases import Lease
 from services.core.models import utcnow
 from services.core.queue import publish
 from services.core.queue.apply import retry_delay
@@ -168,6 +167,105 @@ def _credentials(stored: str) -> ApnsCredentials:
     return ApnsCredentials.from_message(json.loads(stored))
 
 
+Outcome = tuple[DueTarget, ApnsResult]
+_Send = Callable[[DueTarget], Awaitable[ApnsResult]]
+_Record = Callable[[list[Outcome]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """A push APNs answered (``result``), or whose send was cancelled (None: the lease runs out)."""
+
+    target: DueTarget
+    result: ApnsResult | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """A record ended: committed, or failed with ``error``."""
+
+    error: Exception | None
+
+
+class _Pipeline:
+    """The pushes between their claim and the commit of their outcome, in three named stages.
+
+    ``sending``: waiting for APNs; ``answered``: waiting to be recorded; ``recording``: whether
+    the one record allowed at a time is in flight. Every target stays leased through all three.
+
+    Sends and records do not touch this state: each reports to a mailbox as it ends, and only
+    ``collect`` (called by the worker, never from a callback) moves pushes from stage to stage,
+    so the state is what the worker last collected, whatever order the tasks ran in.
+    """
+
+    def __init__(self, send: _Send, record: _Record) -> None:
+        self._send, self._record = send, record
+        self.sending = 0
+        self.answered: list[Outcome] = []
+        self.recording = False
+        self._reports: asyncio.Queue[_Answered | _Recorded] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
+
+    @property
+    def empty(self) -> bool:
+        return not (self.sending or self.answered or self.recording)
+
+    def send(self, targets: list[DueTarget]) -> None:
+        self.sending += len(targets)
+        for target in targets:
+            self._start(self._sending(target))
+
+    def record(self) -> None:
+        """Start recording every answered push (the caller checked no record is in flight)."""
+        outcomes, self.answered = self.answered, []
+        self.recording = True
+        self._start(self._recording(outcomes))
+
+    def collect(self) -> None:
+        """Apply the reports that arrived, without waiting; a failed record is raised here."""
+        self._apply([])
+
+    async def next_report(self) -> None:
+        """Wait for a send or record to end (unless none is in flight), then ``collect``."""
+        self._apply([await self._reports.get()] if self.sending or self.recording else [])
+
+    def _apply(self, reports: list[_Answered | _Recorded]) -> None:
+        while not self._reports.empty():
+            reports.append(self._reports.get_nowait())
+        failed: Exception | None = None
+        for report in reports:
+            if isinstance(report, _Answered):
+                self.sending -= 1
+                if report.result is not None:
+                    self.answered.append((report.target, report.result))
+            else:
+                self.recording = False
+                failed = report.error or failed
+        if failed is not None:
+            raise failed
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sending(self, target: DueTarget) -> None:
+        result = None
+        try:
+            result = await self._send(target)
+        finally:
+            self._reports.put_nowait(_Answered(target, result))
+
+    async def _recording(self, outcomes: list[Outcome]) -> None:
+        error = None
+        try:
+            await self._record(outcomes)
+        except Exception as exc:  # reported to the worker, which stops
+            error = exc
+        finally:
+            self._reports.put_nowait(_Recorded(error))
+
+
 class DeliveryWorker(LeasedWorker):
     """Keeps up to ``batch_size`` pushes in flight, and records their outcomes as they come.
 
@@ -175,7 +273,11 @@ class DeliveryWorker(LeasedWorker):
     there is room for, so the connections never wait for a whole batch to finish. Answered
     pushes are recorded in batches of at least half that size (or whatever is answered once
     nothing is in flight), one record at a time, while the rest are being sent. Every target
-    stays leased until its outcome is committed, so no claim picks it up twice.
+    stays leased until its outcome is committed, so no claim picks it up twice. A record that
+    fails stops the worker: the leases of its targets run out and they are sent again.
+
+    The stages a push goes through are ``_Pipeline``'s; the worker moves it on only in
+    ``deliver_once`` and ``settle``, between its own awaits.
     """
 
     def __init__(
@@ -193,133 +295,83 @@ class DeliveryWorker(LeasedWorker):
             sessionmaker,
             wakeup,
             batch_size=batch_size,
-            lease_seconds=lease_seconds,
             max_attempts=max_attempts,
             poll_interval=poll_interval,
         )
         self._sender = sender
         self._half = max(1, batch_size // 2)
-        self._sending: set[asyncio.Task[None]] = set()
-        self._answered: list[tuple[DueTarget, ApnsResult]] = []
-        self._recording: asyncio.Task[None] | None = None
-        self._failed_record: BaseException | None = None
-        self._more_due = False
-        """The last claim took all it could: claim again without first peeking for due rows."""
-        self._progress = asyncio.Event()
-        """Set whenever a push is answered or a record ends."""
-
-    async def deliver_once(self) -> int:
-        """Wait for room, claim due targets and start sending them; 0 once nothing is due and
-        everything sent so far is recorded."""
-        self._raise_failed_record()
-        while len(self._sending) > self._batch_size - self._half:
-            await self._next_progress()
-        due = await self._claim(self._batch_size - len(self._sending))
-        if not due:
-            await self.settle()
-            return 0
-        for target in due:
-            task = asyncio.create_task(self._send_and_keep(target))
-            self._sending.add(task)
-            task.add_done_callback(self._answered_one)
-        return len(due)
-
-    async def settle(self) -> None:
-        """Wait until every push sent so far is answered and its outcome committed."""
-        while self._sending or self._answered or self._recording is not None:
-            self._record_answered(force=True)
-            await self._next_progress()
-
-    async def _next_progress(self) -> None:
-        self._progress.clear()
-        await self._progress.wait()
-        self._raise_failed_record()
-
-    def _raise_failed_record(self) -> None:
-        """A record that failed stops the worker, as a failed round always did; the leases of
-        its targets expire and they are sent again."""
-        failed, self._failed_record = self._failed_record, None
-        if failed is not None:
-            raise failed
-
-    async def _send_and_keep(self, target: DueTarget) -> None:
-        result = await self._send(target)  # before ``self._answered``: a record may swap it
-        self._answered.append((target, result))
-        self._record_answered(force=False)
-
-    def _answered_one(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
-        self._progress.set()
-
-    def _record_answered(self, *, force: bool) -> None:
-        """Start recording the answered pushes: half a batch of them, or all once the last push
-        in flight is answered (or ``force``), unless a record is in flight."""
-        if self._recording is not None or not self._answered:
-            return
-        if not force and len(self._answered) < self._half and len(self._sending) > 1:
-            return
-        outcomes, self._answered = self._answered, []
-        self._recording = asyncio.create_task(self._record(outcomes))
-        self._recording.add_done_callback(self._recorded)
-
-    def _recorded(self, task: asyncio.Task[None]) -> None:
-        self._recording = None
-        self._progress.set()
-        if task.cancelled():
-            return
-        failure = task.exception()
-        if failure is not None:
-            self._failed_record = failure
-        else:
-            self._record_answered(force=not self._sending)
-
-    @staticmethod
-    def _due(now: datetime) -> Select[tuple[uuid.UUID, str]]:
-        return (
-            select(_targets.c.card_id, _targets.c.device_library_identifier)
-            .where(
+        self._pipeline = _Pipeline(send=self._send, record=self._record)
+        self._leases = Lease(
+            sessionmaker,
+            _targets,
+            due=lambda now: (
                 _targets.c.status == "active",
                 _targets.c.wanted_version > _targets.c.sent_version,
                 _targets.c.available_at <= now,
-                or_(_targets.c.locked_until.is_(None), _targets.c.locked_until <= now),
-            )
-            .order_by(_targets.c.available_at)
-        )
-
-    async def _claim(self, limit: int) -> list[DueTarget]:
-        """Lease up to ``limit`` due targets with one statement (``SKIP LOCKED`` on PostgreSQL)."""
-        now = utcnow()
-        if not self._more_due and not await any_rows(self._sessionmaker, self._due(now)):
-            return []
-        batch = self._due(now).limit(limit).with_for_update(skip_locked=True)
-        claim = (
-            update(_targets)
-            .where(tuple_(_targets.c.card_id, _targets.c.device_library_identifier).in_(batch))
-            .values(locked_until=now + self._lease, attempts=_targets.c.attempts + 1)
-            .returning(
+            ),
+            order_by=_targets.c.available_at,
+            returning=(
                 _targets.c.card_id,
                 _targets.c.device_library_identifier,
                 _targets.c.push_token,
                 _targets.c.pass_type_identifier,
                 _targets.c.wanted_version,
                 _targets.c.attempts,
-                sql_cast(_targets.c.apns, Text),
-            )
+                sql_cast(_targets.c.apns, Text).label("apns"),
+            ),
+            seconds=lease_seconds,
+            count_attempt=True,
         )
-        async with self._sessionmaker() as session, session.begin():
-            rows = (await session.execute(claim)).all()
+        self._more_due = False
+        """The last claim took all it could: claim again without first peeking for due rows."""
+
+    async def deliver_once(self) -> int:
+        """Wait for room, claim due targets and start sending them; 0 once nothing is due and
+        everything sent so far is recorded."""
+        self._pipeline.collect()
+        self._record_if_due(force=False)
+        while self._pipeline.sending > self._batch_size - self._half:
+            await self._pipeline.next_report()
+            self._record_if_due(force=False)
+        due = await self._claim(self._batch_size - self._pipeline.sending)
+        if not due:
+            await self.settle()
+            return 0
+        self._pipeline.send(due)
+        return len(due)
+
+    async def settle(self) -> None:
+        """Wait until every push sent so far is answered and its outcome committed."""
+        self._pipeline.collect()
+        self._record_if_due(force=True)
+        while not self._pipeline.empty:
+            await self._pipeline.next_report()
+            self._record_if_due(force=True)
+
+    def _record_if_due(self, *, force: bool) -> None:
+        """Record the answered pushes if no record is in flight and there are half a batch of
+        them, or nothing is left in flight (or ``force``: whatever is answered)."""
+        pipeline = self._pipeline
+        if pipeline.recording or not pipeline.answered:
+            return
+        if force or len(pipeline.answered) >= self._half or not pipeline.sending:
+            pipeline.record()
+
+    async def _claim(self, limit: int) -> list[DueTarget]:
+        """Lease up to ``limit`` due targets with one statement (``SKIP LOCKED`` on PostgreSQL)."""
+        rows = await self._leases.claim(limit, peek=not self._more_due)
         self._more_due = len(rows) == limit
         return [
             DueTarget(
-                card_id=card_id,
-                device=device,
-                push_token=push_token,
-                topic=topic,
-                version=version,
-                attempt=attempt,
-                credentials=_credentials(apns),
+                card_id=row.card_id,
+                device=row.device_library_identifier,
+                push_token=row.push_token,
+                topic=row.pass_type_identifier,
+                version=row.wanted_version,
+                attempt=row.attempts,
+                credentials=_credentials(row.apns),
             )
-            for card_id, device, push_token, topic, version, attempt, apns in rows
+            for row in rows
         ]
 
     async def _send(self, target: DueTarget) -> ApnsResult:
@@ -329,7 +381,7 @@ class DeliveryWorker(LeasedWorker):
             log.warning("push could not be sent", extra={"error": f"{type(exc).__name__}: {exc}"})
             return ApnsResult(status=0, reason=f"{type(exc).__name__}: {exc}"[:500])
 
-    async def _record(self, outcomes: list[tuple[DueTarget, ApnsResult]]) -> None:
+    async def _record(self, outcomes: list[Outcome]) -> None:
         """Record a batch in one transaction: delivered pushes in bulk, the rest row by row."""
         now = utcnow()
         sent: list[dict[str, Any]] = []
@@ -383,24 +435,11 @@ class DeliveryWorker(LeasedWorker):
         result: ApnsResult,
         now: Any,
     ) -> str:
-        if result.delivered:
-            row.sent_version = max(row.sent_version, target.version)
-            row.attempts, row.available_at = 0, now
-            return "delivered"
+        """The outcome of a push that was not delivered (delivered ones are recorded in bulk)."""
         if result.token_is_dead:
             if row.push_token == target.push_token:  # not re-registered while we sent
                 row.status = "dead"
-                publish(
-                    session,
-                    PushTokenRejected(
-                        card_id=target.card_id,
-                        device_library_identifier=target.device,
-                        push_token=target.push_token,
-                        reason=result.reason,
-                        timestamp=result.timestamp,
-                    ),
-                    key=str(target.card_id),
-                )
+                _reject_token(session, target, result)
             return "rejected"
         if row.attempts >= self._max_attempts:
             log.warning(
@@ -412,3 +451,18 @@ class DeliveryWorker(LeasedWorker):
             return "failed"
         row.available_at = now + timedelta(seconds=retry_delay(row.attempts))
         return "retry"
+
+
+def _reject_token(session: AsyncSession, target: DueTarget, result: ApnsResult) -> None:
+    """Tell the passes service APNs rejected the device's token for good."""
+    publish(
+        session,
+        PushTokenRejected(
+            card_id=target.card_id,
+            device_library_identifier=target.device,
+            push_token=target.push_token,
+            reason=result.reason,
+            timestamp=result.timestamp,
+        ),
+        key=str(target.card_id),
+    )

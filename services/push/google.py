@@ -13,18 +13,20 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Table, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.contracts.messages import CardUpdated
 from services.core import metrics
-from services.core.db import after_commit, any_rows
+from services.core.db import after_commit
+from services.core.leases import Lease
 from services.core.models import utcnow
 from services.core.queue.apply import retry_delay
 from services.integrations.google_wallet.auth import AccessTokens, ServiceAccount
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 NOTIFICATIONS_PER_DAY = 3
 MESSAGES_KEPT = 10
 DAY_SECONDS = 24 * 3600
+_google_targets = cast(Table, GoogleTarget.__table__)
 
 
 async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | None) -> bool:
@@ -78,28 +81,51 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
     return True
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Claimed:
+    """A leased target as it was when claimed; the work never changes it."""
+
     card_id: uuid.UUID
     object_id: str
     service_account_path: str
     version: int
     synced: bool
     object_body: dict[str, Any]
-    pending: list[dict[str, Any]]
+    pending: tuple[dict[str, Any], ...]
+    kept: tuple[dict[str, Any], ...]
+    notified_at: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What the work on one target did, for ``_apply_outcome`` to record on its row."""
+
+    object_synced: bool
+    sent_ids: frozenset[str]
+    """The pending messages now on the object."""
     kept: list[dict[str, Any]]
+    """The messages on the object, oldest first, as the work left it."""
     notified_at: list[float]
-    attempt: int
-    # Filled in by the work:
-    object_synced: bool = False
-    sent: list[dict[str, Any]] = field(default_factory=list)
-    log: list[GoogleDelivery] = field(default_factory=list)
-    error: GoogleWalletError | None = None
+    """The notification budget as the work left it (see ``notified``, ``budget_spent``)."""
+    log: list[GoogleDelivery]
+    error: GoogleWalletError | None
 
 
-def notification_allowed(important: bool, notified_at: list[float], now: float) -> bool:
+def notification_allowed(important: bool, notified_at: Sequence[float], now: float) -> bool:
     recent = [moment for moment in notified_at if now - moment < DAY_SECONDS]
     return important and len(recent) < NOTIFICATIONS_PER_DAY
+
+
+def notified(notified_at: Sequence[float], now: float) -> list[float]:
+    """The budget after a notification at ``now``: the last 24 hours' notifications and it."""
+    return [moment for moment in notified_at if now - moment < DAY_SECONDS] + [now]
+
+
+def budget_spent(now: float) -> list[float]:
+    """The budget once Google refused a notification ours allowed (another sender, a restore):
+    spent, as far as Google says, for the next 24 hours. Stored as that many notifications at
+    ``now``, the shape the ``notified_at`` column has always had."""
+    return [now] * NOTIFICATIONS_PER_DAY
 
 
 class GoogleClients:
@@ -139,157 +165,176 @@ class GoogleWorker(LeasedWorker):
             sessionmaker,
             wakeup,
             batch_size=batch_size,
-            lease_seconds=lease_seconds,
             max_attempts=max_attempts,
             poll_interval=poll_interval,
         )
         self._clients = clients
+        self._leases = Lease(
+            sessionmaker,
+            _google_targets,
+            due=lambda now: (
+                or_(
+                    _google_targets.c.wanted_version > _google_targets.c.synced_version,
+                    _google_targets.c.messages_due.is_(True),
+                ),
+                _google_targets.c.available_at <= now,
+            ),
+            order_by=_google_targets.c.available_at,
+            returning=(
+                _google_targets.c.card_id,
+                _google_targets.c.object_id,
+                _google_targets.c.service_account_path,
+                _google_targets.c.wanted_version,
+                _google_targets.c.synced_version,
+                _google_targets.c.object_body,
+                _google_targets.c.pending_messages,
+                _google_targets.c.kept_messages,
+                _google_targets.c.notified_at,
+            ),
+            seconds=lease_seconds,
+            count_attempt=True,
+        )
 
     async def deliver_once(self) -> int:
         claimed = await self._claim()
         if claimed:
-            await asyncio.gather(*(self._work(item) for item in claimed))
-            await self._record(claimed)
+            outcomes = await asyncio.gather(*(self._work(item) for item in claimed))
+            await self._record(list(zip(claimed, outcomes, strict=True)))
         return len(claimed)
 
-    @staticmethod
-    def _due(now: datetime) -> Select[GoogleTarget]:
-        return (
-            select(GoogleTarget)
-            .where(
-                or_(
-                    GoogleTarget.wanted_version > GoogleTarget.synced_version,
-                    GoogleTarget.messages_due.is_(True),
-                ),
-                GoogleTarget.available_at <= now,
-                or_(GoogleTarget.locked_until.is_(None), GoogleTarget.locked_until <= now),
-            )
-            .order_by(GoogleTarget.available_at)
-        )
-
     async def _claim(self) -> list[_Claimed]:
-        now = utcnow()
-        if not await any_rows(self._sessionmaker, self._due(now)):
-            return []
-        async with self._sessionmaker() as session, session.begin():
-            rows = (
-                await session.scalars(
-                    self._due(now).limit(self._batch_size).with_for_update(skip_locked=True)
-                )
-            ).all()
-            claimed = []
-            for row in rows:
-                row.locked_until = now + self._lease
-                row.attempts += 1
-                claimed.append(
-                    _Claimed(
-                        card_id=row.card_id,
-                        object_id=row.object_id,
-                        service_account_path=row.service_account_path,
-                        version=row.wanted_version,
-                        synced=row.synced_version >= row.wanted_version,
-                        object_body=dict(row.object_body),
-                        pending=list(row.pending_messages),
-                        kept=list(row.kept_messages),
-                        notified_at=list(row.notified_at),
-                        attempt=row.attempts,
-                    )
-                )
-            return claimed
+        return [
+            _Claimed(
+                card_id=row.card_id,
+                object_id=row.object_id,
+                service_account_path=row.service_account_path,
+                version=row.wanted_version,
+                synced=row.synced_version >= row.wanted_version,
+                object_body=row.object_body,
+                pending=tuple(row.pending_messages),
+                kept=tuple(row.kept_messages),
+                notified_at=tuple(row.notified_at),
+            )
+            for row in await self._leases.claim(self._batch_size)
+        ]
 
-    async def _work(self, item: _Claimed) -> None:
+    async def _work(self, item: _Claimed) -> _Outcome:
+        """Sync the object if it is behind, then add the pending messages, in order; the first
+        failure ends the work (what was done before it is kept)."""
+        object_synced = False
+        sent: set[str] = set()
+        kept, notified_at = list(item.kept), list(item.notified_at)
+        entries: list[GoogleDelivery] = []
+        error: GoogleWalletError | None = None
         try:
             client = self._clients.for_account(item.service_account_path)
             if not item.synced:
                 await client.upsert_object(item.object_body)
-                item.object_synced = True
-                item.log.append(self._entry(item, "object", "delivered"))
+                object_synced = True
+                entries.append(_entry(item, "object", "delivered"))
             for message in item.pending:
-                await self._add_message(client, item, message)
+                if len(kept) >= MESSAGES_KEPT:
+                    # Google keeps at most 10 messages on an object: drop the oldest ourselves.
+                    kept = kept[-(MESSAGES_KEPT - 1) :]
+                    await client.patch_object(item.object_id, {"messages": kept})
+                kind, added, notified_at = await _add_message(
+                    client, item.object_id, message, notified_at
+                )
+                kept.append(added)
+                sent.add(message["id"])
+                entries.append(_entry(item, kind, "delivered"))
         except GoogleWalletError as exc:
-            item.error = exc
-            item.log.append(
-                self._entry(
+            error = exc
+            entries.append(
+                _entry(
                     item,
-                    "object" if not item.object_synced else "message",
+                    "object" if not object_synced else "message",
                     "failed",
                     exc.status,
                     f"{exc.reason or ''} {exc.message}".strip(),
                 )
             )
         except (OSError, ValueError) as exc:  # the service account file went missing or bad
-            item.error = GoogleWalletError(0, str(exc))
-            item.log.append(self._entry(item, "object", "failed", None, str(exc)))
+            error = GoogleWalletError(0, str(exc))
+            entries.append(_entry(item, "object", "failed", None, str(exc)))
+        return _Outcome(object_synced, frozenset(sent), kept, notified_at, entries, error)
 
-    async def _add_message(
-        self, client: GoogleWalletClient, item: _Claimed, message: dict[str, Any]
-    ) -> None:
-        if len(item.kept) >= MESSAGES_KEPT:
-            # Google keeps at most 10 messages on an object: drop the oldest ourselves.
-            item.kept = item.kept[-(MESSAGES_KEPT - 1) :]
-            await client.patch_object(item.object_id, {"messages": item.kept})
-        wallet_message = WalletMessage(message["id"], message["header"], message["body"])
-        now = time.time()
-        important = bool(message.get("important"))
-        notify = notification_allowed(important, item.notified_at, now)
-        kind = "notified" if notify else "downgraded" if important else "plain"
-        try:
-            await client.add_message(item.object_id, wallet_message, notify=notify)
-        except GoogleWalletError as exc:
-            if not (notify and exc.quota_exceeded):
-                raise
-            # Our count and Google's disagree (another sender, a restore): send it plain.
-            await client.add_message(item.object_id, wallet_message, notify=False)
-            notify, kind = False, "downgraded"
-            item.notified_at = [now] * NOTIFICATIONS_PER_DAY  # spent, as far as Google says
-        if notify:
-            item.notified_at = [m for m in item.notified_at if now - m < DAY_SECONDS] + [now]
-        elif kind == "downgraded":
-            log.info("Google notification downgraded to a plain message (budget spent)")
-        item.kept.append(add_message_request(wallet_message, notify=notify)["message"])
-        item.sent.append(message)
-        item.log.append(self._entry(item, kind, "delivered"))
-        metrics.GOOGLE_MESSAGES.labels(kind=kind).inc()
-
-    @staticmethod
-    def _entry(
-        item: _Claimed, kind: str, outcome: str, status: int | None = 200, reason: str | None = None
-    ) -> GoogleDelivery:
-        metrics.GOOGLE_CALLS.labels(kind=kind, outcome=outcome, status=str(status or 0)).inc()
-        return GoogleDelivery(
-            card_id=item.card_id,
-            version=item.version,
-            kind=kind,
-            outcome=outcome,
-            status_code=status,
-            reason=reason[:2000] if reason else None,
-        )
-
-    async def _record(self, claimed: list[_Claimed]) -> None:
+    async def _record(self, done: list[tuple[_Claimed, _Outcome]]) -> None:
         now = utcnow()
         async with self._sessionmaker() as session, session.begin():
-            for item in claimed:
+            for item, outcome in done:
                 row = await session.get(GoogleTarget, item.card_id)
-                if row is None:
-                    continue
-                row.locked_until = None
-                if item.object_synced:
-                    row.synced_version = max(row.synced_version, item.version)
-                sent_ids = {m["id"] for m in item.sent}
-                row.pending_messages = [m for m in row.pending_messages if m["id"] not in sent_ids]
-                row.kept_messages, row.notified_at = item.kept, item.notified_at
-                row.messages_due = bool(row.pending_messages)
-                session.add_all(item.log)
-                if item.error is None:
-                    row.attempts, row.last_error = 0, None
-                    continue
-                row.last_error = str(item.error)[:2000]
-                if row.attempts >= self._max_attempts:
-                    log.warning("Google delivery given up", extra={"status": item.error.status})
-                    row.synced_version = max(row.synced_version, item.version)
-                    row.pending_messages, row.messages_due, row.attempts = [], False, 0
-                else:
-                    row.available_at = now + timedelta(seconds=retry_delay(row.attempts))
+                if row is not None:
+                    session.add_all(outcome.log)
+                    self._apply_outcome(row, item, outcome, now)
+
+    def _apply_outcome(
+        self, row: GoogleTarget, item: _Claimed, outcome: _Outcome, now: datetime
+    ) -> None:
+        """The target's row after the work: its lease ended, what Google now has (the object's
+        version, its messages, the budget) taken from the outcome, the messages sent out of
+        those pending (which may have grown meanwhile), and a retry or giving up on a failure."""
+        row.locked_until = None
+        if outcome.object_synced:
+            row.synced_version = max(row.synced_version, item.version)
+        row.pending_messages = [m for m in row.pending_messages if m["id"] not in outcome.sent_ids]
+        row.kept_messages, row.notified_at = outcome.kept, outcome.notified_at
+        row.messages_due = bool(row.pending_messages)
+        if outcome.error is None:
+            row.attempts, row.last_error = 0, None
+            return
+        row.last_error = str(outcome.error)[:2000]
+        if row.attempts >= self._max_attempts:
+            log.warning("Google delivery given up", extra={"status": outcome.error.status})
+            row.synced_version = max(row.synced_version, item.version)
+            row.pending_messages, row.messages_due, row.attempts = [], False, 0
+        else:
+            row.available_at = now + timedelta(seconds=retry_delay(row.attempts))
+
+
+async def _add_message(
+    client: GoogleWalletClient,
+    object_id: str,
+    message: dict[str, Any],
+    notified_at: list[float],
+) -> tuple[str, dict[str, Any], list[float]]:
+    """Add one message, notifying if it is important and the budget allows; returns its kind
+    (``notified``, ``plain`` or ``downgraded``), the message as kept on the object, and the
+    budget after it."""
+    wallet_message = WalletMessage(message["id"], message["header"], message["body"])
+    now = time.time()
+    important = bool(message.get("important"))
+    notify = notification_allowed(important, notified_at, now)
+    kind = "notified" if notify else "downgraded" if important else "plain"
+    try:
+        await client.add_message(object_id, wallet_message, notify=notify)
+    except GoogleWalletError as exc:
+        if not (notify and exc.quota_exceeded):
+            raise
+        # Our count and Google's disagree (another sender, a restore): send it plain.
+        await client.add_message(object_id, wallet_message, notify=False)
+        notify, kind = False, "downgraded"
+        notified_at = budget_spent(now)
+    if notify:
+        notified_at = notified(notified_at, now)
+    elif kind == "downgraded":
+        log.info("Google notification downgraded to a plain message (budget spent)")
+    metrics.GOOGLE_MESSAGES.labels(kind=kind).inc()
+    return kind, add_message_request(wallet_message, notify=notify)["message"], notified_at
+
+
+def _entry(
+    item: _Claimed, kind: str, outcome: str, status: int | None = 200, reason: str | None = None
+) -> GoogleDelivery:
+    metrics.GOOGLE_CALLS.labels(kind=kind, outcome=outcome, status=str(status or 0)).inc()
+    return GoogleDelivery(
+        card_id=item.card_id,
+        version=item.version,
+        kind=kind,
+        outcome=outcome,
+        status_code=status,
+        reason=reason[:2000] if reason else None,
+    )
 
 
 async def apply_callback(session: AsyncSession, object_id: str, event: str, nonce: str) -> bool:

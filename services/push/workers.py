@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,14 +43,12 @@ class LeasedWorker(ABC):
         wakeup: Wakeup,
         *,
         batch_size: int,
-        lease_seconds: float,
         max_attempts: int,
         poll_interval: float,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._wakeup = wakeup
         self._batch_size = batch_size
-        self._lease = timedelta(seconds=lease_seconds)
         self._max_attempts = max_attempts
         self._poll_interval = poll_interval
         self._stopping = False

@@ -8,8 +8,8 @@ from collections import deque
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.contracts.messages import CardUpdated
 from services.core.queue import OutboxMessage
@@ -213,13 +213,18 @@ async def test_gives_up_after_max_attempts(
 
 
 async def test_a_push_in_flight_is_not_claimed_twice(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
 ) -> None:
     await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
-    first, second = _worker(sessionmaker, ScriptedSender()), _worker(sessionmaker, ScriptedSender())
-    claimed = await first._claim(200)
-    assert len(claimed) == 1
-    assert await second._claim(200) == []
+    first_sender, second_sender = GatedSender(), ScriptedSender()
+    first, second = _worker(sessionmaker, first_sender), _worker(sessionmaker, second_sender)
+    assert await first.deliver_once() == 1
+    await first_sender.wait_for_pushes(1)
+    assert await second.deliver_once() == 0, "leased by the first worker"
+    assert second_sender.sent == []
+    first_sender.answer(1)
+    await first.settle()
+    assert await _deliveries(session) == [("d1", 2, "delivered")]
 
 
 async def test_deliveries_keep_only_the_token_suffix(
@@ -266,12 +271,15 @@ async def test_a_delivery_never_lowers_the_sent_version(
 ) -> None:
     """A slow worker whose lease expired may record after a newer push went out."""
     await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
-    worker = _worker(sessionmaker, ScriptedSender())
-    claimed = await worker._claim(200)
+    sender = GatedSender()
+    worker = _worker(sessionmaker, sender)
+    assert await worker.deliver_once() == 1
+    await sender.wait_for_pushes(1)
     target = (await session.scalars(select(PushTarget))).one()
     target.sent_version = target.wanted_version = 5
     await session.commit()
-    await worker._record([(claimed[0], ApnsResult(200, apns_id=str(uuid.uuid4())))])
+    sender.answer(1)
+    await worker.settle()
     await session.refresh(target)
     assert (target.sent_version, target.locked_until) == (5, None)
     await session.rollback()
@@ -308,7 +316,7 @@ async def test_a_change_during_a_push_is_pushed_after_it(
     assert await worker.deliver_once() == 1
     await sender.wait_for_pushes(1)
     await _schedule(sessionmaker, change(3, ("d1", "aa" * 32)))
-    assert await worker._claim(200) == [], "leased while in flight"
+    assert await _worker(sessionmaker, ScriptedSender()).deliver_once() == 0, "leased in flight"
     sender.answer(2)
     assert await _round(worker) == 0
     assert await _round(worker) == 1
@@ -337,3 +345,32 @@ async def test_shutdown_records_every_push_in_flight(
         (d, 2, "delivered") for d, token in devices if token in sent
     )
     assert len(sent) == 6
+
+
+async def test_a_failed_record_stops_the_worker_and_the_push_is_sent_again(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    """The outcome was never committed: once the lease runs out the target is due again."""
+    failing = True
+
+    def fail_the_record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if failing and statement.startswith("INSERT INTO push_deliveries"):
+            raise RuntimeError("disk full")
+
+    event.listen(engine.sync_engine, "before_cursor_execute", fail_the_record)
+    try:
+        await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
+        sender = ScriptedSender()
+        with pytest.raises(RuntimeError, match="disk full"):
+            await asyncio.wait_for(_worker(sessionmaker, sender).run(), 30)
+        target = (await session.scalars(select(PushTarget))).one()
+        assert target.sent_version == 0
+        assert target.locked_until is not None, "still leased"
+        target.locked_until = target.locked_until.replace(year=2000)  # the lease ran out
+        await session.commit()
+        failing = False
+        assert await _round(_worker(sessionmaker, sender)) == 1
+        assert sender.sent == [("aa" * 32, "pass.test.shop")] * 2
+        assert await _deliveries(session) == [("d1", 2, "delivered")]
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", fail_the_record)

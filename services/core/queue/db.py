@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core.db import any_rows
-from services.core.models import utcnow
-from services.core.queue import Message, OutboxMessage, Subscription
+from services.core.leases import Lease
+from services.core.queue import Message, Subscription
 from services.core.queue.apply import BatchApplier
+from services.core.queue.models import MESSAGE_COLUMNS, outbox_table
 
 BATCH_SIZE = 64
+_CLAIMED = (*MESSAGE_COLUMNS, outbox_table.c.attempts)
 
 
 class DatabaseQueue:
@@ -34,7 +33,7 @@ class DatabaseQueue:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._poll_interval = poll_interval
-        self._lease = timedelta(seconds=lease_seconds)
+        self._lease_seconds = lease_seconds
         self._applier = BatchApplier(sessionmaker, max_attempts=max_attempts)
         self._wakeup = asyncio.Event()
 
@@ -68,36 +67,24 @@ class DatabaseQueue:
             await self._applier.apply(by_topic, claimed)
         return len(claimed)
 
-    @staticmethod
-    def _due(topics: list[str], now: datetime) -> Select[OutboxMessage]:
-        return (
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.topic.in_(topics),
-                OutboxMessage.processed_at.is_(None),
-                OutboxMessage.failed_at.is_(None),
-                OutboxMessage.available_at <= now,
-                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now),
-            )
-            .order_by(OutboxMessage.id)
-        )
-
     async def _claim(self, topics: list[str], *, look_first: bool = True) -> list[Message]:
-        now = utcnow()
-        if look_first and not await any_rows(self._sessionmaker, self._due(topics, now)):
-            return []
-        async with self._sessionmaker() as session, session.begin():
-            rows = (
-                await session.scalars(
-                    self._due(topics, now).limit(BATCH_SIZE).with_for_update(skip_locked=True)
-                )
-            ).all()
-            for row in rows:
-                row.locked_until = now + self._lease
-                row.attempts += 1
-            return [
-                Message(
-                    row.message_id, row.topic, row.key, row.payload, row.created_at, row.attempts
-                )
-                for row in rows
-            ]
+        lease = Lease(
+            self._sessionmaker,
+            outbox_table,
+            due=lambda now: (
+                outbox_table.c.topic.in_(topics),
+                outbox_table.c.processed_at.is_(None),
+                outbox_table.c.failed_at.is_(None),
+                outbox_table.c.available_at <= now,
+            ),
+            order_by=outbox_table.c.id,
+            returning=_CLAIMED,
+            seconds=self._lease_seconds,
+            count_attempt=True,
+        )
+        rows = await lease.claim(BATCH_SIZE, peek=look_first)
+        # Applied in the order they were published (RETURNING has none).
+        return [
+            Message(r.message_id, r.topic, r.key, r.payload, r.created_at, r.attempts)
+            for r in sorted(rows, key=lambda r: int(r.id))
+        ]

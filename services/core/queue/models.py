@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import JSON, Index, Integer, String, Table, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.models import Base, BigIntPK, UTCDateTime, utcnow
@@ -49,6 +49,18 @@ class OutboxMessage(Base):
             sqlite_where=text(_UNRELAYED),
         ),
     )
+
+
+outbox_table = cast(Table, OutboxMessage.__table__)
+MESSAGE_COLUMNS = (
+    outbox_table.c.id,
+    outbox_table.c.message_id,
+    outbox_table.c.topic,
+    outbox_table.c.key,
+    outbox_table.c.payload,
+    outbox_table.c.created_at,
+)
+"""What a claim or the relay reads of a row: the message, and its id (the order published)."""
 
 
 class InboxMessage(Base):

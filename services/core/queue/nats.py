@@ -6,7 +6,8 @@ message reaches JetStream only once the change it announces was committed. The r
 each row with the ``Nats-Msg-Id`` header set to the message id and marks the row relayed only
 after JetStream acknowledged it: a relay that dies in between publishes the row again, and
 JetStream's duplicate window drops the copy. Relays of several processes share the rows through
-``FOR UPDATE SKIP LOCKED`` on PostgreSQL (the single-writer lock on SQLite).
+a lease (``locked_until``), taken in a short transaction and held while publishing, outside any
+transaction; a relay's lease left behind by a crash runs out and the rows are relayed again.
 
 What travels on the stream is only the message id (the ``Nats-Msg-Id`` header): a consumer
 applies the payload of the outbox row that id names, so nothing another client could publish on
@@ -35,13 +36,15 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
-from sqlalchemy import select
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core.db import any_rows, read_rows
+from services.core.db import read_rows
+from services.core.leases import Lease
 from services.core.models import utcnow
 from services.core.queue import Message, OutboxMessage, Subscription
 from services.core.queue.apply import BatchApplier
+from services.core.queue.models import MESSAGE_COLUMNS, outbox_table
 from services.core.queue.notify import reconnect_delay
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,10 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 """How long JetStream remembers a message id: a row relayed again within it is dropped."""
 MESSAGE_ID_HEADER = "Nats-Msg-Id"
 PUBLISH_ACK_SECONDS = 10.0
+RELAY_LEASE_SECONDS = 3 * PUBLISH_ACK_SECONDS
+"""How long a relay keeps the rows it publishes from other relays: longer than it waits for
+JetStream's acks, so in the normal case no two relays publish a row together. (Consumers of
+this backend never look at ``locked_until``; the ``db`` backend's claims are its other user.)"""
 
 
 def redact_url(url: str) -> str:
@@ -96,6 +103,17 @@ _NAMED_ROWS = select(
 )
 
 
+def _as_outbox_row(leased: Row[Any]) -> OutboxMessage:
+    """A leased row as ``encode`` takes it (a transient object, in no session)."""
+    return OutboxMessage(
+        message_id=leased.message_id,
+        topic=leased.topic,
+        key=leased.key,
+        payload=leased.payload,
+        created_at=leased.created_at,
+    )
+
+
 def _stop_if_cancelled() -> None:
     """Raise the cancellation nats-py may have swallowed: its waits use ``asyncio.wait_for``,
     which on Python 3.11 drops a cancel that arrives as the wait ends, and a cancelled wait on a
@@ -126,6 +144,18 @@ class NatsQueue:
         self._max_attempts = max_attempts
         self._batch_size = batch_size
         self._applier = BatchApplier(sessionmaker, max_attempts=max_attempts)
+        self._relay_lease = Lease(
+            sessionmaker,
+            outbox_table,
+            due=lambda _now: (
+                outbox_table.c.relayed_at.is_(None),
+                outbox_table.c.processed_at.is_(None),
+                outbox_table.c.failed_at.is_(None),
+            ),
+            order_by=outbox_table.c.id,
+            returning=MESSAGE_COLUMNS,
+            seconds=RELAY_LEASE_SECONDS,
+        )
         self._wakeup = asyncio.Event()
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
@@ -220,45 +250,53 @@ class NatsQueue:
             raise RuntimeError("the NATS queue is not connected")
         return self._js
 
-    @staticmethod
-    def _unrelayed() -> Any:
-        return (
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.relayed_at.is_(None),
-                OutboxMessage.processed_at.is_(None),
-                OutboxMessage.failed_at.is_(None),
-            )
-            .order_by(OutboxMessage.id)
-        )
-
     async def relay_once(self) -> int:
-        """Publish one batch of committed, unrelayed rows; returns how many were relayed."""
+        """Publish one batch of committed, unrelayed rows; returns how many were relayed.
+
+        The rows are leased, published outside any transaction, and marked relayed in a short
+        transaction once JetStream acknowledged them all: waiting for acks holds no lock (on
+        SQLite, not the single writer lock every commit of the process needs)."""
         js = self._jetstream()
-        if not await any_rows(self._sessionmaker, self._unrelayed()):
+        leased = sorted(await self._relay_lease.claim(self._batch_size), key=lambda r: int(r.id))
+        if not leased:
             return 0
-        async with self._sessionmaker() as session, session.begin():
-            rows = (
-                await session.scalars(
-                    self._unrelayed().limit(self._batch_size).with_for_update(skip_locked=True)
-                )
-            ).all()
-            # Sent in order on one connection; each row is marked only once its ack arrived.
+        ids = [row.id for row in leased]
+        try:
+            # Sent in order on one connection; the rows are marked only once every ack arrived.
             pending = [
                 await js.publish_async(
                     subject(self.stream, row.topic),
                     encode(row),
                     headers={MESSAGE_ID_HEADER: str(row.message_id)},
                 )
-                for row in rows
+                for row in map(_as_outbox_row, leased)
             ]
-            # An ack that never comes (connection lost) must not hold the rows' locks forever.
+            # An ack that never comes (connection lost) must not keep the rows waiting.
             async with asyncio.timeout(PUBLISH_ACK_SECONDS):
                 await asyncio.gather(*pending)
-            now = utcnow()
-            for row in rows:
-                row.relayed_at = now
-        return len(rows)
+        except Exception:
+            await self._release(ids)
+            raise
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(
+                update(outbox_table)
+                .where(outbox_table.c.id.in_(ids))
+                .values(relayed_at=utcnow(), locked_until=None)
+            )
+        return len(leased)
+
+    async def _release(self, ids: list[int]) -> None:
+        """End the lease of rows whose publishing failed, so the next relay retries them at once
+        (if this fails too, the lease runs out)."""
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(
+                    update(outbox_table)
+                    .where(outbox_table.c.id.in_(ids), outbox_table.c.relayed_at.is_(None))
+                    .values(locked_until=None)
+                )
+        except Exception as exc:
+            log.warning("queue relay could not release its lease", extra={"error": repr(exc)})
 
     async def consume_once(
         self,
