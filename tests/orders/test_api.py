@@ -362,3 +362,35 @@ async def test_a_new_signing_secret_is_required_at_once(
     await session.commit()
     response = await client.post(EVENTS, json=order_event(), headers=auth(shop))
     assert response.status_code == 401
+
+
+async def test_an_invalid_event_answers_alike_alone_and_in_a_batch(
+    client: httpx.AsyncClient, shop: Onboarded
+) -> None:
+    event = order_event()
+    event["order"]["status"] = "teleported"
+    alone = await client.post(EVENTS, json=event, headers=auth(shop))
+    batch = await client.post(f"{EVENTS}:batch", json={"events": [event]}, headers=auth(shop))
+    [item] = batch.json()["results"]
+    message = alone.json()["errors"][0]["message"]
+    assert (
+        alone.content
+        == json.dumps(
+            {
+                "error": "invalid_input",
+                "message": "the request is invalid",
+                "errors": [{"path": "body.order.status", "message": message}],
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+    )
+    assert item == {
+        "index": 0,
+        "status": 422,
+        "body": {
+            "error": "invalid_input",
+            "message": "the event is invalid",
+            "errors": [{"path": "order.status", "message": message}],
+        },
+    }
