@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.core.settings import Settings
 from services.merchants.schemas import MerchantCreate
 from services.onboarding import Onboarded, onboard_merchant
+from services.orders.schemas import OrderEventIn
 from services.passes.cards import issue_card
 from services.passes.models import Card
 from services.passes.schemas import Branding, CardIssue
@@ -91,7 +92,7 @@ def order_event(
     }
 
 
-FULL = {
+FULL: dict[str, Any] = {
     "total": {"amount": "49.90", "currency": "EUR"},
     "shipping": {
         "carrier": "DPD",
@@ -150,3 +151,8 @@ async def register_device(client: httpx.AsyncClient, card: Card, device: str, to
         registration_url(card, device), json={"pushToken": token}, headers=pass_auth(card)
     )
     assert response.status_code == 201, response.text
+
+
+def order_event_in(status: str = "confirmed", **fields: Any) -> OrderEventIn:
+    """``order_event(...)`` as the orders service receives it, validated."""
+    return OrderEventIn.model_validate(order_event(status, **fields))
