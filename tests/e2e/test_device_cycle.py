@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -26,7 +25,7 @@ from tests.factories import (
     register_device,
     registration_url,
 )
-from tests.waiting import eventually
+from tests.waiting import eventually, pushed, queue_drained
 
 
 async def _change(sessionmaker: async_sessionmaker[AsyncSession], card: Card) -> None:
@@ -62,7 +61,9 @@ async def test_full_device_cycle(
     last_modified = (await client.get(pass_url, headers=auth)).headers["last-modified"]
 
     await _change(sessionmaker, card)
-    [push] = await standin.wait_for(1, timeout=10)
+    await eventually(lambda: pushed(sessionmaker, card.id, devices=1))
+    assert standin.push_count == 1
+    [push] = standin.received
     assert push.token == token
     assert push.topic == card.pass_type_identifier
     assert push.payload_json == {}
@@ -82,7 +83,7 @@ async def test_full_device_cycle(
     unregister = await client.delete(registration_url(card, device), headers=auth)
     assert unregister.status_code == 200
     await _change(sessionmaker, card)
-    await asyncio.sleep(0.5)
+    await eventually(lambda: pushed(sessionmaker, card.id, devices=0))  # the change is applied
     assert standin.push_count == 1, "an unregistered device gets no push"
 
 
@@ -96,16 +97,12 @@ async def test_every_registered_device_gets_each_change_once(
     for device, token in tokens.items():
         await register_device(device_client, card, device, token)
     await _change(sessionmaker, card)
-    pushes = await standin.wait_for(3, timeout=10)
-    assert sorted(p.token for p in pushes) == sorted(tokens.values())
-    await asyncio.sleep(0.5)
+    await eventually(lambda: pushed(sessionmaker, card.id, devices=3))
     assert standin.push_count == 3
+    assert sorted(p.token for p in standin.received) == sorted(tokens.values())
+    # Each delivery is recorded with the version it sent, in the same transaction.
     delivered = select(func.count()).select_from(Delivery).where(Delivery.outcome == "delivered")
-
-    async def all_recorded() -> bool:
-        return await _count(sessionmaker, delivered) == 3
-
-    await eventually(all_recorded)
+    assert await _count(sessionmaker, delivered) == 3
 
 
 @pytest.mark.parametrize(("status", "reason"), [(410, "Unregistered"), (400, "BadDeviceToken")])
@@ -208,13 +205,16 @@ async def test_restart_loses_no_push_and_sends_none_twice(
             for n, token in enumerate(tokens):
                 await register_device(client, card, f"device-{n}", token)
         await _change(sessionmaker, card)
-        await asyncio.sleep(0.3)
+        assert not await queue_drained(sessionmaker), "the change waits for push"
         assert standin.push_count == 0
 
-    for _ in range(2):  # push comes back, and restarts once more
-        app = installation(push_settings)
-        async with app.router.lifespan_context(app):
-            await standin.wait_for(3, timeout=10)
-            await asyncio.sleep(0.3)
-    assert standin.push_count == 3
-    assert sorted(p.token for p in standin.received) == sorted(tokens)
+    app = installation(push_settings)  # push comes back
+    async with app.router.lifespan_context(app):
+        await eventually(lambda: pushed(sessionmaker, card.id, devices=3))
+        assert standin.push_count == 3
+    app = installation(push_settings)  # and restarts once more: the next change, once each
+    async with app.router.lifespan_context(app):
+        await _change(sessionmaker, card)
+        await eventually(lambda: pushed(sessionmaker, card.id, devices=3))
+        assert standin.push_count == 6
+    assert sorted(p.token for p in standin.received) == sorted(tokens * 2)
