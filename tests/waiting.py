@@ -1,9 +1,21 @@
-"""Waiting for work the queue does in the background, bounded in time."""
+"""Waiting for work the queue does in the background, bounded in time.
+
+Wait for a state, then count: a count taken after a fixed wait passes whenever the work is
+slower than the wait, and misses whatever comes after it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core.queue import OutboxMessage
+from services.passes.models import Card
+from services.push.models import PushTarget
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
@@ -11,3 +23,44 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0
     async with asyncio.timeout(seconds):
         while not await check():  # noqa: ASYNC110  (polling the database or an HTTP answer)
             await asyncio.sleep(0.05)
+
+
+async def queue_drained(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
+    """Every message published so far was applied by its consumer (or given up on)."""
+    waiting = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(OutboxMessage.processed_at.is_(None), OutboxMessage.failed_at.is_(None))
+    )
+    async with sessionmaker() as session:
+        return await session.scalar(waiting) == 0
+
+
+async def nothing_to_push(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
+    """The queue is drained and no device waits for a push: every push due was sent (and the
+    stand-in recorded it before the sender recorded the delivery)."""
+    if not await queue_drained(sessionmaker):
+        return False
+    due = (
+        select(func.count())
+        .select_from(PushTarget)
+        .where(PushTarget.status == "active", PushTarget.wanted_version > PushTarget.sent_version)
+    )
+    async with sessionmaker() as session:
+        return await session.scalar(due) == 0
+
+
+async def pushed(
+    sessionmaker: async_sessionmaker[AsyncSession], card_id: uuid.UUID, devices: int
+) -> bool:
+    """Nothing is left to push, and exactly ``devices`` devices were sent the card's version."""
+    if not await nothing_to_push(sessionmaker):
+        return False
+    version = select(Card.version).where(Card.id == card_id).scalar_subquery()
+    reached = (
+        select(func.count())
+        .select_from(PushTarget)
+        .where(PushTarget.card_id == card_id, PushTarget.sent_version == version)
+    )
+    async with sessionmaker() as session:
+        return await session.scalar(reached) == devices

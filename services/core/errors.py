@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,19 @@ class NotConfigured(PasspostError):
     code = "not_configured"
 
 
+def validation_errors(errors: Sequence[ErrorDetails]) -> list[dict[str, str]]:
+    """Each of pydantic's errors as ``{"path": "a.b.0", "message": ...}``, the form we answer."""
+    return [
+        {"path": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
+        for err in errors
+    ]
+
+
+def invalid_body(message: str, errors: Sequence[ErrorDetails]) -> dict[str, Any]:
+    """The body of a 422 for input that failed validation: one shape for every endpoint."""
+    return {"error": InvalidInput.code, "message": message, "errors": validation_errors(errors)}
+
+
 @contextmanager
 def named_by_caller() -> Iterator[None]:
     """Files a caller has just named are their input: unusable ones are a 422, not a 503.
@@ -107,12 +121,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"path": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
-            for err in exc.errors()
-        ]
-        body = {"error": InvalidInput.code, "message": "the request is invalid", "errors": errors}
-        return JSONResponse(body, status_code=422)
+        return JSONResponse(invalid_body("the request is invalid", exc.errors()), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -9,7 +9,14 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.db import Session
-from services.core.errors import Conflict, InvalidInput, NotFound, PasspostError, Unauthorized
+from services.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PasspostError,
+    Unauthorized,
+    invalid_body,
+)
 from services.core.web import AppSettings
 from services.merchants.models import Merchant
 from services.merchants.service import authenticate_api_key
@@ -76,11 +83,7 @@ async def post_events(
         try:
             valid.append((index, OrderEventIn.model_validate(raw)))
         except ValidationError as exc:
-            errors = [
-                {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                for e in exc.errors()
-            ]
-            body = {"error": InvalidInput.code, "message": "the event is invalid", "errors": errors}
+            body = invalid_body("the event is invalid", exc.errors())
             results[index] = BatchItem(index=index, status=422, body=body)
     outcomes = await service.ingest_events(session, merchant, [e for _, e in valid], settings)
     for (index, _), outcome in zip(valid, outcomes, strict=True):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -134,82 +135,205 @@ async def ingest_events(
     A replayed id answers as before, a reused id with another body is refused (409), and every
     accepted event lands in its order's history.
 
-    A handful of statements whatever the number of events: the ids seen before, the orders
-    locked (``FOR UPDATE``, in a fixed order; SQLite's ``BEGIN IMMEDIATE`` serialises anyway),
-    the new orders inserted (``ON CONFLICT DO NOTHING``: an order made meanwhile by another
-    request is locked instead), then the history and the messages in bulk. Every refusal is
-    decided before anything is written, so a refused event leaves no trace and needs no
-    savepoint; it is returned (not raised) in its place.
+    A handful of statements whatever the number of events, in four steps: plan (the ids seen
+    before, and which event would make each new order), lock (the orders ``FOR UPDATE``, in a
+    fixed order; SQLite's ``BEGIN IMMEDIATE`` serialises anyway; new ones inserted ``ON CONFLICT
+    DO NOTHING``), apply (the state machine, event by event, in memory) and persist (the history
+    and the messages in bulk). Every refusal is decided before anything is written, so a refused
+    event leaves no trace and needs no savepoint; it is returned (not raised) in its place.
     """
     if not events:
         return []
-    digests = [body_hash(event) for event in events]
-    answered = await _answers(session, merchant, {event.id for event in events})
-    creators = _creators(events, answered)
-    orders, made = await _lock_or_create(session, merchant, events, creators)
-    if found := {e.id for e in events if e.order.id in orders and e.order.id not in made}:
-        # Holding the orders' locks now: events with these ids may have committed meanwhile.
-        answered.update(await _answers(session, merchant, found - answered.keys()))
+    plan = _plan(events, await _answers(session, merchant, {event.id for event in events}))
+    locked = await _lock(session, merchant, events, plan)
+    outcomes, writes = await _apply_all(session, merchant, events, plan, locked, settings)
+    await _persist(session, writes)
+    return outcomes
 
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What is known of a batch before any order is locked.
+
+    ``digests`` are the events' body hashes, in their order; ``answered`` the ids seen before
+    (in earlier requests); ``creators`` per order id, the index of the event that makes the
+    order if it does not exist yet.
+    """
+
+    digests: tuple[str, ...]
+    answered: Mapping[str, _Answer]
+    creators: Mapping[str, int]
+
+
+def _plan(events: Sequence[OrderEventIn], answered: Mapping[str, _Answer]) -> _Plan:
+    """The plan of a batch from the answers its ids already have: no database needed."""
+    return _Plan(
+        digests=tuple(body_hash(event) for event in events),
+        answered=dict(answered),
+        creators=_creators(events, answered),
+    )
+
+
+@dataclass(slots=True)
+class _Locked:
+    """A batch's orders, locked until commit, and what is known of its ids while applying.
+
+    Mutable on purpose: ``answered`` grows with each event accepted (so an id replayed later in
+    the batch answers the same), and an order made late (``_create_late``) joins ``orders``.
+    """
+
+    orders: dict[str, Order]
+    made: set[str]
+    """The order ids inserted by this batch, each by the event at ``creators[id]``."""
+    answered: dict[str, _Answer]
+    creators: dict[str, int]
+
+    def creates(self, event: OrderEventIn, index: int) -> bool:
+        """Whether the event at ``index`` made its order (so there is nothing to decide)."""
+        return event.order.id in self.made and self.creators[event.order.id] == index
+
+
+async def _lock(
+    session: AsyncSession, merchant: Merchant, events: Sequence[OrderEventIn], plan: _Plan
+) -> _Locked:
+    """Lock (or make) the batch's orders, then look again for ids of events on orders that
+    existed: another request holding their locks may have committed events with these ids
+    between the plan and the lock."""
+    orders, made = await _lock_or_create(session, merchant, events, dict(plan.creators))
+    answered = dict(plan.answered)
+    if found := {e.id for e in events if e.order.id in orders and e.order.id not in made}:
+        answered.update(await _answers(session, merchant, found - answered.keys()))
+    return _Locked(orders, made, answered, dict(plan.creators))
+
+
+@dataclass(slots=True)
+class _Writes:
+    """What the accepted events of a batch leave: history rows and ``order.changed`` messages."""
+
+    history: list[dict[str, Any]]
+    changes: list[tuple[OrderChanged, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """An accepted event: its answer, its history row, and its message if the order changed."""
+
+    accepted: EventAccepted
+    answer: _Answer
+    history: dict[str, Any]
+    change: tuple[OrderChanged, str] | None
+
+
+async def _apply_all(
+    session: AsyncSession,
+    merchant: Merchant,
+    events: Sequence[OrderEventIn],
+    plan: _Plan,
+    locked: _Locked,
+    settings: Settings,
+) -> tuple[list[EventAccepted | PasspostError], _Writes]:
+    """Each event in its order against the locked orders: an outcome each, and the rows to
+    write. Nothing is written here but an order made late (rare: see ``_create_late``)."""
     outcomes: list[EventAccepted | PasspostError] = []
-    history: list[dict[str, Any]] = []
-    changes: list[tuple[OrderChanged, str]] = []
-    links: dict[str, CardLinks] = {}
-    for index, (event, digest) in enumerate(zip(events, digests, strict=True)):
-        if (seen := answered.get(event.id)) is not None:
+    writes = _Writes(history=[], changes=[])
+    card = functools.cache(lambda customer_id: links_for(merchant, customer_id, settings))
+    for index, (event, digest) in enumerate(zip(events, plan.digests, strict=True)):
+        if (seen := locked.answered.get(event.id)) is not None:
             outcomes.append(_replay(seen, digest))
             continue
-        if event.order.id not in orders:
-            # Its would-be first event reused an id refused earlier in this batch: make it now.
-            creators[event.order.id] = index
-            more, made_now = await _lock_or_create(session, merchant, [event], {event.order.id: 0})
-            orders.update(more)
-            made |= made_now
-        order = orders[event.order.id]
-        occurred_at = event.occurred_at.astimezone(UTC)
-        previous: OrderStatus | None = None
-        decision, changed = Decision.apply, True
-        if event.order.id not in made or creators[event.order.id] != index:
-            previous = OrderStatus(order.status)
-            verdict = _decide(order, event, previous, occurred_at)
-            if isinstance(verdict, PasspostError):
-                outcomes.append(verdict)
-                continue
-            decision = verdict
-            changed = _apply(order, event, occurred_at, decision)
-        if order.customer_id not in links:
-            links[order.customer_id] = links_for(merchant, order.customer_id, settings)
-        accepted = EventAccepted(
-            event_id=event.id,
-            duplicate=False,
-            order=order_read(order),
-            card=links[order.customer_id],
+        if event.order.id not in locked.orders:
+            await _create_late(session, merchant, event, index, locked)
+        order = locked.orders[event.order.id]
+        applied = _apply_event(
+            merchant, order, event, digest, creates=locked.creates(event, index), card=card
         )
-        response = accepted.model_dump(mode="json")
-        answered[event.id] = _Answer(event.id, digest, response)
-        outcomes.append(accepted)
-        history.append(
-            {
-                "id": uuid.uuid4(),
-                "merchant_id": merchant.id,
-                "event_id": event.id,
-                "order_id": order.id,
-                "status": event.order.status.value,
-                "occurred_at": occurred_at,
-                "received_at": utcnow(),
-                "outcome": "applied" if decision == Decision.apply else decision.value,
-                "body_hash": digest,
-                "response": response,
-            }
-        )
-        if changed:
-            changes.append((_changed(merchant, order, previous, event), str(order.id)))
+        if isinstance(applied, PasspostError):
+            outcomes.append(applied)
+            continue
+        locked.answered[event.id] = applied.answer
+        outcomes.append(applied.accepted)
+        writes.history.append(applied.history)
+        if applied.change is not None:
+            writes.changes.append(applied.change)
+    return outcomes, writes
 
+
+async def _create_late(
+    session: AsyncSession, merchant: Merchant, event: OrderEventIn, index: int, locked: _Locked
+) -> None:
+    """Make the order of an event that was not planned as its creator: the planned creator
+    reused an id refused earlier in this batch, so this event is the order's first."""
+    locked.creators[event.order.id] = index
+    orders, made = await _lock_or_create(session, merchant, [event], {event.order.id: 0})
+    locked.orders.update(orders)
+    locked.made |= made
+
+
+def _apply_event(
+    merchant: Merchant,
+    order: Order,
+    event: OrderEventIn,
+    digest: str,
+    *,
+    creates: bool,
+    card: Callable[[str], CardLinks],
+) -> _Applied | PasspostError:
+    """One event on its locked order, in memory: refused, or accepted with what to write.
+
+    The answer and the message are taken now, as the order stands after this event: later
+    events of the batch change the same order.
+    """
+    occurred_at = event.occurred_at.astimezone(UTC)
+    transition = _transition(order, event, occurred_at, creates=creates)
+    if isinstance(transition, PasspostError):
+        return transition
+    decision, previous, changed = transition
+    accepted = EventAccepted(
+        event_id=event.id, duplicate=False, order=order_read(order), card=card(order.customer_id)
+    )
+    response = accepted.model_dump(mode="json")
+    return _Applied(
+        accepted=accepted,
+        answer=_Answer(event.id, digest, response),
+        history={
+            "id": uuid.uuid4(),
+            "merchant_id": merchant.id,
+            "event_id": event.id,
+            "order_id": order.id,
+            "status": event.order.status.value,
+            "occurred_at": occurred_at,
+            "received_at": utcnow(),
+            "outcome": "applied" if decision == Decision.apply else decision.value,
+            "body_hash": digest,
+            "response": response,
+        },
+        change=(_changed(merchant, order, previous, event), str(order.id)) if changed else None,
+    )
+
+
+def _transition(
+    order: Order, event: OrderEventIn, occurred_at: datetime, *, creates: bool
+) -> tuple[Decision, OrderStatus | None, bool] | PasspostError:
+    """The decision, the status before, and whether the customer could see a change.
+
+    The event that made the order was applied by making it (no status before); any other is
+    decided by the state machine and, unless refused, applied to the order.
+    """
+    if creates:
+        return Decision.apply, None, True
+    previous = OrderStatus(order.status)
+    decision = _decide(order, event, previous, occurred_at)
+    if isinstance(decision, PasspostError):
+        return decision
+    return decision, previous, _apply(order, event, occurred_at, decision)
+
+
+async def _persist(session: AsyncSession, writes: _Writes) -> None:
+    """Write the batch's history and publish its messages (in the same transaction)."""
     await session.flush()  # the orders' new state, before the history that names them
-    if history:
-        await session.execute(insert(OrderEvent), history)
-    await publish_all(session, changes)
-    return outcomes
+    if writes.history:
+        await session.execute(insert(OrderEvent), writes.history)
+    await publish_all(session, writes.changes)
 
 
 def _decide(
@@ -244,7 +368,7 @@ async def _answers(
     return {row.event_id: _Answer(row.event_id, row.body_hash, row.response) for row in rows}
 
 
-def _creators(events: Sequence[OrderEventIn], answered: dict[str, _Answer]) -> dict[str, int]:
+def _creators(events: Sequence[OrderEventIn], answered: Mapping[str, _Answer]) -> dict[str, int]:
     """Per order id, the first event that would make the order if it does not exist yet.
 
     A replayed id (seen before, or earlier in this batch) makes nothing: it is answered as

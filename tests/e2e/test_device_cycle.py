@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Callable
 
 import httpx
@@ -18,23 +16,16 @@ from services.passes.models import Card, Registration
 from services.push.models import Delivery
 from tests.conftest import BASE_URL
 from tests.e2e.conftest import installation
-from tests.factories import create_card, create_merchant
-from tests.waiting import eventually
-
-WS = "/passkit/v1"
-
-
-def _token() -> str:
-    return uuid.uuid4().hex * 2
-
-
-async def _register(client: httpx.AsyncClient, card: Card, device: str, token: str) -> None:
-    response = await client.post(
-        f"{WS}/devices/{device}/registrations/{card.pass_type_identifier}/{card.serial_number}",
-        json={"pushToken": token},
-        headers={"Authorization": f"ApplePass {card.authentication_token}"},
-    )
-    assert response.status_code == 201
+from tests.factories import (
+    WS,
+    create_card,
+    create_merchant,
+    pass_auth,
+    push_token,
+    register_device,
+    registration_url,
+)
+from tests.waiting import eventually, pushed, queue_drained
 
 
 async def _change(sessionmaker: async_sessionmaker[AsyncSession], card: Card) -> None:
@@ -60,9 +51,9 @@ async def test_full_device_cycle(
     sessionmaker: async_sessionmaker[AsyncSession],
     card: Card,
 ) -> None:
-    client, token, device = device_client, _token(), "device-0001"
-    auth = {"Authorization": f"ApplePass {card.authentication_token}"}
-    await _register(client, card, device, token)
+    client, token, device = device_client, push_token(), "device-0001"
+    auth = pass_auth(card)
+    await register_device(client, card, device, token)
     listing = f"{WS}/devices/{device}/registrations/{card.pass_type_identifier}"
     first = await client.get(listing)
     tag = first.json()["lastUpdated"]
@@ -70,7 +61,9 @@ async def test_full_device_cycle(
     last_modified = (await client.get(pass_url, headers=auth)).headers["last-modified"]
 
     await _change(sessionmaker, card)
-    [push] = await standin.wait_for(1, timeout=10)
+    await eventually(lambda: pushed(sessionmaker, card.id, devices=1))
+    assert standin.push_count == 1
+    [push] = standin.received
     assert push.token == token
     assert push.topic == card.pass_type_identifier
     assert push.payload_json == {}
@@ -87,13 +80,10 @@ async def test_full_device_cycle(
     )
     assert again.status_code == 304
 
-    unregister = await client.delete(
-        f"{WS}/devices/{device}/registrations/{card.pass_type_identifier}/{card.serial_number}",
-        headers=auth,
-    )
+    unregister = await client.delete(registration_url(card, device), headers=auth)
     assert unregister.status_code == 200
     await _change(sessionmaker, card)
-    await asyncio.sleep(0.5)
+    await eventually(lambda: pushed(sessionmaker, card.id, devices=0))  # the change is applied
     assert standin.push_count == 1, "an unregistered device gets no push"
 
 
@@ -103,20 +93,16 @@ async def test_every_registered_device_gets_each_change_once(
     sessionmaker: async_sessionmaker[AsyncSession],
     card: Card,
 ) -> None:
-    tokens = {f"device-{n}": _token() for n in range(3)}
+    tokens = {f"device-{n}": push_token() for n in range(3)}
     for device, token in tokens.items():
-        await _register(device_client, card, device, token)
+        await register_device(device_client, card, device, token)
     await _change(sessionmaker, card)
-    pushes = await standin.wait_for(3, timeout=10)
-    assert sorted(p.token for p in pushes) == sorted(tokens.values())
-    await asyncio.sleep(0.5)
+    await eventually(lambda: pushed(sessionmaker, card.id, devices=3))
     assert standin.push_count == 3
+    assert sorted(p.token for p in standin.received) == sorted(tokens.values())
+    # Each delivery is recorded with the version it sent, in the same transaction.
     delivered = select(func.count()).select_from(Delivery).where(Delivery.outcome == "delivered")
-
-    async def all_recorded() -> bool:
-        return await _count(sessionmaker, delivered) == 3
-
-    await eventually(all_recorded)
+    assert await _count(sessionmaker, delivered) == 3
 
 
 @pytest.mark.parametrize(("status", "reason"), [(410, "Unregistered"), (400, "BadDeviceToken")])
@@ -128,10 +114,10 @@ async def test_dead_token_removes_the_registration(
     status: int,
     reason: str,
 ) -> None:
-    dead, alive = _token(), _token()
+    dead, alive = push_token(), push_token()
     standin.fail(dead, status=status, reason=reason)
-    await _register(device_client, card, "dead-device", dead)
-    await _register(device_client, card, "live-device", alive)
+    await register_device(device_client, card, "dead-device", dead)
+    await register_device(device_client, card, "live-device", alive)
     await _change(sessionmaker, card)
     await standin.wait_for(2, timeout=10)
     remaining = select(Registration.device_library_identifier)
@@ -159,9 +145,9 @@ async def test_transient_faults_are_retried_until_delivered(
     card: Card,
     fault: Callable[[ApnsStandin, str], None],
 ) -> None:
-    token = _token()
+    token = push_token()
     fault(standin, token)
-    await _register(device_client, card, "device-1", token)
+    await register_device(device_client, card, "device-1", token)
     await _change(sessionmaker, card)
     outcomes = select(Delivery.outcome).order_by(Delivery.id)
 
@@ -179,11 +165,11 @@ async def test_slow_answer_and_missing_apns_id_time_out_and_are_retried(
     sessionmaker: async_sessionmaker[AsyncSession],
     card: Card,
 ) -> None:
-    slow, silent = _token(), _token()
+    slow, silent = push_token(), push_token()
     standin.delay(slow, 3.0)  # beyond the 1 s timeout
     standin.omit_apns_id(silent)
-    await _register(device_client, card, "slow-device", slow)
-    await _register(device_client, card, "silent-device", silent)
+    await register_device(device_client, card, "slow-device", slow)
+    await register_device(device_client, card, "silent-device", silent)
     await _change(sessionmaker, card)
     retries = select(func.count()).select_from(Delivery).where(Delivery.outcome == "retry")
 
@@ -210,22 +196,25 @@ async def test_restart_loses_no_push_and_sends_none_twice(
     sessionmaker: async_sessionmaker[AsyncSession],
     card: Card,
 ) -> None:
-    tokens = [_token() for _ in range(3)]
+    tokens = [push_token() for _ in range(3)]
     # Push is down: the devices register and the card changes; the messages wait in the queue.
     without_push = installation(push_settings, push=False)
     async with without_push.router.lifespan_context(without_push):
         transport = httpx.ASGITransport(app=without_push)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             for n, token in enumerate(tokens):
-                await _register(client, card, f"device-{n}", token)
+                await register_device(client, card, f"device-{n}", token)
         await _change(sessionmaker, card)
-        await asyncio.sleep(0.3)
+        assert not await queue_drained(sessionmaker), "the change waits for push"
         assert standin.push_count == 0
 
-    for _ in range(2):  # push comes back, and restarts once more
-        app = installation(push_settings)
-        async with app.router.lifespan_context(app):
-            await standin.wait_for(3, timeout=10)
-            await asyncio.sleep(0.3)
-    assert standin.push_count == 3
-    assert sorted(p.token for p in standin.received) == sorted(tokens)
+    app = installation(push_settings)  # push comes back
+    async with app.router.lifespan_context(app):
+        await eventually(lambda: pushed(sessionmaker, card.id, devices=3))
+        assert standin.push_count == 3
+    app = installation(push_settings)  # and restarts once more: the next change, once each
+    async with app.router.lifespan_context(app):
+        await _change(sessionmaker, card)
+        await eventually(lambda: pushed(sessionmaker, card.id, devices=3))
+        assert standin.push_count == 6
+    assert sorted(p.token for p in standin.received) == sorted(tokens * 2)

@@ -25,11 +25,10 @@ from services.merchants import google_wallet
 from services.push.models import GoogleDelivery, GoogleTarget
 from tests.conftest import BASE_URL
 from tests.e2e.conftest import installation
-from tests.factories import create_merchant
+from tests.factories import create_merchant, order_event, post_order_event
 from tests.integrations.google_wallet.conftest import ISSUER_ID, WalletApi, google_error
 from tests.integrations.google_wallet.schema import request_schema, validate
 from tests.integrations.google_wallet.test_callbacks import GoogleSigner, new_key
-from tests.orders.test_api import order_event
 from tests.waiting import eventually
 
 HOUR_MS = 3_600_000
@@ -84,15 +83,6 @@ async def client(google_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             yield client
-
-
-async def _post(client: httpx.AsyncClient, key: str, event: dict[str, Any]) -> dict[str, Any]:
-    response = await client.post(
-        "/v1/orders/events", json=event, headers={"Authorization": f"Bearer {key}"}
-    )
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def _deliveries(sessionmaker: async_sessionmaker[AsyncSession]) -> list[tuple[str, str]]:
@@ -164,7 +154,7 @@ async def test_order_life_in_google_wallet(
     wallet_api.router.route(method="POST", url__regex=rf".*/{OBJECTS}$").mock(side_effect=insert)
     _on_add_message(wallet_api)
 
-    accepted = await _post(client, shop.api_key, order_event("confirmed"))
+    accepted = await post_order_event(client, shop.api_key, order_event("confirmed"))
     url = accepted["card"]["google_save_url"]
     assert url.startswith("https://pay.google.com/gp/v/save/")
     assert len(url) < 1800
@@ -193,7 +183,9 @@ async def test_order_life_in_google_wallet(
     for n, status in enumerate(
         ["shipped", "out_for_delivery", "delivery_issue", "out_for_delivery"], start=1
     ):
-        await _post(client, shop.api_key, order_event(status, at=f"2026-11-23T1{n}:00:00Z"))
+        await post_order_event(
+            client, shop.api_key, order_event(status, at=f"2026-11-23T1{n}:00:00Z")
+        )
 
         async def sent(count: int = n + 1) -> bool:
             return len(_messages(wallet_api)) == count
@@ -233,7 +225,7 @@ async def test_quota_exceeded_is_resent_as_a_plain_message(
         return answers.pop(0) if answers else httpx.Response(200, json={})
 
     _on_add_message(wallet_api, add_message)
-    await _post(client, shop.api_key, order_event("shipped"))
+    await post_order_event(client, shop.api_key, order_event("shipped"))
 
     async def recorded() -> bool:
         return ("downgraded", "delivered") in await _deliveries(sessionmaker)
@@ -256,7 +248,7 @@ async def test_google_errors_are_recorded_and_retried(
 
     _on_patch(wallet_api, patch)
     _on_add_message(wallet_api)
-    await _post(client, shop.api_key, order_event("shipped"))
+    await post_order_event(client, shop.api_key, order_event("shipped"))
 
     async def failed_once() -> bool:
         return ("object", "failed") in await _deliveries(sessionmaker)
@@ -283,7 +275,7 @@ async def test_callbacks_are_verified_and_a_removed_card_is_not_notified(
 ) -> None:
     _on_patch(wallet_api)
     _on_add_message(wallet_api)
-    accepted = await _post(client, shop.api_key, order_event("confirmed"))
+    accepted = await post_order_event(client, shop.api_key, order_event("confirmed"))
     object_id = f"{ISSUER_ID}.{accepted['card']['serial_number']}"
 
     async def has_target() -> bool:  # the object made and its first message sent
@@ -320,7 +312,7 @@ async def test_callbacks_are_verified_and_a_removed_card_is_not_notified(
         assert target.removed is True
 
     before = len(_messages(wallet_api))
-    await _post(client, shop.api_key, order_event("shipped", at="2026-11-23T15:00:00Z"))
+    await post_order_event(client, shop.api_key, order_event("shipped", at="2026-11-23T15:00:00Z"))
 
     async def patched() -> bool:
         async with sessionmaker() as session:
@@ -339,7 +331,7 @@ async def test_at_most_ten_messages_stay_on_the_object(
 ) -> None:
     _on_patch(wallet_api)
     _on_add_message(wallet_api)
-    await _post(client, shop.api_key, order_event("confirmed"))
+    await post_order_event(client, shop.api_key, order_event("confirmed"))
 
     async def settled() -> bool:
         async with sessionmaker() as session:
@@ -352,7 +344,7 @@ async def test_at_most_ten_messages_stay_on_the_object(
         old = {"header": "Old", "body": "old news", "messageType": "TEXT"}
         row.kept_messages = [{**old, "id": f"old{n}"} for n in range(10)]
         await session.commit()
-    await _post(client, shop.api_key, order_event("shipped", at="2026-11-23T15:00:00Z"))
+    await post_order_event(client, shop.api_key, order_event("shipped", at="2026-11-23T15:00:00Z"))
 
     async def trimmed() -> bool:
         return any(

@@ -6,22 +6,27 @@ import io
 import json
 import re
 import zipfile
-from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.apns_standin import ApnsStandin
+from services.core.queue import InboxMessage
 from services.core.settings import Settings
 from services.passes.models import Card
 from tests.conftest import BASE_URL
 from tests.e2e.conftest import installation
-from tests.factories import create_merchant
-from tests.orders.test_api import FULL, order_event
-from tests.waiting import eventually
-
-WS = "/passkit/v1"
+from tests.factories import (
+    FULL,
+    WS,
+    create_merchant,
+    order_event,
+    pass_auth,
+    post_order_event,
+    register_device,
+)
+from tests.waiting import eventually, pushed
 
 
 def _strings(bundle: zipfile.ZipFile, locale: str) -> dict[str, str]:
@@ -34,13 +39,12 @@ async def _card(sessionmaker: async_sessionmaker[AsyncSession]) -> Card | None:
         return await session.scalar(select(Card))
 
 
-async def _post(client: httpx.AsyncClient, key: str, event: dict[str, Any]) -> dict[str, Any]:
-    response = await client.post(
-        "/v1/orders/events", json=event, headers={"Authorization": f"Bearer {key}"}
+async def _applied_by_passes(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> bool:
+    applied = (
+        select(func.count()).select_from(InboxMessage).where(InboxMessage.consumer == "passes")
     )
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    async with sessionmaker() as session:
+        return await session.scalar(applied) == count
 
 
 async def test_an_order_moves_and_the_lock_screen_says_so(
@@ -52,7 +56,7 @@ async def test_an_order_moves_and_the_lock_screen_says_so(
 ) -> None:
     client = device_client
     shop = await create_merchant(session, settings)
-    accepted = await _post(client, shop.api_key, order_event("confirmed", **FULL))
+    accepted = await post_order_event(client, shop.api_key, order_event("confirmed", **FULL))
 
     async def issued() -> bool:
         return await _card(sessionmaker) is not None
@@ -61,25 +65,21 @@ async def test_an_order_moves_and_the_lock_screen_says_so(
     card = await _card(sessionmaker)
     assert card is not None
     assert card.serial_number == accepted["card"]["serial_number"]
-    auth = {"Authorization": f"ApplePass {card.authentication_token}"}
-    registration = (
-        f"{WS}/devices/phone-1/registrations/{card.pass_type_identifier}/{card.serial_number}"
-    )
+    auth = pass_auth(card)
     token = "0a" * 32
-    assert (
-        await client.post(registration, json={"pushToken": token}, headers=auth)
-    ).status_code == 201
+    await register_device(client, card, "phone-1", token)
     pass_url = f"{WS}/passes/{card.pass_type_identifier}/{card.serial_number}"
     before = await client.get(pass_url, headers=auth)
     version_before = card.version
 
-    await _post(client, shop.api_key, order_event("shipped", at="2026-11-23T12:00:00Z"))
-    [push] = await standin.wait_for(1, timeout=10)
-    assert (push.token, push.topic) == (token, card.pass_type_identifier)
-
+    await post_order_event(client, shop.api_key, order_event("shipped", at="2026-11-23T12:00:00Z"))
+    await eventually(lambda: pushed(sessionmaker, card.id, devices=1))
     changed = await _card(sessionmaker)
     assert changed is not None
     assert changed.version > version_before
+    assert standin.push_count == 1
+    [push] = standin.received
+    assert (push.token, push.topic) == (token, card.pass_type_identifier)
     fresh = await client.get(
         pass_url, headers={**auth, "If-Modified-Since": before.headers["last-modified"]}
     )
@@ -106,18 +106,21 @@ async def test_an_order_moves_and_the_lock_screen_says_so(
     assert back["link_returns"]["value"] == "https://shop.example.com/returns/A-1001"
 
     # A replayed event changes nothing and pushes nothing.
-    await _post(
+    await post_order_event(
         client,
         shop.api_key,
         order_event("shipped", event_id="evt_again", at="2026-11-23T12:00:00Z"),
     )
-    await _post(
+    await post_order_event(
         client,
         shop.api_key,
         order_event("shipped", event_id="evt_again", at="2026-11-23T12:00:00Z"),
     )
-    await _post(client, shop.api_key, order_event("delivered", at="2026-11-24T09:00:00Z"))
-    await standin.wait_for(2, timeout=10)
+    await post_order_event(
+        client, shop.api_key, order_event("delivered", at="2026-11-24T09:00:00Z")
+    )
+    await eventually(lambda: pushed(sessionmaker, card.id, devices=1))
+    assert standin.push_count == 2, "the replay pushed nothing, the delivery once"
     delivered = await client.get(pass_url, headers=auth)
     with zipfile.ZipFile(io.BytesIO(delivered.content)) as bundle:
         document = json.loads(bundle.read("pass.json"))
@@ -125,7 +128,6 @@ async def test_an_order_moves_and_the_lock_screen_says_so(
     # After delivery the card keeps the order's summary (no estimate any more).
     assert document["storeCard"]["headerFields"][0]["value"] == "1001"
     assert "eta" not in {f["key"] for f in document["storeCard"]["secondaryFields"]}
-    assert standin.push_count == 2
 
 
 async def test_events_accepted_while_push_is_down_are_pushed_when_it_returns(
@@ -139,7 +141,7 @@ async def test_events_accepted_while_push_is_down_are_pushed_when_it_returns(
     async with without_push.router.lifespan_context(without_push):
         transport = httpx.ASGITransport(app=without_push)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            await _post(client, shop.api_key, order_event("confirmed"))
+            await post_order_event(client, shop.api_key, order_event("confirmed"))
 
             async def issued() -> bool:
                 return await _card(sessionmaker) is not None
@@ -147,21 +149,19 @@ async def test_events_accepted_while_push_is_down_are_pushed_when_it_returns(
             await eventually(issued)
             card = await _card(sessionmaker)
             assert card is not None
-            path = f"{card.pass_type_identifier}/{card.serial_number}"
             for n in range(2):
-                response = await client.post(
-                    f"{WS}/devices/phone-{n}/registrations/{path}",
-                    json={"pushToken": f"{n:02x}" * 32},
-                    headers={"Authorization": f"ApplePass {card.authentication_token}"},
-                )
-                assert response.status_code == 201
+                await register_device(client, card, f"phone-{n}", f"{n:02x}" * 32)
             for n, status in enumerate(("processing", "shipped", "out_for_delivery"), start=1):
-                await _post(client, shop.api_key, order_event(status, at=f"2026-11-23T1{n}:00:00Z"))
+                await post_order_event(
+                    client, shop.api_key, order_event(status, at=f"2026-11-23T1{n}:00:00Z")
+                )
+            # The card shows all four changes before push returns (so they are coalesced).
+            await eventually(lambda: _applied_by_passes(sessionmaker, 4))
     assert standin.push_count == 0
 
     with_push = installation(push_settings)
     async with with_push.router.lifespan_context(with_push):
-        pushes = await standin.wait_for(2, timeout=10)
+        await eventually(lambda: pushed(sessionmaker, card.id, devices=2))
+        assert standin.push_count == 2
     # Three changes while push was down reach each device: coalesced, none lost.
-    assert sorted(p.token for p in pushes) == ["00" * 32, "01" * 32]
-    assert standin.push_count == 2
+    assert sorted(p.token for p in standin.received) == ["00" * 32, "01" * 32]

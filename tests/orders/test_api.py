@@ -16,57 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.core.settings import Settings
 from services.merchants.service import revoke_api_keys, rotate_signing_secret
 from services.onboarding import Onboarded
-from tests.factories import create_merchant
+from tests.factories import EVENTS, FULL, api_auth, batch, create_merchant, order_event
 from tests.waiting import eventually
-
-EVENTS = "/v1/orders/events"
-_counter = iter(range(1, 1_000_000))
-
-
-def order_event(
-    status: str = "confirmed",
-    *,
-    order_id: str = "A-1001",
-    at: str | None = None,
-    event_id: str | None = None,
-    **order: Any,
-) -> dict[str, Any]:
-    return {
-        "id": event_id or f"evt_{next(_counter)}",
-        "occurred_at": at or "2026-11-23T10:15:00Z",
-        "order": {
-            "id": order_id,
-            "number": "1001",
-            "status": status,
-            "customer": {"id": "c-42", "name": "Jana Nováková", "locale": "sk"},
-            **order,
-        },
-    }
-
-
-FULL = {
-    "total": {"amount": "49.90", "currency": "EUR"},
-    "shipping": {
-        "carrier": "DPD",
-        "tracking_number": "0123456789",
-        "tracking_url": "https://track.example.com/0123456789",
-        "estimated_delivery": "2026-11-25",
-        "cost": {"amount": "0.00", "currency": "EUR"},
-    },
-    "items": [{"name": "Tea kettle", "quantity": 1}],
-    "links": {
-        "order": "https://shop.example.com/orders/A-1001",
-        "returns": "https://shop.example.com/returns/A-1001",
-    },
-}
-
-
-def auth(onboarded: Onboarded) -> dict[str, str]:
-    return {"Authorization": f"Bearer {onboarded.api_key}"}
 
 
 async def test_accepted_with_the_card_links(client: httpx.AsyncClient, shop: Onboarded) -> None:
-    response = await client.post(EVENTS, json=order_event(**FULL), headers=auth(shop))
+    response = await client.post(EVENTS, json=order_event(**FULL), headers=api_auth(shop))
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["duplicate"] is False
@@ -88,28 +43,28 @@ async def test_replay_answers_the_same_and_changes_nothing(
     client: httpx.AsyncClient, shop: Onboarded
 ) -> None:
     event = order_event(**FULL)
-    first = await client.post(EVENTS, json=event, headers=auth(shop))
-    again = await client.post(EVENTS, json=event, headers=auth(shop))
+    first = await client.post(EVENTS, json=event, headers=api_auth(shop))
+    again = await client.post(EVENTS, json=event, headers=api_auth(shop))
     assert again.status_code == 202
     assert again.json() == {**first.json(), "duplicate": True}
-    history = (await client.get("/v1/orders/A-1001", headers=auth(shop))).json()["history"]
+    history = (await client.get("/v1/orders/A-1001", headers=api_auth(shop))).json()["history"]
     assert len(history) == 1
 
 
 async def test_same_id_with_another_body_is_409(client: httpx.AsyncClient, shop: Onboarded) -> None:
     event = order_event()
-    await client.post(EVENTS, json=event, headers=auth(shop))
+    await client.post(EVENTS, json=event, headers=api_auth(shop))
     changed = {**event, "order": {**event["order"], "status": "shipped"}}
-    response = await client.post(EVENTS, json=changed, headers=auth(shop))
+    response = await client.post(EVENTS, json=changed, headers=api_auth(shop))
     assert response.status_code == 409
     assert "different body" in response.json()["message"]
 
 
 async def test_fields_left_out_are_kept(client: httpx.AsyncClient, shop: Onboarded) -> None:
-    await client.post(EVENTS, json=order_event("confirmed", **FULL), headers=auth(shop))
+    await client.post(EVENTS, json=order_event("confirmed", **FULL), headers=api_auth(shop))
     minimal = order_event("shipped", at="2026-11-23T12:00:00Z")
     minimal["order"] = {"id": "A-1001", "status": "shipped", "customer": {"id": "c-42"}}
-    response = await client.post(EVENTS, json=minimal, headers=auth(shop))
+    response = await client.post(EVENTS, json=minimal, headers=api_auth(shop))
     order = response.json()["order"]
     assert order["status"] == "shipped"
     assert order["number"] == "1001"
@@ -121,14 +76,14 @@ async def test_late_event_is_kept_in_history_but_never_moves_the_status(
     client: httpx.AsyncClient, shop: Onboarded
 ) -> None:
     await client.post(
-        EVENTS, json=order_event("shipped", at="2026-11-23T12:00:00Z"), headers=auth(shop)
+        EVENTS, json=order_event("shipped", at="2026-11-23T12:00:00Z"), headers=api_auth(shop)
     )
     late = await client.post(
-        EVENTS, json=order_event("confirmed", at="2026-11-23T11:00:00Z"), headers=auth(shop)
+        EVENTS, json=order_event("confirmed", at="2026-11-23T11:00:00Z"), headers=api_auth(shop)
     )
     assert late.status_code == 202
     assert late.json()["order"]["status"] == "shipped"
-    order = (await client.get("/v1/orders/A-1001", headers=auth(shop))).json()
+    order = (await client.get("/v1/orders/A-1001", headers=api_auth(shop))).json()
     assert order["status"] == "shipped"
     assert [(h["status"], h["outcome"]) for h in order["history"]] == [
         ("confirmed", "stale"),
@@ -138,15 +93,15 @@ async def test_late_event_is_kept_in_history_but_never_moves_the_status(
 
 async def test_leaving_a_final_status_is_409(client: httpx.AsyncClient, shop: Onboarded) -> None:
     await client.post(
-        EVENTS, json=order_event("delivered", at="2026-11-23T12:00:00Z"), headers=auth(shop)
+        EVENTS, json=order_event("delivered", at="2026-11-23T12:00:00Z"), headers=api_auth(shop)
     )
     back = await client.post(
-        EVENTS, json=order_event("shipped", at="2026-11-23T13:00:00Z"), headers=auth(shop)
+        EVENTS, json=order_event("shipped", at="2026-11-23T13:00:00Z"), headers=api_auth(shop)
     )
     assert back.status_code == 409
     assert back.json()["message"] == "order 'A-1001' is delivered: it cannot become shipped"
     returned = await client.post(
-        EVENTS, json=order_event("returned", at="2026-11-24T09:00:00Z"), headers=auth(shop)
+        EVENTS, json=order_event("returned", at="2026-11-24T09:00:00Z"), headers=api_auth(shop)
     )
     assert returned.status_code == 202
     assert returned.json()["order"]["status"] == "returned"
@@ -183,21 +138,21 @@ async def test_bad_input_is_422_with_the_field_path(
 ) -> None:
     event = order_event()
     mutate(event)
-    response = await client.post(EVENTS, json=event, headers=auth(shop))
+    response = await client.post(EVENTS, json=event, headers=api_auth(shop))
     assert response.status_code == 422
     assert path in [e["path"] for e in response.json()["errors"]]
 
 
 async def test_malformed_json_is_422(client: httpx.AsyncClient, shop: Onboarded) -> None:
     response = await client.post(
-        EVENTS, content=b"{nope", headers={**auth(shop), "Content-Type": "application/json"}
+        EVENTS, content=b"{nope", headers={**api_auth(shop), "Content-Type": "application/json"}
     )
     assert response.status_code == 422
 
 
 async def test_body_over_256_kib_is_413(client: httpx.AsyncClient, shop: Onboarded) -> None:
     event = order_event(items=[{"name": "x" * 200}] * 1400)
-    response = await client.post(EVENTS, json=event, headers=auth(shop))
+    response = await client.post(EVENTS, json=event, headers=api_auth(shop))
     assert response.status_code == 413
 
 
@@ -213,12 +168,16 @@ async def test_tenants_are_isolated(
     client: httpx.AsyncClient, session: AsyncSession, settings: Settings, shop: Onboarded
 ) -> None:
     other = await create_merchant(session, settings, slug="other", name="Other")
-    await client.post(EVENTS, json=order_event(), headers=auth(shop))
-    assert (await client.get("/v1/orders/A-1001", headers=auth(other))).status_code == 404
-    assert (await client.get("/v1/orders/A-1001", headers=auth(shop))).status_code == 200
+    await client.post(EVENTS, json=order_event(), headers=api_auth(shop))
+    assert (await client.get("/v1/orders/A-1001", headers=api_auth(other))).status_code == 404
+    assert (await client.get("/v1/orders/A-1001", headers=api_auth(shop))).status_code == 200
     # The same order id and event id at another merchant are another order.
-    same = await client.post(EVENTS, json=order_event(event_id="evt_shared"), headers=auth(other))
-    mine = await client.post(EVENTS, json=order_event(event_id="evt_shared"), headers=auth(shop))
+    same = await client.post(
+        EVENTS, json=order_event(event_id="evt_shared"), headers=api_auth(other)
+    )
+    mine = await client.post(
+        EVENTS, json=order_event(event_id="evt_shared"), headers=api_auth(shop)
+    )
     assert same.json()["duplicate"] is False
     assert mine.json()["duplicate"] is False
     assert same.json()["card"]["serial_number"] != mine.json()["card"]["serial_number"]
@@ -238,7 +197,7 @@ async def test_signed_requests(
     await session.commit()
     assert secret is not None
     body = json.dumps(order_event()).encode()
-    headers = {**auth(shop), "Content-Type": "application/json"}
+    headers = {**api_auth(shop), "Content-Type": "application/json"}
 
     unsigned = await client.post(EVENTS, content=body, headers=headers)
     assert unsigned.status_code == 401
@@ -266,19 +225,21 @@ async def test_batch_answers_each_event(client: httpx.AsyncClient, shop: Onboard
     delivered = order_event("delivered", order_id="B-3", at="2026-11-23T10:00:00Z")
     refused = order_event("shipped", order_id="B-3", at="2026-11-23T11:00:00Z")
     response = await client.post(
-        f"{EVENTS}:batch", json={"events": [ok, bad, delivered, refused, ok]}, headers=auth(shop)
+        f"{EVENTS}:batch", json=batch(ok, bad, delivered, refused, ok), headers=api_auth(shop)
     )
     assert response.status_code == 200
     results = response.json()["results"]
     assert [r["status"] for r in results] == [202, 422, 202, 409, 202]
     assert results[1]["body"]["errors"][0]["path"] == "order.status"
     assert results[4]["body"]["duplicate"] is True
-    assert (await client.get("/v1/orders/B-3", headers=auth(shop))).json()["status"] == "delivered"
+    assert (await client.get("/v1/orders/B-3", headers=api_auth(shop))).json()[
+        "status"
+    ] == "delivered"
 
 
 async def test_batch_is_limited_to_500(client: httpx.AsyncClient, shop: Onboarded) -> None:
     response = await client.post(
-        f"{EVENTS}:batch", json={"events": [{"id": "x"}] * 501}, headers=auth(shop)
+        f"{EVENTS}:batch", json=batch(*[{"id": "x"}] * 501), headers=api_auth(shop)
     )
     assert response.status_code == 422
 
@@ -290,7 +251,7 @@ async def test_batch_applies_events_of_one_order_in_their_order(
     shipped = order_event("shipped", order_id="B-7", at="2026-11-23T11:00:00Z")
     late = order_event("processing", order_id="B-7", at="2026-11-23T10:30:00Z")
     response = await client.post(
-        f"{EVENTS}:batch", json={"events": [placed, shipped, late, placed]}, headers=auth(shop)
+        f"{EVENTS}:batch", json=batch(placed, shipped, late, placed), headers=api_auth(shop)
     )
     results = response.json()["results"]
     assert [r["status"] for r in results] == [202, 202, 202, 202]
@@ -302,28 +263,28 @@ async def test_batch_applies_events_of_one_order_in_their_order(
     ]
     assert results[3]["body"] == {**results[0]["body"], "duplicate": True}
     assert results[1]["body"]["order"]["shipping"]["carrier"] == "DPD"
-    order = (await client.get("/v1/orders/B-7", headers=auth(shop))).json()
+    order = (await client.get("/v1/orders/B-7", headers=api_auth(shop))).json()
     assert [(h["status"], h["outcome"]) for h in order["history"]] == [
         ("confirmed", "applied"),
         ("processing", "stale"),
         ("shipped", "applied"),
     ]
     # Replayed later, one by one, each answers as it did in the batch.
-    again = await client.post(EVENTS, json=shipped, headers=auth(shop))
+    again = await client.post(EVENTS, json=shipped, headers=api_auth(shop))
     assert again.json() == {**results[1]["body"], "duplicate": True}
 
 
 async def test_batch_id_refused_then_reused_for_a_new_order(
     client: httpx.AsyncClient, shop: Onboarded
 ) -> None:
-    await client.post(EVENTS, json=order_event("delivered", order_id="B-8"), headers=auth(shop))
+    await client.post(EVENTS, json=order_event("delivered", order_id="B-8"), headers=api_auth(shop))
     refused = order_event("shipped", order_id="B-8", at="2026-11-24T10:00:00Z", event_id="e-9")
     reused = order_event("confirmed", order_id="B-9", event_id="e-9")
     response = await client.post(
-        f"{EVENTS}:batch", json={"events": [refused, reused]}, headers=auth(shop)
+        f"{EVENTS}:batch", json=batch(refused, reused), headers=api_auth(shop)
     )
     assert [r["status"] for r in response.json()["results"]] == [409, 202]
-    assert (await client.get("/v1/orders/B-9", headers=auth(shop))).status_code == 200
+    assert (await client.get("/v1/orders/B-9", headers=api_auth(shop))).status_code == 200
 
 
 async def test_events_for_one_order_at_once_apply_one_after_the_other(
@@ -335,11 +296,11 @@ async def test_events_for_one_order_at_once_apply_one_after_the_other(
     ]
     same_id = order_event("confirmed", order_id="C-2")
     answers = await asyncio.gather(
-        *(client.post(EVENTS, json=e, headers=auth(shop)) for e in [*events, same_id, same_id])
+        *(client.post(EVENTS, json=e, headers=api_auth(shop)) for e in [*events, same_id, same_id])
     )
     assert [a.status_code for a in answers] == [202] * 6
     assert sorted(a.json()["duplicate"] for a in answers[4:]) == [False, True]
-    order = (await client.get("/v1/orders/C-1", headers=auth(shop))).json()
+    order = (await client.get("/v1/orders/C-1", headers=api_auth(shop))).json()
     assert order["status"] == "delivered"
     assert len(order["history"]) == 4
 
@@ -347,18 +308,54 @@ async def test_events_for_one_order_at_once_apply_one_after_the_other(
 async def test_a_revoked_key_stops_at_once_though_just_used(
     client: httpx.AsyncClient, session: AsyncSession, shop: Onboarded
 ) -> None:
-    assert (await client.post(EVENTS, json=order_event(), headers=auth(shop))).status_code == 202
+    assert (
+        await client.post(EVENTS, json=order_event(), headers=api_auth(shop))
+    ).status_code == 202
     assert await revoke_api_keys(session, await session.merge(shop.merchant)) == 1
     await session.commit()
-    response = await client.post(EVENTS, json=order_event(), headers=auth(shop))
+    response = await client.post(EVENTS, json=order_event(), headers=api_auth(shop))
     assert response.status_code == 401
 
 
 async def test_a_new_signing_secret_is_required_at_once(
     client: httpx.AsyncClient, session: AsyncSession, shop: Onboarded
 ) -> None:
-    assert (await client.post(EVENTS, json=order_event(), headers=auth(shop))).status_code == 202
+    assert (
+        await client.post(EVENTS, json=order_event(), headers=api_auth(shop))
+    ).status_code == 202
     await rotate_signing_secret(session, await session.merge(shop.merchant), enable=True)
     await session.commit()
-    response = await client.post(EVENTS, json=order_event(), headers=auth(shop))
+    response = await client.post(EVENTS, json=order_event(), headers=api_auth(shop))
     assert response.status_code == 401
+
+
+async def test_an_invalid_event_answers_alike_alone_and_in_a_batch(
+    client: httpx.AsyncClient, shop: Onboarded
+) -> None:
+    event = order_event()
+    event["order"]["status"] = "teleported"
+    alone = await client.post(EVENTS, json=event, headers=api_auth(shop))
+    batched = await client.post(f"{EVENTS}:batch", json=batch(event), headers=api_auth(shop))
+    [item] = batched.json()["results"]
+    message = alone.json()["errors"][0]["message"]
+    assert (
+        alone.content
+        == json.dumps(
+            {
+                "error": "invalid_input",
+                "message": "the request is invalid",
+                "errors": [{"path": "body.order.status", "message": message}],
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+    )
+    assert item == {
+        "index": 0,
+        "status": 422,
+        "body": {
+            "error": "invalid_input",
+            "message": "the event is invalid",
+            "errors": [{"path": "order.status", "message": message}],
+        },
+    }

@@ -20,7 +20,7 @@ from services.onboarding import Onboarded
 from services.orders import service
 from services.orders.schemas import OrderEventIn
 from tests.conftest import BASE_URL
-from tests.orders.test_api import EVENTS, auth, order_event
+from tests.factories import EVENTS, api_auth, order_event
 
 
 @contextmanager
@@ -43,7 +43,9 @@ def commits_counted(app: FastAPI) -> Iterator[list[int]]:
 async def post_all(
     client: httpx.AsyncClient, shop: Onboarded, events: Sequence[dict[str, Any]]
 ) -> list[httpx.Response]:
-    return await asyncio.gather(*(client.post(EVENTS, json=e, headers=auth(shop)) for e in events))
+    return await asyncio.gather(
+        *(client.post(EVENTS, json=e, headers=api_auth(shop)) for e in events)
+    )
 
 
 async def test_events_posted_together_share_a_transaction(
@@ -56,13 +58,13 @@ async def test_events_posted_together_share_a_transaction(
     assert [a.json()["order"]["id"] for a in answers] == [f"G-{n}" for n in range(8)]
     assert len(commits) < 8
     for n in range(8):
-        assert (await client.get(f"/v1/orders/G-{n}", headers=auth(shop))).status_code == 200
+        assert (await client.get(f"/v1/orders/G-{n}", headers=api_auth(shop))).status_code == 200
 
 
 async def test_a_refused_event_fails_only_its_own_request(
     client: httpx.AsyncClient, shop: Onboarded
 ) -> None:
-    first = await client.post(EVENTS, json=order_event(order_id="R-1"), headers=auth(shop))
+    first = await client.post(EVENTS, json=order_event(order_id="R-1"), headers=api_auth(shop))
     assert first.status_code == 202
     stranger = order_event(order_id="R-1")
     stranger["order"]["customer"]["id"] = "someone-else"
@@ -73,7 +75,7 @@ async def test_a_refused_event_fails_only_its_own_request(
     assert [a.status_code for a in answers] == [202, 409, 422, 202]
     assert answers[1].json()["message"] == "order 'R-1' belongs to another customer"
     for order_id, status in (("R-2", 200), ("R-3", 404), ("R-4", 200)):
-        found = await client.get(f"/v1/orders/{order_id}", headers=auth(shop))
+        found = await client.get(f"/v1/orders/{order_id}", headers=api_auth(shop))
         assert found.status_code == status
 
 
@@ -90,7 +92,7 @@ async def test_one_id_twice_in_a_group_is_applied_once(
     # Whichever body came first is the event; the other is refused.
     assert sorted(a.status_code for a in answers[2:]) == [202, 409]
     for order_id in ("D-1", "D-2"):
-        order = (await client.get(f"/v1/orders/{order_id}", headers=auth(shop))).json()
+        order = (await client.get(f"/v1/orders/{order_id}", headers=api_auth(shop))).json()
         assert len(order["history"]) == 1
 
 
@@ -117,7 +119,7 @@ async def test_a_failed_commit_fails_every_request_of_the_group(
         event.remove(SyncSession, "before_commit", refuse)
     assert [a.status_code for a in answers] == [500] * 4
     for n in range(4):
-        assert (await client.get(f"/v1/orders/F-{n}", headers=auth(shop))).status_code == 404
+        assert (await client.get(f"/v1/orders/F-{n}", headers=api_auth(shop))).status_code == 404
 
 
 async def test_a_failing_event_is_tried_alone_and_the_others_commit(
@@ -145,4 +147,4 @@ async def test_a_failing_event_is_tried_alone_and_the_others_commit(
     answers = await post_all(failing_client, shop, events)
     assert [a.status_code for a in answers] == [202, 500, 202, 202]
     for n, status in enumerate([200, 404, 200, 200]):
-        assert (await client.get(f"/v1/orders/P-{n}", headers=auth(shop))).status_code == status
+        assert (await client.get(f"/v1/orders/P-{n}", headers=api_auth(shop))).status_code == status

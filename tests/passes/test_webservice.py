@@ -15,19 +15,14 @@ from services.core.queue import OutboxMessage
 from services.core.settings import Settings
 from services.passes.cards import record_change
 from services.passes.models import Card, PassBundle, Registration
-from tests.factories import create_card, create_merchant
+from tests.factories import WS, create_card, create_merchant, pass_auth, registration_url
 
 DEVICE = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 TOKEN = "ab" * 32
-WS = "/passkit/v1"
-
-
-def _auth(card: Card) -> dict[str, str]:
-    return {"Authorization": f"ApplePass {card.authentication_token}"}
 
 
 def _registration(card: Card, device: str = DEVICE) -> str:
-    return f"{WS}/devices/{device}/registrations/{card.pass_type_identifier}/{card.serial_number}"
+    return registration_url(card, device)
 
 
 @pytest.fixture
@@ -36,19 +31,23 @@ async def card(session: AsyncSession, settings: Settings) -> Card:
 
 
 async def test_register_new_then_again(client: httpx.AsyncClient, card: Card) -> None:
-    first = await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+    first = await client.post(
+        _registration(card), json={"pushToken": TOKEN}, headers=pass_auth(card)
+    )
     assert first.status_code == 201
-    again = await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+    again = await client.post(
+        _registration(card), json={"pushToken": TOKEN}, headers=pass_auth(card)
+    )
     assert again.status_code == 200
 
 
 async def test_new_push_token_replaces_the_old(
     client: httpx.AsyncClient, card: Card, session: AsyncSession
 ) -> None:
-    await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+    await client.post(_registration(card), json={"pushToken": TOKEN}, headers=pass_auth(card))
     newer = "cd" * 32
     response = await client.post(
-        _registration(card), json={"pushToken": newer}, headers=_auth(card)
+        _registration(card), json={"pushToken": newer}, headers=pass_auth(card)
     )
     assert response.status_code == 200
     tokens = (await session.scalars(select(Registration.push_token))).all()
@@ -68,10 +67,10 @@ async def test_register_without_the_right_token_is_401(
 
 async def test_register_unknown_pass_is_404(client: httpx.AsyncClient, card: Card) -> None:
     unknown_serial = f"{WS}/devices/{DEVICE}/registrations/{card.pass_type_identifier}/nope"
-    response = await client.post(unknown_serial, json={"pushToken": TOKEN}, headers=_auth(card))
+    response = await client.post(unknown_serial, json={"pushToken": TOKEN}, headers=pass_auth(card))
     assert response.status_code == 404
     unknown_type = f"{WS}/devices/{DEVICE}/registrations/pass.other.type/{card.serial_number}"
-    response = await client.post(unknown_type, json={"pushToken": TOKEN}, headers=_auth(card))
+    response = await client.post(unknown_type, json={"pushToken": TOKEN}, headers=pass_auth(card))
     assert response.status_code == 404
 
 
@@ -90,7 +89,7 @@ async def test_register_unknown_pass_is_404(client: httpx.AsyncClient, card: Car
 async def test_register_with_a_bad_body_is_400(
     client: httpx.AsyncClient, card: Card, body: bytes
 ) -> None:
-    response = await client.post(_registration(card), content=body, headers=_auth(card))
+    response = await client.post(_registration(card), content=body, headers=pass_auth(card))
     assert response.status_code == 400
 
 
@@ -99,7 +98,7 @@ async def test_malformed_path_parameters_are_400(
     client: httpx.AsyncClient, card: Card, device: str
 ) -> None:
     response = await client.post(
-        _registration(card, device), json={"pushToken": TOKEN}, headers=_auth(card)
+        _registration(card, device), json={"pushToken": TOKEN}, headers=pass_auth(card)
     )
     assert response.status_code == 400
     listing = await client.get(f"{WS}/devices/{device}/registrations/{card.pass_type_identifier}")
@@ -107,11 +106,11 @@ async def test_malformed_path_parameters_are_400(
 
 
 async def test_unregister(client: httpx.AsyncClient, card: Card) -> None:
-    await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+    await client.post(_registration(card), json={"pushToken": TOKEN}, headers=pass_auth(card))
     wrong = await client.delete(_registration(card), headers={"Authorization": "ApplePass nope"})
     assert wrong.status_code == 401
-    assert (await client.delete(_registration(card), headers=_auth(card))).status_code == 200
-    assert (await client.delete(_registration(card), headers=_auth(card))).status_code == 404
+    assert (await client.delete(_registration(card), headers=pass_auth(card))).status_code == 200
+    assert (await client.delete(_registration(card), headers=pass_auth(card))).status_code == 404
 
 
 async def test_list_with_and_without_tag(
@@ -122,7 +121,7 @@ async def test_list_with_and_without_tag(
     listing_url = f"{WS}/devices/{DEVICE}/registrations/{first.pass_type_identifier}"
     assert (await client.get(listing_url)).status_code == 204  # no registrations yet
     for card in (first, second):
-        await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+        await client.post(_registration(card), json={"pushToken": TOKEN}, headers=pass_auth(card))
 
     everything = await client.get(listing_url)
     assert everything.status_code == 200
@@ -153,7 +152,7 @@ async def test_no_change_is_missed_when_cards_change_in_the_same_second(
     onboarded = await create_merchant(session, settings)
     cards = [await create_card(session, onboarded) for _ in range(6)]
     for card in cards:
-        await client.post(_registration(card), json={"pushToken": TOKEN}, headers=_auth(card))
+        await client.post(_registration(card), json={"pushToken": TOKEN}, headers=pass_auth(card))
     listing_url = f"{WS}/devices/{DEVICE}/registrations/{cards[0].pass_type_identifier}"
     tag = (await client.get(listing_url)).json()["lastUpdated"]
 
@@ -176,12 +175,14 @@ async def test_latest_pass_and_if_modified_since(
     client: httpx.AsyncClient, card: Card, session: AsyncSession
 ) -> None:
     url = f"{WS}/passes/{card.pass_type_identifier}/{card.serial_number}"
-    response = await client.get(url, headers=_auth(card))
+    response = await client.get(url, headers=pass_auth(card))
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/vnd.apple.pkpass"
     last_modified = response.headers["last-modified"]
 
-    unchanged = await client.get(url, headers={**_auth(card), "If-Modified-Since": last_modified})
+    unchanged = await client.get(
+        url, headers={**pass_auth(card), "If-Modified-Since": last_modified}
+    )
     assert unchanged.status_code == 304
     assert unchanged.content == b""
 
@@ -189,15 +190,17 @@ async def test_latest_pass_and_if_modified_since(
     for _ in range(2):
         await record_change(session, card)
         await session.commit()
-        newer = await client.get(url, headers={**_auth(card), "If-Modified-Since": last_modified})
+        newer = await client.get(
+            url, headers={**pass_auth(card), "If-Modified-Since": last_modified}
+        )
         assert newer.status_code == 200
         assert newer.headers["last-modified"] != last_modified
         last_modified = newer.headers["last-modified"]
 
     older = format_datetime(card.changed_at.replace(year=2020), usegmt=True)
-    stale = await client.get(url, headers={**_auth(card), "If-Modified-Since": older})
+    stale = await client.get(url, headers={**pass_auth(card), "If-Modified-Since": older})
     assert stale.status_code == 200
-    bogus = await client.get(url, headers={**_auth(card), "If-Modified-Since": "yesterday"})
+    bogus = await client.get(url, headers={**pass_auth(card), "If-Modified-Since": "yesterday"})
     assert bogus.status_code == 200
 
 
@@ -205,12 +208,12 @@ async def test_a_new_version_is_built_once_then_served_as_kept(
     client: httpx.AsyncClient, card: Card, session: AsyncSession
 ) -> None:
     url = f"{WS}/passes/{card.pass_type_identifier}/{card.serial_number}"
-    assert (await client.get(url, headers=_auth(card))).status_code == 200
+    assert (await client.get(url, headers=pass_auth(card))).status_code == 200
     await record_change(session, card)
     await session.commit()
 
-    first = await client.get(url, headers=_auth(card))
-    again = await client.get(url, headers=_auth(card))
+    first = await client.get(url, headers=pass_auth(card))
+    again = await client.get(url, headers=pass_auth(card))
     assert first.status_code == again.status_code == 200
     assert again.headers["content-type"] == "application/vnd.apple.pkpass"
     assert again.headers["last-modified"] == first.headers["last-modified"]
@@ -226,7 +229,7 @@ async def test_latest_pass_needs_the_token_and_a_known_pass(
     assert (await client.get(url)).status_code == 401
     assert (await client.get(url, headers={"Authorization": "ApplePass x" * 3})).status_code == 401
     unknown = f"{WS}/passes/{card.pass_type_identifier}/unknown-serial"
-    assert (await client.get(unknown, headers=_auth(card))).status_code == 404
+    assert (await client.get(unknown, headers=pass_auth(card))).status_code == 404
 
 
 async def test_one_device_many_cards_and_one_card_many_devices(
@@ -237,7 +240,7 @@ async def test_one_device_many_cards_and_one_card_many_devices(
     for card in (a, b):
         for device in ("device-one", "device-two"):
             response = await client.post(
-                _registration(card, device), json={"pushToken": TOKEN}, headers=_auth(card)
+                _registration(card, device), json={"pushToken": TOKEN}, headers=pass_auth(card)
             )
             assert response.status_code == 201
     await record_change(session, a)
