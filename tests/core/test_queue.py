@@ -225,20 +225,33 @@ async def test_message_gives_up_after_max_attempts(
 async def test_claimed_message_is_not_claimed_twice_until_its_lease_ends(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
+    """A consumer that dies mid-message (its process killed while the handler ran) leaves the
+    message leased: no other consumer takes it until the lease runs out, then one does."""
     async with sessionmaker() as session:
         message_id = publish(session, Named(name="leased"))
         await session.commit()
-    queue = _queue(sessionmaker)
-    first = await queue._claim(["test.topic"])
-    assert [m.id for m in first] == [message_id]
-    assert await queue._claim(["test.topic"]) == []
+
+    async def dies(_session: AsyncSession, _message: Named) -> None:
+        raise asyncio.CancelledError  # as a killed process's consumer stops mid-message
+
+    with pytest.raises(asyncio.CancelledError):
+        await _queue(sessionmaker).drain_once([Subscription("t", Named, dies)])
+    recorder = Recorder()
+    other = _queue(sessionmaker)
+    assert await other.drain_once([Subscription("t", Named, recorder)]) == 0
     async with sessionmaker() as session:
         await session.execute(
             update(OutboxMessage).values(locked_until=utcnow() - timedelta(seconds=1))
         )
         await session.commit()
-    again = await queue._claim(["test.topic"])
-    assert [(m.id, m.attempt) for m in again] == [(message_id, 2)]
+    assert await other.drain_once([Subscription("t", Named, recorder)]) == 1
+    assert [m.id for m in recorder.seen] == [message_id]
+    async with sessionmaker() as session:
+        row = await session.scalar(
+            select(OutboxMessage).where(OutboxMessage.message_id == message_id)
+        )
+        assert row is not None
+        assert (row.attempts, row.processed_at is not None) == (2, True)
 
 
 async def test_other_topics_are_left_alone(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
