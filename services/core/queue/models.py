@@ -60,7 +60,7 @@ MESSAGE_COLUMNS = (
     outbox_table.c.payload,
     outbox_table.c.created_at,
 )
-"""What a claim or the relay reads of a row: the message, and its id (the order published)."""
+"""What a consumer reads of a row: the message, and its id (the order it was published in)."""
 
 
 class InboxMessage(Base):

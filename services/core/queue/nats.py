@@ -36,7 +36,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
-from sqlalchemy import Row, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.db import read_rows
@@ -80,10 +80,10 @@ def durable_name(subscription: Subscription[Any]) -> str:
     return f"{subscription.consumer}-{subscription.topic}".replace(".", "_")
 
 
-def encode(row: OutboxMessage) -> bytes:
+def encode(topic: str) -> bytes:
     """The body of a relayed row: its topic, for whoever reads the stream. Consumers read the
     row itself (``named_message_id``)."""
-    return row.topic.encode()
+    return topic.encode()
 
 
 def named_message_id(msg: Msg) -> uuid.UUID | None:
@@ -94,24 +94,7 @@ def named_message_id(msg: Msg) -> uuid.UUID | None:
         return None
 
 
-_NAMED_ROWS = select(
-    OutboxMessage.message_id,
-    OutboxMessage.topic,
-    OutboxMessage.key,
-    OutboxMessage.payload,
-    OutboxMessage.created_at,
-)
-
-
-def _as_outbox_row(leased: Row[Any]) -> OutboxMessage:
-    """A leased row as ``encode`` takes it (a transient object, in no session)."""
-    return OutboxMessage(
-        message_id=leased.message_id,
-        topic=leased.topic,
-        key=leased.key,
-        payload=leased.payload,
-        created_at=leased.created_at,
-    )
+_NAMED_ROWS = select(*MESSAGE_COLUMNS)
 
 
 def _stop_if_cancelled() -> None:
@@ -153,7 +136,7 @@ class NatsQueue:
                 outbox_table.c.failed_at.is_(None),
             ),
             order_by=outbox_table.c.id,
-            returning=MESSAGE_COLUMNS,
+            returning=(outbox_table.c.id, outbox_table.c.message_id, outbox_table.c.topic),
             seconds=RELAY_LEASE_SECONDS,
         )
         self._wakeup = asyncio.Event()
@@ -266,10 +249,10 @@ class NatsQueue:
             pending = [
                 await js.publish_async(
                     subject(self.stream, row.topic),
-                    encode(row),
+                    encode(row.topic),
                     headers={MESSAGE_ID_HEADER: str(row.message_id)},
                 )
-                for row in map(_as_outbox_row, leased)
+                for row in leased
             ]
             # An ack that never comes (connection lost) must not keep the rows waiting.
             async with asyncio.timeout(PUBLISH_ACK_SECONDS):
