@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.core.settings import Settings
 from services.merchants.schemas import MerchantCreate
 from services.onboarding import Onboarded, onboard_merchant
-from services.passes.cards import issue_card
+from services.passes.issuing import issue_card
 from services.passes.models import Card
 from services.passes.schemas import Branding, CardIssue
 

@@ -12,7 +12,8 @@ from services.core.queue import Handler, batch_of
 from services.core.settings import Settings
 from services.core.transaction import Slot
 from services.merchants.models import Merchant
-from services.passes.cards import CardsOfBatch, apply_order_change, lock_cards
+from services.passes.card_orders import apply_order_change
+from services.passes.issuing import CardsOfBatch, lock_cards
 from services.passes.registrations import drop_push_token
 
 log = logging.getLogger(__name__)

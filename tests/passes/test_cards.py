@@ -14,10 +14,10 @@ from services.contracts.messages import OrderChanged
 from services.core.queue import InboxMessage, OutboxMessage, Subscription, publish
 from services.core.queue.db import DatabaseQueue
 from services.core.settings import Settings
-from services.passes import cards
+from services.passes import issuing
 from services.passes.apple.document import pass_document
+from services.passes.card_orders import apply_order_change
 from services.passes.card_view import current_order
-from services.passes.cards import apply_order_change
 from services.passes.handlers import order_changed
 from services.passes.models import Card
 from tests.factories import TEST_SECRET_KEY, create_merchant
@@ -172,7 +172,7 @@ async def test_a_card_issued_concurrently_is_found_and_tags_stay_taken(
     m = shop.merchant
     before = await _apply(session, m, _for("c-2", "A-2", "2026-11-20T10:00"))
     before_tag = before.update_tag
-    real_find = cards._find
+    real_find = issuing._find
     missed: list[str] = []
 
     async def miss_once(*args: Any) -> Any:
@@ -181,7 +181,7 @@ async def test_a_card_issued_concurrently_is_found_and_tags_stay_taken(
             return None
         return await real_find(*args)
 
-    monkeypatch.setattr(cards, "_find", miss_once)
+    monkeypatch.setattr(issuing, "_find", miss_once)
     found = await apply_order_change(
         session, m, message(m, _for("c-2", "B-2", "2026-11-21T10:00")), TEST_SECRET_KEY
     )
