@@ -32,7 +32,7 @@ from services.merchants import google_wallet
 from services.merchants import service as merchants
 from services.merchants.schemas import MerchantCreate, MerchantRead
 from services.onboarding import onboard_merchant
-from services.passes import cards, designs
+from services.passes import changes, designs, issuing
 from services.passes import google_wallet as card_google_wallet
 from services.passes.apple.devchain import ensure_dev_chain
 from services.passes.schemas import AppleSettings, Branding, CardIssue
@@ -563,9 +563,9 @@ def cards_issue(
     async def work(session: AsyncSession) -> dict[str, Any]:
         data = CardIssue(customer_id=customer, customer_name=name, locale=locale)
         merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
-        card = await cards.issue_card(session, merchant, data, settings.resolved_secret_key())
+        card = await issuing.issue_card(session, merchant, data, settings.resolved_secret_key())
         return {
-            **cards.links_of(merchant, card, settings).model_dump(),
+            **issuing.links_of(merchant, card, settings).model_dump(),
             "merchant": merchant.slug,
             "customer_id": card.customer_id,
             "version": card.version,
@@ -595,7 +595,7 @@ def google_configure(
             service_account_file=service_account_file,
             origins=origin or [],
         )
-        announced = await cards.announce_all(session, merchant)
+        announced = await changes.announce_all(session, merchant)
         return {"merchant": merchant.slug, "issuer_id": issuer_id, "cards": announced}
 
     _print(_in_transaction(settings, work))

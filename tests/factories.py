@@ -16,7 +16,7 @@ from services.core.settings import Settings
 from services.merchants.schemas import MerchantCreate
 from services.onboarding import Onboarded, onboard_merchant
 from services.orders.schemas import OrderEventIn
-from services.passes.cards import issue_card
+from services.passes.issuing import issue_card
 from services.passes.models import Card
 from services.passes.schemas import Branding, CardIssue
 

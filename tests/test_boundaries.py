@@ -45,14 +45,14 @@ MAY_IMPORT: dict[str, set[str]] = {
 
 
 def package_of(path: Path) -> str:
-    """``services/passes/cards.py`` -> ``passes``; ``services/cli.py`` -> ``cli``."""
+    """``services/passes/issuing.py`` -> ``passes``; ``services/cli.py`` -> ``cli``."""
     parts = path.relative_to(SERVICES).parts
     return parts[0].removesuffix(".py")
 
 
 def imported_packages(source: str, module: str) -> set[str]:
     """The ``services.<package>`` packages a module's source imports (relative imports are
-    resolved against ``module``, a dotted name such as ``services.passes.cards``)."""
+    resolved against ``module``, a dotted name such as ``services.passes.issuing``)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -104,11 +104,11 @@ def test_every_package_is_listed() -> None:
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("from services.passes.cards import card_links", {"passes"}),
+        ("from services.passes.issuing import links_of", {"passes"}),
         ("import services.push.models", {"push"}),
         ("from services import orders", {"orders"}),
-        ("def f():\n    from services.passes import cards\n", {"passes"}),
-        ("from ..passes import cards", {"passes"}),
+        ("def f():\n    from services.passes import issuing\n", {"passes"}),
+        ("from ..passes import issuing", {"passes"}),
         ("from . import states", {"orders"}),
         ("import httpx\nfrom sqlalchemy import select", set()),
     ],

@@ -31,7 +31,7 @@ from services.merchants import google_wallet
 from services.merchants import service as merchants
 from services.merchants.schemas import MerchantCreate, MerchantRead
 from services.onboarding import onboard_merchant
-from services.passes import cards, designs
+from services.passes import changes, designs, issuing
 from services.passes.schemas import AppleSettings, Branding, CardIssue
 
 
@@ -146,7 +146,7 @@ async def set_google(slug: str, body: GoogleSettings, session: Session) -> Googl
         service_account_file=Path(body.service_account_file),
         origins=body.origins,
     )
-    announced = await cards.announce_all(session, merchant)
+    announced = await changes.announce_all(session, merchant)
     return GoogleSettingsRead(
         issuer_id=body.issuer_id, origins=body.origins, cards_announced=announced
     )
@@ -158,5 +158,5 @@ async def issue_card(
 ) -> CardLinks:
     """A card without an order (the orders API issues them with the first order)."""
     merchant = await merchants.get_merchant_by_slug(session, slug)
-    card = await cards.issue_card(session, merchant, body, settings.resolved_secret_key())
-    return cards.links_of(merchant, card, settings)
+    card = await issuing.issue_card(session, merchant, body, settings.resolved_secret_key())
+    return issuing.links_of(merchant, card, settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session as SyncSession
 
 from services.core.settings import Settings
+from services.core.transaction import after_commit as after_commit  # where callers look
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY_OPTION = "passpost_read_only"
@@ -151,30 +151,3 @@ def read_connection(request: Request) -> AsyncConnection:
     """
     engine: AsyncEngine = request.app.state.read_engine
     return engine.connect()
-
-
-_AFTER_COMMIT = "passpost.after_commit"
-
-
-def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the session's current transaction commits (never on rollback)."""
-    callbacks: list[Callable[[], None]] = session.info.setdefault(_AFTER_COMMIT, [])
-    if callback not in callbacks:
-        callbacks.append(callback)
-
-
-@event.listens_for(SyncSession, "after_commit")
-def _run_after_commit(session: SyncSession) -> None:
-    # SQLAlchemy fires this on a SAVEPOINT's release too: nothing is durable until the end.
-    if session.in_nested_transaction():
-        return
-    for callback in session.info.pop(_AFTER_COMMIT, []):
-        callback()
-
-
-@event.listens_for(SyncSession, "after_rollback")
-def _drop_after_commit(session: SyncSession) -> None:
-    # A rolled-back SAVEPOINT leaves the outer transaction, and what it promised, standing.
-    if session.in_nested_transaction():
-        return
-    session.info.pop(_AFTER_COMMIT, None)

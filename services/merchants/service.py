@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session as SyncSession
 
 from services.core.errors import Conflict, NotFound, Unauthorized
 from services.core.models import utcnow
+from services.core.transaction import after_commit
 from services.merchants.models import ApiKey, Merchant
 from services.merchants.schemas import MerchantCreate
 
@@ -94,32 +95,14 @@ def _detached_copy(merchant: Merchant) -> Merchant:
     return Merchant(**columns)
 
 
-_CREDENTIALS_CHANGED = "passpost.merchant_credentials_changed"
-
-
 @event.listens_for(SyncSession, "before_flush")
 def _note_credential_changes(session: SyncSession, _context: Any, _instances: Any) -> None:
+    # Emptied only once the change is durable. A change in a savepoint that rolls back still
+    # counts, which at worst empties the cache once for nothing.
     if any(
         isinstance(o, Merchant | ApiKey) for o in (*session.new, *session.dirty, *session.deleted)
     ):
-        session.info[_CREDENTIALS_CHANGED] = True
-
-
-# SQLAlchemy also reports a released or rolled-back SAVEPOINT as a commit or rollback: only
-# the end of the whole transaction counts here (a change in a savepoint rolled back is kept
-# as changed, which at worst empties the cache once for nothing).
-
-
-@event.listens_for(SyncSession, "after_commit")
-def _forget_authenticated(session: SyncSession) -> None:
-    if not session.in_nested_transaction() and session.info.pop(_CREDENTIALS_CHANGED, False):
-        _authenticated.clear()
-
-
-@event.listens_for(SyncSession, "after_rollback")
-def _keep_authenticated(session: SyncSession) -> None:
-    if not session.in_nested_transaction():
-        session.info.pop(_CREDENTIALS_CHANGED, None)
+        after_commit(session, _authenticated.clear)
 
 
 SIGNING_SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix)

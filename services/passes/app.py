@@ -10,7 +10,7 @@ from services.core.settings import Settings
 from services.core.web import Component
 from services.passes import links
 from services.passes.apple import webservice
-from services.passes.cards import PassBuilder
+from services.passes.bundles import PassBuilder
 from services.passes.handlers import order_changed, push_token_rejected
 
 

@@ -14,7 +14,7 @@ from services.passes.models import Card, PassDesign
 from services.passes.texts import Overrides, text
 
 Order = dict[str, Any]
-"""An order as a card keeps it in ``Card.content["orders"]`` (see ``cards.apply_order_change``)."""
+"""An order as a card keeps it in ``Card.content["orders"]`` (``card_orders.take_order_change``)."""
 
 
 def current_order(content: dict[str, Any]) -> Order | None:

@@ -16,8 +16,9 @@ from services.core.web import AppSettings
 from services.merchants.models import Merchant
 from services.passes import landing
 from services.passes.apple.pkpass import MEDIA_TYPE
-from services.passes.cards import PassBuilder, SignedPass, get_card_by_link, links_of
+from services.passes.bundles import PassBuilder, SignedPass
 from services.passes.designs import get_design
+from services.passes.issuing import get_card_by_link, links_of
 from services.passes.models import DesignImage, PassDesign
 
 router = APIRouter(prefix=LINK_PATH, tags=["customer links"])

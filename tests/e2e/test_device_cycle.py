@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.apns_standin import ApnsStandin
 from services.core.settings import Settings
-from services.passes.cards import record_change
+from services.passes.changes import record_change
 from services.passes.models import Card, Registration
 from services.push.models import Delivery
 from tests.conftest import BASE_URL

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -13,9 +14,10 @@ from services.contracts.messages import OrderChanged
 from services.core.queue import InboxMessage, OutboxMessage, Subscription, publish
 from services.core.queue.db import DatabaseQueue
 from services.core.settings import Settings
+from services.passes import issuing
 from services.passes.apple.document import pass_document
+from services.passes.card_orders import apply_order_change
 from services.passes.card_view import current_order
-from services.passes.cards import apply_order_change
 from services.passes.handlers import order_changed
 from services.passes.models import Card
 from tests.factories import TEST_SECRET_KEY, create_merchant
@@ -159,6 +161,41 @@ async def test_a_tag_taken_in_a_rolled_back_savepoint_is_taken_again(
     after_tag = after.update_tag
     later = await _apply(session, m, _for("c-1", "C-1", "2026-11-22T10:00"))
     assert before_tag < after_tag < later.update_tag
+
+
+async def test_a_card_issued_concurrently_is_found_and_tags_stay_taken(
+    session: AsyncSession, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The insert of a card another request issued first is refused in its savepoint; the
+    update tag taken for it is not undone with it, and later changes take a new one."""
+    shop = await create_merchant(session, settings)
+    m = shop.merchant
+    before = await _apply(session, m, _for("c-2", "A-2", "2026-11-20T10:00"))
+    before_tag = before.update_tag
+    real_find = issuing._find
+    missed: list[str] = []
+
+    async def miss_once(*args: Any) -> Any:
+        if not missed:  # as if the other request committed just after this one looked
+            missed.append("c-2")
+            return None
+        return await real_find(*args)
+
+    monkeypatch.setattr(issuing, "_find", miss_once)
+    found = await apply_order_change(
+        session, m, message(m, _for("c-2", "B-2", "2026-11-21T10:00")), TEST_SECRET_KEY
+    )
+    other = await apply_order_change(
+        session, m, message(m, _for("c-1", "B-1", "2026-11-21T10:00")), TEST_SECRET_KEY
+    )
+    await session.commit()
+    assert missed == ["c-2"]
+    assert found.id == before.id
+    assert found.version == 2
+    assert found.update_tag == other.update_tag, "one tag for the transaction"
+    tag = other.update_tag
+    later = await _apply(session, m, _for("c-1", "C-1", "2026-11-22T10:00"))
+    assert before_tag < tag < later.update_tag
 
 
 async def test_a_consumer_batch_applies_each_change_to_one_card_per_customer(

@@ -20,7 +20,7 @@ from services.core.settings import Settings
 from services.onboarding import development_apple_settings
 from services.passes.apple.document import pass_strings_for
 from services.passes.apple.ziparchive import archive
-from services.passes.cards import record_change
+from services.passes.changes import record_change
 from services.passes.designs import (
     DesignAssetCache,
     check_image,

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.contracts.cards import card_links
 from services.core import metrics
 from services.core.settings import Settings
-from services.passes.cards import record_change
+from services.passes.changes import record_change
 from services.passes.texts import LOCALES
 from tests.factories import create_card, create_merchant
 

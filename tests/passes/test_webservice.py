@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.queue import OutboxMessage
 from services.core.settings import Settings
-from services.passes.cards import record_change
+from services.passes.changes import record_change
 from services.passes.models import Card, PassBundle, Registration
 from tests.factories import WS, create_card, create_merchant, pass_auth, registration_url
 

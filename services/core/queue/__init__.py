@@ -16,10 +16,10 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.db import after_commit
 from services.core.queue.contract import Contract
 from services.core.queue.models import InboxMessage, OutboxMessage
 from services.core.queue.notify import notify_at_commit
+from services.core.transaction import Slot, after_commit
 
 __all__ = [
     "Handler",
@@ -121,19 +121,19 @@ def _wake_consumers_at_commit(session: AsyncSession, topics: set[str]) -> None:
         notify_at_commit(session, topic)
 
 
-_BATCH = "passpost.queue_batch"
+_BATCH = Slot[Sequence[Contract]]("messages the consumer applies", tuple)
 
 
 def batch_of(session: AsyncSession, contract: type[C]) -> Sequence[C]:
     """The ``contract`` messages a consumer applies in this session's transaction (its claimed
     batch), so a handler may look up what all of them need at once; empty outside a consumer."""
-    batch: Sequence[Contract] = session.info.get(_BATCH, ())
+    batch = _BATCH.peek(session) or ()
     return [message for message in batch if isinstance(message, contract)]
 
 
 def applying(session: AsyncSession, messages: Sequence[Contract]) -> None:
     """Tell handlers (``batch_of``) which messages this transaction applies."""
-    session.info[_BATCH] = messages
+    _BATCH.set(session, messages)
 
 
 _listeners: list[Callable[[], None]] = []

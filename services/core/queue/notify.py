@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session as SyncSession
 
 from services.core import metrics
 from services.core.db import driver_connect_args
+from services.core.transaction import Slot, before_commit
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ MAX_RECONNECT_SECONDS = 30.0
 APPLICATION_NAME = "passpost queue listener"
 """How the listening connection shows in ``pg_stat_activity``."""
 
-_TOPICS = "passpost.notify_topics"
+_TOPICS = Slot[set[str]]("topics to notify at commit", set)
 _NOTIFY = text(
     "SELECT pg_notify(channel, :origin) FROM unnest(CAST(:channels AS text[])) AS channel"
 )
@@ -53,27 +54,18 @@ def notify_at_commit(session: Any, topic: str) -> None:
 
     ``session`` is an ``AsyncSession`` (or its sync ``Session``): both share ``info``.
     """
-    topics: set[str] = session.info.setdefault(_TOPICS, set())
-    topics.add(topic)
+    _TOPICS.get(session).add(topic)
+    before_commit(session, _send_notifications)
 
 
-@event.listens_for(SyncSession, "before_commit")
 def _send_notifications(session: SyncSession) -> None:
-    # A SAVEPOINT's release is no commit; the outer transaction sends them.
-    if session.in_nested_transaction():
-        return
-    topics: set[str] | None = session.info.pop(_TOPICS, None)
+    # Runs as the outermost transaction commits (never at a SAVEPOINT's release).
+    topics = _TOPICS.peek(session)
     if not topics or session.get_bind().dialect.name != "postgresql":
         return
     session.connection().execute(
         _NOTIFY, {"channels": sorted(channel(t) for t in topics), "origin": ORIGIN}
     )
-
-
-@event.listens_for(SyncSession, "after_rollback")
-def _drop_notifications(session: SyncSession) -> None:
-    if not session.in_nested_transaction():
-        session.info.pop(_TOPICS, None)
 
 
 def reconnect_delay(attempt: int) -> float:

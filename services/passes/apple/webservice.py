@@ -16,7 +16,7 @@ from services.core.db import Session, read_connection
 from services.core.errors import BadRequest, NotFound, Unauthorized
 from services.passes import registrations
 from services.passes.apple.pkpass import MEDIA_TYPE
-from services.passes.cards import SignedPass, cached_content
+from services.passes.bundles import SignedPass, cached_content
 from services.passes.links import get_pass_builder, pkpass_response
 from services.passes.models import Card
 

@@ -1,0 +1,93 @@
+"""The orders a card keeps, as ``order.changed`` messages move them: which changes it takes,
+which of them a customer sees, and when the status shown moved (Google then notifies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.contracts.messages import OrderChanged
+from services.merchants.models import Merchant
+from services.passes.card_view import Order, current_order
+from services.passes.changes import announce, record_change
+from services.passes.issuing import CardsOfBatch, find_or_issue, update_customer
+from services.passes.models import Card
+from services.passes.schemas import CardIssue
+
+MAX_ORDERS_KEPT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersTaken:
+    """A card's content with a change applied, and what that did to what the card shows."""
+
+    content: dict[str, Any]
+    visible: bool
+    """What the customer sees changed (an update of an order not shown changes nothing)."""
+    status_moved: bool
+    """The status shown is another one."""
+
+
+def take_order_change(content: dict[str, Any], change: OrderChanged) -> OrdersTaken | None:
+    """``content`` with the order's latest state, or ``None`` when the card has that order at
+    this revision or later already (a redelivered or reordered message)."""
+    orders = dict(content.get("orders") or {})
+    known = orders.get(change.order.id)
+    if known is not None and known["revision"] >= change.revision:
+        return None
+    view = change.order.model_dump(mode="json", exclude_none=True)
+    orders[change.order.id] = {
+        "id": change.order.id,
+        "revision": change.revision,
+        "status": change.order.status.value,
+        "placed_at": change.placed_at.isoformat(),
+        **{k: view.get(k) for k in ("number", "total", "shipping", "items", "links")},
+    }
+    newest = sorted(orders.values(), key=lambda o: o["placed_at"])[-MAX_ORDERS_KEPT:]
+    shown = current_order(content)
+    taken = {**content, "orders": {o["id"]: o for o in newest}}
+    now_shown = current_order(taken)
+    return OrdersTaken(
+        content=taken,
+        visible=_visible(now_shown) != _visible(shown),
+        status_moved=(shown or {}).get("status") != (now_shown or {}).get("status"),
+    )
+
+
+def _visible(order: Order | None) -> Order | None:
+    return None if order is None else {k: v for k, v in order.items() if k != "revision"}
+
+
+async def apply_order_change(
+    session: AsyncSession,
+    merchant: Merchant,
+    change: OrderChanged,
+    secret_key: bytes,
+    *,
+    cards: CardsOfBatch | None = None,
+) -> Card:
+    """Put an order's latest state on its customer's card (``order.changed``).
+
+    A change older than what the card has (a redelivered or reordered message) is ignored.
+    ``cards``: the batch's cards locked already (``lock_cards``), so the card is not looked up.
+    """
+    customer = change.order.customer
+    card, created = await find_or_issue(session, merchant, customer.id, secret_key, known=cards)
+    changed = update_customer(
+        card,
+        merchant,
+        CardIssue(customer_id=customer.id, customer_name=customer.name, locale=customer.locale),
+    )
+    status_moved = False
+    if (taken := take_order_change(card.content, change)) is not None:
+        card.content = taken.content
+        changed = changed or taken.visible
+        status_moved = taken.status_moved
+    if created:
+        await announce(session, card, notify=True)
+    elif changed:
+        await record_change(session, card, notify=status_moved)
+    await session.flush()
+    return card

@@ -1,0 +1,142 @@
+"""A change of what a card shows, announced: its new version and update tag, and the
+``card.updated`` message that carries what push needs (the devices, the APNs credentials'
+shape, the Google object) so that push reads no passes table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.contracts.messages import (
+    ApnsCertificate,
+    ApnsToken,
+    CardUpdated,
+    Device,
+    GoogleObject,
+)
+from services.core.models import utcnow
+from services.core.queue import publish
+from services.core.transaction import Slot
+from services.merchants import google_wallet as merchant_google
+from services.merchants.models import Merchant
+from services.passes import google_wallet
+from services.passes.models import Card, PassDesign, Registration
+from services.passes.registrations import next_update_tag, registrations_of
+
+_UPDATE_TAGS = Slot[dict[str, int]](
+    "update tag of each pass type", dict, forget_at_savepoint_rollback=True
+)
+"""Taken in this transaction. A rolled-back savepoint may have undone the counter's bump, so
+the tag is then taken again."""
+_DESIGNS = Slot[dict[uuid.UUID, PassDesign]]("design of each merchant", dict)
+
+
+def whole_second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+async def record_change(session: AsyncSession, card: Card, *, notify: bool = False) -> None:
+    """Every change of what a card shows: a new version, Last-Modified and update tag, and a
+    ``card.updated`` message for the push service, all in the caller's transaction.
+
+    Last-Modified has whole-second precision in HTTP, so it moves at least one second per
+    change: a device holding the previous version never gets a 304 for the new one.
+    """
+    card.version += 1
+    card.changed_at = max(whole_second(utcnow()), card.changed_at + timedelta(seconds=1))
+    await announce(session, card, notify=notify)
+    # The tag last: it locks the pass type's counter until commit, so keep that short.
+    card.update_tag = await update_tag(session, card.pass_type_identifier)
+
+
+async def update_tag(session: AsyncSession, pass_type: str) -> int:
+    """One update tag per pass type and transaction: the counter is bumped (and locked until
+    commit) by the first card changed, and every card changed with it shares the value. They
+    commit together, so a device listing changes since a tag sees all of them or none."""
+    tags = _UPDATE_TAGS.get(session)
+    if pass_type not in tags:
+        tags[pass_type] = await next_update_tag(session, pass_type)
+    return tags[pass_type]
+
+
+async def _design_of(session: AsyncSession, merchant_id: uuid.UUID) -> PassDesign:
+    """The merchant's design, looked up once per transaction (a consumer's batch)."""
+    designs = _DESIGNS.get(session)
+    if merchant_id not in designs:
+        design = await session.scalar(
+            select(PassDesign).where(PassDesign.merchant_id == merchant_id)
+        )
+        assert design is not None, "a card exists only for a merchant with a design"
+        designs[merchant_id] = design
+    return designs[merchant_id]
+
+
+async def announce(session: AsyncSession, card: Card, *, notify: bool = False) -> None:
+    """Publish ``card.updated``: what push needs for the devices and the Google object.
+
+    ``notify``: the status shown changed, so Google gets a message too (Apple's lock screen
+    comes from the pass's ``changeMessage``).
+    """
+    design = await _design_of(session, card.merchant_id)
+    devices = await registrations_of(session, card)
+    merchant = await session.get_one(Merchant, card.merchant_id)
+    google = google_object(merchant, design, card, notify=notify)
+    publish(session, card_updated(card, design, devices, google), key=str(card.id))
+
+
+async def announce_all(session: AsyncSession, merchant: Merchant) -> int:
+    """Announce every card of a merchant again (after Google Wallet was switched on)."""
+    found = (await session.scalars(select(Card).where(Card.merchant_id == merchant.id))).all()
+    for card in found:
+        await announce(session, card)
+    return len(found)
+
+
+def google_object(
+    merchant: Merchant, design: PassDesign, card: Card, *, notify: bool
+) -> GoogleObject | None:
+    """The card's Google object as it should be now (None without Google Wallet)."""
+    if not merchant_google.enabled(merchant):
+        return None
+    message = google_wallet.status_message(design, card) if notify else None
+    return GoogleObject(
+        issuer_id=str(merchant.google_issuer_id),
+        object_id=merchant_google.card_object_id(merchant, card.serial_number),
+        service_account_path=str(merchant.google_service_account_path),
+        object=google_wallet.object_body(merchant, design, card),
+        message=message,
+    )
+
+
+def card_updated(
+    card: Card,
+    design: PassDesign,
+    devices: list[Registration],
+    google: GoogleObject | None = None,
+) -> CardUpdated:
+    """What the push service needs to deliver a change, so that it reads no passes table."""
+    apns: ApnsCertificate | ApnsToken = ApnsCertificate(
+        certificate_path=design.certificate_path, key_path=design.key_path
+    )
+    if design.apns_token_key_path and design.apns_token_key_id:
+        apns = ApnsToken(
+            key_path=design.apns_token_key_path,
+            key_id=design.apns_token_key_id,
+            team_id=design.team_identifier,
+        )
+    return CardUpdated(
+        card_id=card.id,
+        merchant_id=card.merchant_id,
+        serial_number=card.serial_number,
+        pass_type_identifier=card.pass_type_identifier,
+        version=card.version,
+        apns=apns,
+        devices=[
+            Device(device_library_identifier=d.device_library_identifier, push_token=d.push_token)
+            for d in devices
+        ],
+        google=google,
+    )

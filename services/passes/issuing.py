@@ -1,0 +1,166 @@
+"""Finding a customer's card, issuing it on first use, and the customer's details on it."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.contracts.cards import LINK_TOKEN, CardIdentity, CardLinks, card_identity, card_links
+from services.core.errors import NotFound
+from services.core.models import utcnow
+from services.core.settings import Settings
+from services.merchants import google_wallet as merchant_google
+from services.merchants.models import Merchant
+from services.passes.changes import announce, record_change, update_tag, whole_second
+from services.passes.designs import get_design
+from services.passes.models import Card, PassDesign
+from services.passes.schemas import CardIssue
+from services.passes.texts import LOCALES
+
+Customer = tuple[uuid.UUID, str]
+"""(merchant id, the shop's customer id): whose card."""
+
+
+def new_card(
+    merchant: Merchant, design: PassDesign, data: CardIssue, identity: CardIdentity
+) -> Card:
+    return Card(
+        id=uuid.uuid4(),
+        merchant_id=merchant.id,
+        pass_type_identifier=design.pass_type_identifier,
+        customer_id=data.customer_id,
+        customer_name=data.customer_name,
+        locale=data.locale or merchant.default_locale,
+        serial_number=identity.serial_number,
+        authentication_token=secrets.token_urlsafe(24),
+        link_token=identity.link_token,
+        version=1,
+        content={},
+        changed_at=whole_second(utcnow()),
+    )
+
+
+class CardsOfBatch:
+    """The cards of many customers, found with one query and locked until commit (a consumer's
+    batch): for each customer asked for, the card, or ``None`` while it has none. A card issued
+    for one of them afterwards (``find_or_issue``) is added, so the next change finds it."""
+
+    def __init__(self, cards: dict[Customer, Card | None]) -> None:
+        self._cards = cards
+
+    def knows(self, customer: Customer) -> bool:
+        return customer in self._cards
+
+    def card_of(self, customer: Customer) -> Card | None:
+        return self._cards[customer]
+
+    def issued(self, card: Card) -> None:
+        self._cards[card.merchant_id, card.customer_id] = card
+
+
+async def lock_cards(session: AsyncSession, customers: Iterable[Customer]) -> CardsOfBatch:
+    """The cards of ``customers``, with one query.
+
+    They are locked until commit (in a fixed order), so another consumer cannot change them
+    in between and have one of the two changes overwritten."""
+    wanted = sorted(set(customers))
+    found = await session.scalars(
+        select(Card)
+        .where(tuple_(Card.merchant_id, Card.customer_id).in_(wanted))
+        .order_by(Card.merchant_id, Card.customer_id)
+        .with_for_update()
+    )
+    cards: dict[Customer, Card | None] = dict.fromkeys(wanted)
+    cards.update({(card.merchant_id, card.customer_id): card for card in found})
+    return CardsOfBatch(cards)
+
+
+async def issue_card(
+    session: AsyncSession, merchant: Merchant, data: CardIssue, secret_key: bytes
+) -> Card:
+    """The customer's card, made on first use; a later call updates name and language."""
+    card, created = await find_or_issue(session, merchant, data.customer_id, secret_key)
+    changed = update_customer(card, merchant, data)
+    if created:
+        await announce(session, card)  # Google inserts the object right away
+    elif changed:
+        await record_change(session, card)
+    await session.flush()
+    return card
+
+
+async def find_or_issue(
+    session: AsyncSession,
+    merchant: Merchant,
+    customer_id: str,
+    secret_key: bytes,
+    *,
+    known: CardsOfBatch | None = None,
+) -> tuple[Card, bool]:
+    """The customer's card, and whether it was made just now.
+
+    ``known``: cards looked up already (``lock_cards``); a customer among them is not looked
+    up again, and a card issued now is added to them.
+    """
+    customer = (merchant.id, customer_id)
+    if known is not None and known.knows(customer):
+        card = known.card_of(customer)
+    else:
+        card = await _find(session, merchant, customer_id)
+    if card is not None:
+        return card, False
+    design = await get_design(session, merchant)  # refuse before a card that cannot be built
+    identity = card_identity(secret_key, merchant.id, customer_id)
+    card = new_card(merchant, design, CardIssue(customer_id=customer_id), identity)
+    # The tag before the savepoint: a refused insert then cannot undo the counter's bump.
+    card.update_tag = await update_tag(session, card.pass_type_identifier)
+    try:
+        async with session.begin_nested():
+            session.add(card)
+    except IntegrityError:  # issued concurrently by another request
+        found = await _find(session, merchant, customer_id)
+        assert found is not None
+        card, created = found, False
+    else:
+        created = True
+    if known is not None:
+        known.issued(card)
+    return card, created
+
+
+async def _find(session: AsyncSession, merchant: Merchant, customer_id: str) -> Card | None:
+    return await session.scalar(
+        select(Card).where(Card.merchant_id == merchant.id, Card.customer_id == customer_id)
+    )
+
+
+def update_customer(card: Card, merchant: Merchant, data: CardIssue) -> bool:
+    """Take the customer's name and language; an unknown language means the shop's default."""
+    changed = False
+    if data.customer_name is not None and data.customer_name != card.customer_name:
+        card.customer_name, changed = data.customer_name, True
+    if data.locale is not None:
+        locale = data.locale if data.locale in LOCALES else merchant.default_locale
+        if locale != card.locale:
+            card.locale, changed = locale, True
+    return changed
+
+
+async def get_card_by_link(session: AsyncSession, link_token: str) -> Card:
+    card = None
+    if LINK_TOKEN.fullmatch(link_token):
+        card = await session.scalar(select(Card).where(Card.link_token == link_token))
+    if card is None:
+        raise NotFound("no such card")
+    return card
+
+
+def links_of(merchant: Merchant, card: Card, settings: Settings) -> CardLinks:
+    """The card's links, the same the orders API answered the shop with."""
+    google_save_url = merchant_google.save_link(merchant, card.serial_number)
+    return card_links(card, settings.base_url(), google_save_url=google_save_url)
