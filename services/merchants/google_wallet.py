@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.contracts.cards import CardLinks, Identified, card_links
 from services.core.errors import InvalidInput, NotConfigured, named_by_caller
 from services.integrations.google_wallet.auth import InvalidServiceAccount, ServiceAccount
 from services.integrations.google_wallet.client import object_id
@@ -89,6 +90,14 @@ def save_link(merchant: Merchant, serial_number: str) -> str | None:
         card_object_id(merchant, serial_number),
         tuple(merchant.google_origins or ()),
     )
+
+
+def links_at(merchant: Merchant, card: Identified, base_url: str) -> CardLinks:
+    """A card's links as a shop and a customer get them: the derived ones, and with Google
+    Wallet the save link signed with the merchant's key. The orders API answers with these
+    before the card exists; the passes service shows the same ones for the card it made."""
+    google_save_url = save_link(merchant, card.serial_number)
+    return card_links(card, base_url, google_save_url=google_save_url)
 
 
 @lru_cache(maxsize=4096)

@@ -17,7 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.contracts.cards import CardLinks, card_identity, card_links
+from services.contracts.cards import CardLinks, card_identity
 from services.contracts.messages import OrderChanged
 from services.contracts.orders import OrderStatus
 from services.core.errors import Conflict, NotFound, PasspostError, Unauthorized
@@ -110,9 +110,9 @@ def order_read(order: Order, history: list[OrderEvent] | None = None) -> OrderRe
 
 
 def links_for(merchant: Merchant, customer_id: str, settings: Settings) -> CardLinks:
+    """The links of the customer's card, whether or not passes has made it yet."""
     identity = card_identity(settings.resolved_secret_key(), merchant.id, customer_id)
-    google_save_url = google_wallet.save_link(merchant, identity.serial_number)
-    return card_links(identity, settings.base_url(), google_save_url=google_save_url)
+    return google_wallet.links_at(merchant, identity, settings.base_url())
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.contracts.cards import LINK_TOKEN, CardIdentity, CardLinks, card_identity, card_links
+from services.contracts.cards import LINK_TOKEN, CardIdentity, CardLinks, card_identity
 from services.core.errors import NotFound
 from services.core.models import utcnow
 from services.core.settings import Settings
@@ -162,5 +162,4 @@ async def get_card_by_link(session: AsyncSession, link_token: str) -> Card:
 
 def links_of(merchant: Merchant, card: Card, settings: Settings) -> CardLinks:
     """The card's links, the same the orders API answered the shop with."""
-    google_save_url = merchant_google.save_link(merchant, card.serial_number)
-    return card_links(card, settings.base_url(), google_save_url=google_save_url)
+    return merchant_google.links_at(merchant, card, settings.base_url())
