@@ -148,3 +148,25 @@ async def test_rows_whose_acks_fail_are_relayed_again_at_once(
     ids = [headers[nats_backend.MESSAGE_ID_HEADER] for headers in jetstream.published]
     assert ids == [str(r.message_id) for r in rows] * 2, "in order, each time"
     assert await _unrelayed(sessionmaker) == []
+
+
+async def test_a_relay_stopped_while_it_waits_for_acks_leaves_its_rows_to_the_next(
+    sessionmaker: async_sessionmaker[AsyncSession], jetstream: SlowJetStream, relays: Relays
+) -> None:
+    """A shutdown cancels the relay mid-publish: the process started next (or another relay)
+    relays the rows at once, not only once the lease has run out."""
+    await _publish(sessionmaker, 2)
+    relaying = asyncio.create_task((await relays()).relay_once())
+
+    async def both_published() -> bool:
+        return len(jetstream.published) == 2
+
+    await eventually(both_published)
+    relaying.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await relaying
+    assert [r.locked_until for r in await _unrelayed(sessionmaker)] == [None, None]
+
+    jetstream.acks.set()
+    assert await (await relays()).relay_once() == 2
+    assert await _unrelayed(sessionmaker) == []

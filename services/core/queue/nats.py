@@ -257,8 +257,10 @@ class NatsQueue:
             # An ack that never comes (connection lost) must not keep the rows waiting.
             async with asyncio.timeout(PUBLISH_ACK_SECONDS):
                 await asyncio.gather(*pending)
-        except Exception:
-            await self._release(ids)
+        except BaseException:
+            # Failed, or cancelled by a shutdown: the next relay (this process's after a
+            # restart, or another's) takes the rows at once instead of after the lease.
+            await asyncio.shield(self._release(ids))
             raise
         async with self._sessionmaker() as session, session.begin():
             await session.execute(
