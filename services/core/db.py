@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from services.core.settings import Settings
-from services.core.transaction import after_commit as after_commit  # where callers look
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY_OPTION = "passpost_read_only"

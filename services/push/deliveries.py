@@ -35,11 +35,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.contracts.messages import CardUpdated, PushTokenRejected
 from services.core import metrics
-from services.core.db import after_commit
 from services.core.leases import Lease
 from services.core.models import utcnow
 from services.core.queue import publish
 from services.core.queue.apply import retry_delay
+from services.core.transaction import after_commit
 from services.push.apns import ApnsCredentials, ApnsResult, ApnsSender
 from services.push.models import Delivery, PushTarget
 from services.push.workers import LeasedWorker, Wakeup

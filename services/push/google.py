@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.contracts.messages import CardUpdated
 from services.core import metrics
-from services.core.db import after_commit
 from services.core.leases import Lease
 from services.core.models import utcnow
 from services.core.queue.apply import retry_delay
+from services.core.transaction import after_commit
 from services.integrations.google_wallet.auth import AccessTokens, ServiceAccount
 from services.integrations.google_wallet.client import GoogleWalletClient, GoogleWalletError
 from services.integrations.google_wallet.objects import WalletMessage, add_message_request
