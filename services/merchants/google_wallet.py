@@ -7,6 +7,7 @@ the card's object under the merchant's issuer.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from services.integrations.google_wallet.auth import InvalidServiceAccount, Serv
 from services.integrations.google_wallet.client import object_id
 from services.integrations.google_wallet.jwt import save_url
 from services.merchants.models import Merchant
+
+log = logging.getLogger(__name__)
 
 CLASS_SUFFIX = "customer-card"
 
@@ -75,7 +78,13 @@ def card_object_id(merchant: Merchant, serial_number: str) -> str:
 
 
 def save_link(merchant: Merchant, serial_number: str) -> str | None:
-    """``https://pay.google.com/gp/v/save/<jwt>`` naming the card's object by its id."""
+    """``https://pay.google.com/gp/v/save/<jwt>`` naming the card's object by its id.
+
+    None without Google Wallet, and while the merchant's Google settings cannot sign one (the
+    key file gone or broken, origins that make the link too long): the order event is still
+    accepted and the landing page still shown, without the Google button, and the problem is
+    logged once per state of the key file (``passpost check`` names it too).
+    """
     if not enabled(merchant):
         return None
     path = Path(str(merchant.google_service_account_path))
@@ -83,13 +92,17 @@ def save_link(merchant: Merchant, serial_number: str) -> str | None:
         mtime = path.stat().st_mtime_ns
     except OSError:
         mtime = -1
-    return _save_link(
-        merchant.slug,
-        path,
-        mtime,
-        card_object_id(merchant, serial_number),
-        tuple(merchant.google_origins or ()),
-    )
+    try:
+        return _save_link(
+            merchant.slug,
+            path,
+            mtime,
+            card_object_id(merchant, serial_number),
+            tuple(merchant.google_origins or ()),
+        )
+    except (OSError, ValueError) as exc:  # unreadable or invalid key, SaveUrlTooLong
+        _unusable(merchant.slug, mtime, f"{type(exc).__name__}: {exc}"[:300])
+        return None
 
 
 def links_at(merchant: Merchant, card: Identified, base_url: str) -> CardLinks:
@@ -98,6 +111,15 @@ def links_at(merchant: Merchant, card: Identified, base_url: str) -> CardLinks:
     before the card exists; the passes service shows the same ones for the card it made."""
     google_save_url = save_link(merchant, card.serial_number)
     return card_links(card, base_url, google_save_url=google_save_url)
+
+
+@lru_cache(maxsize=256)
+def _unusable(slug: str, _mtime: int, error: str) -> None:
+    """Log an unusable Google setup once per merchant and state of its key file."""
+    log.warning(
+        "Google save links cannot be signed; cards are linked without them",
+        extra={"merchant": slug, "setting": "google.service_account_file", "error": error},
+    )
 
 
 @lru_cache(maxsize=4096)
