@@ -134,8 +134,12 @@ async def find_or_issue(
 
 
 async def _find(session: AsyncSession, merchant: Merchant, customer_id: str) -> Card | None:
+    """The customer's card, locked until commit (as ``lock_cards`` locks a batch's): whoever
+    found it is about to change it, and a change made meanwhile would be overwritten."""
     return await session.scalar(
-        select(Card).where(Card.merchant_id == merchant.id, Card.customer_id == customer_id)
+        select(Card)
+        .where(Card.merchant_id == merchant.id, Card.customer_id == customer_id)
+        .with_for_update()
     )
 
 
