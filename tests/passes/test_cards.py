@@ -20,9 +20,7 @@ from services.passes.apple.document import pass_document
 from services.passes.card_orders import apply_order_change
 from services.passes.card_view import current_order
 from services.passes.handlers import order_changed
-from services.passes.issuing import issue_card
 from services.passes.models import Card
-from services.passes.schemas import CardIssue
 from tests.factories import TEST_SECRET_KEY, create_merchant
 
 
@@ -234,16 +232,15 @@ async def test_a_consumer_batch_applies_each_change_to_one_card_per_customer(
 async def test_a_card_found_to_be_changed_stays_locked_until_commit(
     session: AsyncSession, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    """The CLI and the admin API issue a card that may exist already (and then change it): the
-    card they found is locked, so a concurrent change waits instead of being overwritten.
-    (SQLite's single writer lock serialises them anyway.)"""
+    """The CLI and the admin API issue a card that may exist already, then change it: the card
+    is locked from the moment it is found, so a change made in between waits instead of being
+    overwritten. (SQLite's single writer lock serialises them anyway.)"""
     if session.bind.dialect.name != "postgresql":
         pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
     shop = await create_merchant(session, settings)
     card = await _apply(session, shop.merchant, _for("c-1", "A-1", "2026-11-20T10:00"))
-    await issue_card(
-        session, shop.merchant, CardIssue(customer_id="c-1", customer_name="Eva"), TEST_SECRET_KEY
-    )
+    found, created = await issuing.find_or_issue(session, shop.merchant, "c-1", TEST_SECRET_KEY)
+    assert (found.id, created) == (card.id, False)
     async with sessionmaker() as other:
         with pytest.raises(DBAPIError, match="could not obtain lock"):
             await other.execute(
