@@ -35,6 +35,20 @@ def redact(text: str) -> str:
     return text
 
 
+def _redacted(value: Any) -> Any:
+    """A log record's ``extra`` value with every string in it redacted (an error message can
+    quote a header or a URL with its password)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return redact(str(value))
+
+
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -49,7 +63,7 @@ class JSONFormatter(logging.Formatter):
             entry["message_id"] = mid
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = _redacted(value)
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)

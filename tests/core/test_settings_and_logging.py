@@ -72,3 +72,26 @@ def test_json_log_lines_carry_extras_and_no_secret() -> None:
     line = json.loads(JSONFormatter().format(record))
     assert line["topic"] == "x"
     assert "abcdefgh12345678" not in line["message"]
+
+
+def test_secrets_in_extra_fields_are_redacted_too() -> None:
+    """Errors are logged in ``extra`` (``error=repr(exc)``), and an error can quote a header, a
+    key or a URL with its password."""
+    record = logging.makeLogRecord(
+        {
+            "msg": "queue relay failed",
+            "levelname": "WARNING",
+            "error": "ConnectionError('nats://alice:s3cret-pw@nats.example:4222')",
+            "details": {
+                "header": "Authorization: Bearer pp_live_abcdef",
+                "tries": [1, "token=xyz9"],
+            },
+            "attempt": 3,
+        }
+    )
+    line = json.loads(JSONFormatter().format(record))
+    text = json.dumps(line)
+    for secret in ("s3cret-pw", "pp_live_abcdef", "xyz9"):
+        assert secret not in text
+    assert line["attempt"] == 3
+    assert line["details"]["tries"][0] == 1
