@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from enum import StrEnum
 from functools import lru_cache
@@ -107,12 +108,7 @@ class Settings(BaseSettings):
             return saved
         if not create:
             return None
-        made = secrets.token_urlsafe(32)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
-        path.chmod(0o600)
-        path.write_text(made + "\n")
-        return made
+        return _create_once(path, secrets.token_urlsafe(32))
 
     @model_validator(mode="after")
     def _refuse_nats_without_url(self) -> Settings:
@@ -144,3 +140,25 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def _create_once(path: Path, made: str) -> str:
+    """Keep ``made`` in ``path`` unless another process got there first, and return whichever
+    is kept: ``serve --workers N`` before ``init`` starts N processes that all look for it.
+
+    The secret is written to a file of its own and linked into place, which fails if the path
+    exists: no process ever sees a half-written secret, and none overwrites another's.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(made + "\n")
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        if not path.read_text().strip():  # left empty by a crash of an older version
+            os.replace(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
+    return path.read_text().strip()

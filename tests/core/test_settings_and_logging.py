@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -95,3 +96,28 @@ def test_secrets_in_extra_fields_are_redacted_too() -> None:
         assert secret not in text
     assert line["attempt"] == 3
     assert line["details"]["tries"][0] == 1
+
+
+def test_processes_starting_together_keep_one_development_secret_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --workers N`` before ``init``: every worker looks for the key at once. One that
+    looked before another had written it must take the written one, not overwrite it (links
+    derived from two keys would point at two different cards)."""
+    first = Settings(environment=Environment.development, data_dir=tmp_path)
+    kept = first.resolved_secret_key()
+    late = Settings(environment=Environment.development, data_dir=tmp_path)
+    real_exists = Path.exists
+    looked: list[Path] = []
+
+    def not_yet_written(path: Path) -> bool:  # as if it looked just before ``first`` wrote
+        if path.name == "secret_key" and not looked:
+            looked.append(path)
+            return False
+        return real_exists(path)
+
+    monkeypatch.setattr(Path, "exists", not_yet_written)
+    assert late.resolved_secret_key() == kept
+    assert looked, "the late process did look before the key was there"
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"], "no draft left behind"
