@@ -57,10 +57,13 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 """How long JetStream remembers a message id: a row relayed again within it is dropped."""
 MESSAGE_ID_HEADER = "Nats-Msg-Id"
 PUBLISH_ACK_SECONDS = 10.0
-RELAY_LEASE_SECONDS = 3 * PUBLISH_ACK_SECONDS
+RELAY_LEASE_SECONDS = 1.5 * PUBLISH_ACK_SECONDS
 """How long a relay keeps the rows it publishes from other relays: longer than it waits for
-JetStream's acks, so in the normal case no two relays publish a row together. (Consumers of
-this backend never look at ``locked_until``; the ``db`` backend's claims are its other user.)"""
+JetStream's acks, so in the normal case no two relays publish a row together, and short, since
+it is also how long the rows of a relay killed outright (kill -9) wait for another one (a relay
+that fails or is stopped ends its lease at once). A lease that ran out too early only publishes
+a row twice, which the stream's duplicate window drops. (Consumers of this backend never look
+at ``locked_until``; the ``db`` backend's claims are its other user.)"""
 
 
 def redact_url(url: str) -> str:
