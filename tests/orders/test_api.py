@@ -359,3 +359,43 @@ async def test_an_invalid_event_answers_alike_alone_and_in_a_batch(
             "errors": [{"path": "order.status", "message": message}],
         },
     }
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+        "1999-12-31T23:59:59Z",
+        "2999-01-01T00:00:00Z",
+        1732357200,
+        "1732357200",
+        1732357200.5,
+    ],
+)
+async def test_occurred_at_outside_a_sane_window_or_not_rfc_3339_is_422(
+    client: httpx.AsyncClient, shop: Onboarded, occurred_at: Any
+) -> None:
+    event = order_event()
+    event["occurred_at"] = occurred_at
+    alone = await client.post(EVENTS, json=event, headers=api_auth(shop))
+    assert alone.status_code == 422, alone.text
+    assert [e["path"] for e in alone.json()["errors"]] == ["body.occurred_at"]
+
+    # In a batch only that event is refused; the others are applied.
+    ok = order_event(order_id="W-1")
+    batched = await client.post(f"{EVENTS}:batch", json=batch(event, ok), headers=api_auth(shop))
+    assert batched.status_code == 200, batched.text
+    bad, good = batched.json()["results"]
+    assert bad["status"] == 422
+    assert [e["path"] for e in bad["body"]["errors"]] == ["occurred_at"]
+    assert good["status"] == 202
+
+
+async def test_occurred_at_within_the_window_is_accepted(
+    client: httpx.AsyncClient, shop: Onboarded
+) -> None:
+    for at in ("2000-01-01T00:00:00Z", "2026-11-23T10:15:00+14:00", "2026-11-23 10:15:00-12:00"):
+        response = await client.post(EVENTS, json=order_event(at=at), headers=api_auth(shop))
+        assert response.status_code == 202, (at, response.text)
+
