@@ -399,3 +399,32 @@ async def test_occurred_at_within_the_window_is_accepted(
         response = await client.post(EVENTS, json=order_event(at=at), headers=api_auth(shop))
         assert response.status_code == 202, (at, response.text)
 
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "t=1,v1=é".encode(),
+        "t=1,v1=é".encode("latin-1"),
+        b"\xff\xfe",
+        b"t=" + b"9" * 400 + b",v1=00",
+        "t=١٧٣٢٣٥٧٢٠٠,v1=00".encode(),
+    ],
+)
+async def test_a_garbage_signature_is_401(
+    client: httpx.AsyncClient, session: AsyncSession, shop: Onboarded, signature: bytes
+) -> None:
+    await rotate_signing_secret(session, await session.merge(shop.merchant), enable=True)
+    await session.commit()
+    body = json.dumps(order_event()).encode()
+    now = str(int(time.time())).encode()
+    for header in (signature, b"t=" + now + b",v1=" + "é".encode()):
+        response = await client.post(
+            EVENTS,
+            content=body,
+            headers={
+                **api_auth(shop),
+                "Content-Type": "application/json",
+                "Passpost-Signature": header,
+            },
+        )
+        assert response.status_code == 401, (header, response.text)
