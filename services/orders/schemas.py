@@ -20,10 +20,14 @@ from pydantic import (
 from services.contracts.cards import CardLinks
 from services.contracts.orders import OrderStatus
 from services.core.models import utcnow
+from services.core.text import PlainText
 from services.merchants.schemas import Locale
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
-Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+IDENTIFIER_PATTERN = r"^[\x21-\x7e]+$"
+"""Printable ASCII without spaces: an id of the shop's, in a body or in a path."""
+
+Text = Annotated[PlainText, Field(min_length=1, max_length=200)]
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)]
 
 EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_OCCURRED_AHEAD = timedelta(days=365)
@@ -68,7 +72,7 @@ class Customer(Edge):
 
 class Shipping(Edge):
     carrier: Text | None = None
-    tracking_number: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    tracking_number: Annotated[PlainText, Field(min_length=1, max_length=100)] | None = None
     tracking_url: HttpUrl | None = None
     estimated_delivery: date | None = None
     cost: Money | None = None
@@ -88,7 +92,7 @@ class OrderLinks(Edge):
 
 class OrderSnapshot(Edge):
     id: Identifier
-    number: Annotated[str, Field(min_length=1, max_length=50)] | None = None
+    number: Annotated[PlainText, Field(min_length=1, max_length=50)] | None = None
     status: OrderStatus
     customer: Customer
     total: Money | None = None
