@@ -134,3 +134,33 @@ async def test_unusable_apple_files_named_by_the_caller_are_its_input(
         f"{ADMIN}/merchants/shop/cards", json={"customer_id": "c-1"}, headers=admin
     )
     assert (await client.get(card.json()["apple_pass_url"])).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"slug": "shop", "name": "Sh\u0000op"}, "body.name"),
+        ({"slug": "shop", "name": "Shop\n"}, "body.name"),
+        ({"slug": "sh\u0000op", "name": "Shop"}, "body.slug"),
+    ],
+)
+async def test_control_characters_in_a_merchant_are_422(
+    client: httpx.AsyncClient, admin: dict[str, str], body: dict[str, str], path: str
+) -> None:
+    response = await client.post(f"{ADMIN}/merchants", json=body, headers=admin)
+    assert response.status_code == 422, response.text
+    assert path in [e["path"] for e in response.json()["errors"]]
+
+
+@pytest.mark.parametrize("slug", ["sh%00op", "Shop", "sh%C3%B6p"])
+async def test_a_slug_that_cannot_be_one_is_422(
+    client: httpx.AsyncClient, admin: dict[str, str], slug: str
+) -> None:
+    for method, url in [
+        ("GET", f"{ADMIN}/merchants/{slug}"),
+        ("POST", f"{ADMIN}/merchants/{slug}/api-keys"),
+        ("PUT", f"{ADMIN}/merchants/{slug}/signing-secret"),
+    ]:
+        response = await client.request(method, url, json={}, headers=admin)
+        assert response.status_code == 422, (url, response.text)
+        assert response.json()["errors"][0]["path"] == "path.slug"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header
+from fastapi import Path as PathParam
 
 from services.admin.schemas import (
     ApiKeyCreate,
@@ -29,7 +30,7 @@ from services.core.settings import Settings
 from services.core.web import AppSettings
 from services.merchants import google_wallet
 from services.merchants import service as merchants
-from services.merchants.schemas import MerchantCreate, MerchantRead
+from services.merchants.schemas import SLUG_PATTERN, MerchantCreate, MerchantRead
 from services.onboarding import onboard_merchant
 from services.passes import changes, designs, issuing
 from services.passes.schemas import AppleSettings, Branding, CardIssue
@@ -50,6 +51,8 @@ def require_admin(
 
 
 AdminSettings = Annotated[Settings, Depends(require_admin)]
+SlugPath = Annotated[str, PathParam(pattern=SLUG_PATTERN.pattern)]
+"""A merchant's slug in a path: anything else is a 422, never a query with NUL in it."""
 router = APIRouter(
     prefix="/admin/v1",
     tags=["admin"],
@@ -88,14 +91,14 @@ async def list_merchants(session: Session) -> list[MerchantRead]:
 
 
 @router.get("/merchants/{slug}", response_model=MerchantRead, responses=_missing)
-async def read_merchant(slug: str, session: Session) -> MerchantRead:
+async def read_merchant(slug: SlugPath, session: Session) -> MerchantRead:
     return MerchantRead.model_validate(await merchants.get_merchant_by_slug(session, slug))
 
 
 @router.post(
     "/merchants/{slug}/api-keys", status_code=201, response_model=ApiKeyCreated, responses=_missing
 )
-async def create_api_key(slug: str, body: ApiKeyCreate, session: Session) -> ApiKeyCreated:
+async def create_api_key(slug: SlugPath, body: ApiKeyCreate, session: Session) -> ApiKeyCreated:
     merchant = await merchants.get_merchant_by_slug(session, slug)
     revoked = await merchants.revoke_api_keys(session, merchant) if body.revoke_others else 0
     return ApiKeyCreated(api_key=await merchants.create_api_key(session, merchant), revoked=revoked)
@@ -103,7 +106,7 @@ async def create_api_key(slug: str, body: ApiKeyCreate, session: Session) -> Api
 
 @router.put("/merchants/{slug}/signing-secret", response_model=SigningSecret, responses=_missing)
 async def change_signing_secret(
-    slug: str, body: SigningSecretChange, session: Session
+    slug: SlugPath, body: SigningSecretChange, session: Session
 ) -> SigningSecret:
     merchant = await merchants.get_merchant_by_slug(session, slug)
     secret = await merchants.rotate_signing_secret(session, merchant, enable=body.enabled)
@@ -120,14 +123,14 @@ async def change_signing_secret(
         **NotConfigured.openapi(),
     },
 )
-async def set_apple(slug: str, body: AppleSettings, session: Session) -> None:
+async def set_apple(slug: SlugPath, body: AppleSettings, session: Session) -> None:
     merchant = await merchants.get_merchant_by_slug(session, slug)
     design = await designs.get_design(session, merchant)
     await designs.update_apple(session, merchant, design, body)
 
 
 @router.patch("/merchants/{slug}/branding", status_code=204, responses=_missing)
-async def set_branding(slug: str, body: Branding, session: Session) -> None:
+async def set_branding(slug: SlugPath, body: Branding, session: Session) -> None:
     merchant = await merchants.get_merchant_by_slug(session, slug)
     await designs.update_branding(session, await designs.get_design(session, merchant), body)
 
@@ -137,7 +140,7 @@ async def set_branding(slug: str, body: Branding, session: Session) -> None:
     response_model=GoogleSettingsRead,
     responses={**_missing, **InvalidInput.openapi(), **NotConfigured.openapi()},
 )
-async def set_google(slug: str, body: GoogleSettings, session: Session) -> GoogleSettingsRead:
+async def set_google(slug: SlugPath, body: GoogleSettings, session: Session) -> GoogleSettingsRead:
     merchant = await merchants.get_merchant_by_slug(session, slug)
     await google_wallet.configure(
         session,
@@ -154,7 +157,7 @@ async def set_google(slug: str, body: GoogleSettings, session: Session) -> Googl
 
 @router.post("/merchants/{slug}/cards", response_model=CardLinks, responses=_missing)
 async def issue_card(
-    slug: str, body: CardIssue, session: Session, settings: AdminSettings
+    slug: SlugPath, body: CardIssue, session: Session, settings: AdminSettings
 ) -> CardLinks:
     """A card without an order (the orders API issues them with the first order)."""
     merchant = await merchants.get_merchant_by_slug(session, slug)

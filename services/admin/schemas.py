@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from services.core.text import PlainText
 from services.merchants.schemas import Locale, MerchantRead, Slug
 from services.passes.schemas import AppleSettings, Branding
 
 
 class MerchantOnboard(BaseModel):
     slug: Slug
-    name: str = Field(min_length=1, max_length=200)
+    name: PlainText = Field(min_length=1, max_length=200)
     default_locale: Locale = "en"
     apple: AppleSettings | None = Field(
         default=None, description="Required in production; development makes a local one."
@@ -43,8 +44,8 @@ class SigningSecretChange(BaseModel):
 
 class GoogleSettings(BaseModel):
     issuer_id: str = Field(pattern=r"^[0-9]{1,32}$")
-    service_account_file: str = Field(min_length=1, max_length=1024)
-    origins: list[str] = Field(default_factory=list, max_length=20)
+    service_account_file: PlainText = Field(min_length=1, max_length=1024)
+    origins: list[PlainText] = Field(default_factory=list, max_length=20)
 
 
 class GoogleSettingsRead(BaseModel):

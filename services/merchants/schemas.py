@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.core.text import PlainText
+
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 LOCALE_PATTERN = re.compile(r"^[a-z]{2,3}(?:[-_][a-z0-9]{2,8})*$", re.IGNORECASE)
 
@@ -32,7 +34,7 @@ Locale = Annotated[str, Field(max_length=35), AfterValidator(normalize_locale)]
 
 class MerchantCreate(BaseModel):
     slug: Slug
-    name: str = Field(min_length=1, max_length=200)
+    name: PlainText = Field(min_length=1, max_length=200)
     default_locale: Locale = "en"
 
 

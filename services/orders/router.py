@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,7 @@ from services.merchants.service import authenticate_api_key
 from services.orders import service
 from services.orders.intake import EventIntake
 from services.orders.schemas import (
+    IDENTIFIER_PATTERN,
     BatchIn,
     BatchItem,
     BatchResult,
@@ -98,6 +99,10 @@ async def post_events(
 
 
 @router.get("/{order_id}", response_model=OrderRead, responses=NotFound.openapi())
-async def read_order(order_id: str, merchant: CurrentMerchant, session: Session) -> OrderRead:
+async def read_order(
+    order_id: Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)],
+    merchant: CurrentMerchant,
+    session: Session,
+) -> OrderRead:
     """The order as it stands, with every event received for it."""
     return await service.get_order(session, merchant, order_id)

@@ -2,18 +2,55 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+)
 
 from services.contracts.cards import CardLinks
 from services.contracts.orders import OrderStatus
+from services.core.models import utcnow
+from services.core.text import PlainText
 from services.merchants.schemas import Locale
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
-Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+IDENTIFIER_PATTERN = r"^[\x21-\x7e]+$"
+"""Printable ASCII without spaces: an id of the shop's, in a body or in a path."""
+
+Text = Annotated[PlainText, Field(min_length=1, max_length=200)]
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)]
+
+EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_OCCURRED_AHEAD = timedelta(days=365)
+_RFC_3339_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _rfc_3339(value: object) -> object:
+    """A string such as ``2026-11-23T10:15:00Z``, not a Unix timestamp (pydantic would take one)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC_3339_DATE.match(value):
+        raise ValueError("an RFC 3339 date-time with an offset, such as 2026-11-23T10:15:00Z")
+    return value
+
+
+def _sane(value: datetime) -> datetime:
+    """Within 2000-01-01 and a year from now: far outside is a mistake (and may not convert)."""
+    if not EARLIEST_OCCURRED_AT <= value <= utcnow() + LATEST_OCCURRED_AHEAD:
+        raise ValueError("a date-time from 2000-01-01 to a year from now")
+    return value
+
+
+OccurredAt = Annotated[AwareDatetime, BeforeValidator(_rfc_3339), AfterValidator(_sane)]
 
 
 class Edge(BaseModel):
@@ -35,7 +72,7 @@ class Customer(Edge):
 
 class Shipping(Edge):
     carrier: Text | None = None
-    tracking_number: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    tracking_number: Annotated[PlainText, Field(min_length=1, max_length=100)] | None = None
     tracking_url: HttpUrl | None = None
     estimated_delivery: date | None = None
     cost: Money | None = None
@@ -55,7 +92,7 @@ class OrderLinks(Edge):
 
 class OrderSnapshot(Edge):
     id: Identifier
-    number: Annotated[str, Field(min_length=1, max_length=50)] | None = None
+    number: Annotated[PlainText, Field(min_length=1, max_length=50)] | None = None
     status: OrderStatus
     customer: Customer
     total: Money | None = None
@@ -66,7 +103,10 @@ class OrderSnapshot(Edge):
 
 class OrderEventIn(Edge):
     id: Identifier = Field(description="Unique per merchant: the idempotency key.")
-    occurred_at: AwareDatetime = Field(description="When it happened at the shop (RFC 3339).")
+    occurred_at: OccurredAt = Field(
+        description="When it happened at the shop: RFC 3339 with an offset, from 2000-01-01 to a"
+        " year from now."
+    )
     order: OrderSnapshot
 
 

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -50,14 +51,19 @@ def verify_signature(
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
         parts.setdefault(key, []).append(value)
-    try:
-        timestamp = int(parts["t"][0])
-    except (KeyError, ValueError):
-        raise Unauthorized("malformed Passpost-Signature: no t=<unix seconds>") from None
+    given_t = parts.get("t", [""])[0]
+    # At most 12 ASCII digits: int() would take other scripts' digits, and a huge one overflows
+    # the float arithmetic below.
+    if not re.fullmatch(r"[0-9]{1,12}", given_t):
+        raise Unauthorized("malformed Passpost-Signature: no t=<unix seconds>")
+    timestamp = int(given_t)
     if abs((now if now is not None else time.time()) - timestamp) > SIGNATURE_TOLERANCE_SECONDS:
         raise Unauthorized("Passpost-Signature is older than 5 minutes (or from the future)")
-    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, "sha256").hexdigest()
-    if not any(hmac.compare_digest(expected, given) for given in parts.get("v1", [])):
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, "sha256")
+    expected = mac.hexdigest().encode()
+    # Compared as bytes: compare_digest refuses a str with non-ASCII in it (a TypeError, a 500).
+    given = (value.encode("utf-8", "surrogatepass") for value in parts.get("v1", []))
+    if not any(hmac.compare_digest(expected, value) for value in given):
         raise Unauthorized("Passpost-Signature does not match the body")
 
 

@@ -359,3 +359,134 @@ async def test_an_invalid_event_answers_alike_alone_and_in_a_batch(
             "errors": [{"path": "order.status", "message": message}],
         },
     }
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+        "1999-12-31T23:59:59Z",
+        "2999-01-01T00:00:00Z",
+        1732357200,
+        "1732357200",
+        1732357200.5,
+    ],
+)
+async def test_occurred_at_outside_a_sane_window_or_not_rfc_3339_is_422(
+    client: httpx.AsyncClient, shop: Onboarded, occurred_at: Any
+) -> None:
+    event = order_event()
+    event["occurred_at"] = occurred_at
+    alone = await client.post(EVENTS, json=event, headers=api_auth(shop))
+    assert alone.status_code == 422, alone.text
+    assert [e["path"] for e in alone.json()["errors"]] == ["body.occurred_at"]
+
+    # In a batch only that event is refused; the others are applied.
+    ok = order_event(order_id="W-1")
+    batched = await client.post(f"{EVENTS}:batch", json=batch(event, ok), headers=api_auth(shop))
+    assert batched.status_code == 200, batched.text
+    bad, good = batched.json()["results"]
+    assert bad["status"] == 422
+    assert [e["path"] for e in bad["body"]["errors"]] == ["occurred_at"]
+    assert good["status"] == 202
+
+
+async def test_occurred_at_within_the_window_is_accepted(
+    client: httpx.AsyncClient, shop: Onboarded
+) -> None:
+    for at in ("2000-01-01T00:00:00Z", "2026-11-23T10:15:00+14:00", "2026-11-23 10:15:00-12:00"):
+        response = await client.post(EVENTS, json=order_event(at=at), headers=api_auth(shop))
+        assert response.status_code == 202, (at, response.text)
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "t=1,v1=é".encode(),
+        "t=1,v1=é".encode("latin-1"),
+        b"\xff\xfe",
+        b"t=" + b"9" * 400 + b",v1=00",
+        "t=١٧٣٢٣٥٧٢٠٠,v1=00".encode(),
+    ],
+)
+async def test_a_garbage_signature_is_401(
+    client: httpx.AsyncClient, session: AsyncSession, shop: Onboarded, signature: bytes
+) -> None:
+    await rotate_signing_secret(session, await session.merge(shop.merchant), enable=True)
+    await session.commit()
+    body = json.dumps(order_event()).encode()
+    now = str(int(time.time())).encode()
+    for header in (signature, b"t=" + now + b",v1=" + "é".encode()):
+        response = await client.post(
+            EVENTS,
+            content=body,
+            headers={
+                **api_auth(shop),
+                "Content-Type": "application/json",
+                "Passpost-Signature": header,
+            },
+        )
+        assert response.status_code == 401, (header, response.text)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path"),
+    [
+        (lambda e: e["order"]["customer"].update(name="Jana\u0000"), "order.customer.name"),
+        (lambda e: e["order"]["customer"].update(name="Ja\x1bna"), "order.customer.name"),
+        (lambda e: e["order"]["customer"].update(name="Jana\nNová"), "order.customer.name"),
+        (lambda e: e["order"]["customer"].update(name="Jana\ud800"), "order.customer.name"),
+        (lambda e: e["order"]["customer"].update(id="c\u00001"), "order.customer.id"),
+        (lambda e: e["order"].update(number="1001\u0000"), "order.number"),
+        (lambda e: e["order"].update(shipping={"carrier": "D\u0000PD"}), "order.shipping.carrier"),
+        (
+            lambda e: e["order"].update(shipping={"tracking_number": "\u00000123"}),
+            "order.shipping.tracking_number",
+        ),
+        (lambda e: e["order"].update(items=[{"name": "Tea\u0000"}]), "order.items.0.name"),
+        (lambda e: e.update(id="evt\u0000"), "id"),
+        (lambda e: e["order"].update(id="A-\u00001"), "order.id"),
+    ],
+)
+async def test_control_characters_in_text_are_422_with_the_field_path(
+    client: httpx.AsyncClient, shop: Onboarded, mutate: Any, path: str
+) -> None:
+    event = order_event()
+    mutate(event)
+    # json.dumps escapes what httpx's encoder would refuse (a lone surrogate), as a shop's would.
+    body = json.dumps(event).encode()
+    headers = {**api_auth(shop), "Content-Type": "application/json"}
+    alone = await client.post(EVENTS, content=body, headers=headers)
+    assert alone.status_code == 422, alone.text
+    assert f"body.{path}" in [e["path"] for e in alone.json()["errors"]]
+
+    ok = order_event(order_id="N-1")
+    batched = await client.post(
+        f"{EVENTS}:batch", content=json.dumps(batch(event, ok)).encode(), headers=headers
+    )
+    assert batched.status_code == 200, batched.text
+    bad, good = batched.json()["results"]
+    assert bad["status"] == 422
+    assert path in [e["path"] for e in bad["body"]["errors"]]
+    assert good["status"] == 202
+
+
+async def test_plain_unicode_text_is_kept(client: httpx.AsyncClient, shop: Onboarded) -> None:
+    event = order_event(number="№ 1001", items=[{"name": "Čajník 🫖"}])
+    event["order"]["customer"]["name"] = "Jana Nováková\t"
+    response = await client.post(EVENTS, json=event, headers=api_auth(shop))
+    assert response.status_code == 422, "a tab is a control character too"
+    event["order"]["customer"]["name"] = "Jana Nováková"
+    response = await client.post(EVENTS, json=event, headers=api_auth(shop))
+    assert response.status_code == 202, response.text
+    assert response.json()["order"]["customer"]["name"] == "Jana Nováková"
+
+
+@pytest.mark.parametrize("order_id", ["A%001", "A%0A", "%7F", "A%C3%A9", "A%ED%A0%80"])
+async def test_an_order_id_that_cannot_be_one_is_422(
+    client: httpx.AsyncClient, shop: Onboarded, order_id: str
+) -> None:
+    response = await client.get(f"/v1/orders/{order_id}", headers=api_auth(shop))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["path"] == "path.order_id"

@@ -1,0 +1,27 @@
+"""Text a caller sends us: refused at the edge if no database or wallet could keep it.
+
+PostgreSQL refuses NUL in text (``invalid byte sequence for encoding "UTF8": 0x00``): accepted,
+it failed later, in a worker, on every retry. Other control characters have no place in a name,
+a number or a label on a card, and no UTF-8 encoder takes a lone surrogate. ``PlainText``
+refuses all of them, so an edge answers a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+_UNFIT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def plain_text(value: str) -> str:
+    """``value`` unchanged, unless it has a control character or a lone surrogate in it."""
+    if _UNFIT.search(value):
+        raise ValueError("control characters (such as NUL or a line break) are not allowed")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(plain_text)]
+"""A one-line string of printable characters: every free-text field at an edge is one."""
