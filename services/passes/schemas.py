@@ -6,7 +6,7 @@ import re
 import string
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from services.merchants.schemas import Locale
 
@@ -57,6 +57,16 @@ class AppleSettings(BaseModel):
     wwdr_path: str = Field(min_length=1, max_length=1024)
 
 
+REQUIRED_BRANDING = (
+    "organization_name",
+    "description",
+    "foreground_color",
+    "background_color",
+    "label_color",
+)
+"""Branding every card needs (NOT NULL in ``pass_designs``)."""
+
+
 class Branding(BaseModel):
     """A partial update of how the card looks and what its back links to."""
 
@@ -71,6 +81,17 @@ class Branding(BaseModel):
     tracking_url_template: LinkTemplate | None = None
     returns_url_template: LinkTemplate | None = None
     account_url_template: LinkTemplate | None = None
+
+    @field_validator(*REQUIRED_BRANDING, mode="after")
+    @classmethod
+    def _not_null(cls, value: str | None) -> str:
+        """Every card needs these: left out they stay as they are, and null cannot clear them
+        (a null where an optional field is allowed clears that field)."""
+        if value is None:
+            raise ValueError(
+                "required: leave it out to keep the current value, null cannot clear it"
+            )
+        return value
 
 
 class CardIssue(BaseModel):
