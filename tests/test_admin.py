@@ -205,3 +205,35 @@ async def test_a_null_for_an_optional_branding_field_clears_it(
     stored = await _design_of(sessionmaker, "shop")
     assert {k: stored[k] for k in optional} == dict.fromkeys(optional)
     assert stored["organization_name"] == "Shop"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "https://shop.example.com/o/{order_id:d}",
+        "https://shop.example.com/o/{order_id!r}",
+        "https://shop.example.com/o/{order_id:>100000}",
+        "https://shop.example.com/o/{order_id.__class__}",
+        "https://shop.example.com/o/{order_id[0]}",
+        "https://shop.example.com/o/{}",
+        "https://shop.example.com/o/{order_id",
+        "https://shop.example.com/o/}",
+    ],
+)
+async def test_link_templates_take_only_the_plain_placeholders(
+    client: httpx.AsyncClient, admin: dict[str, str], template: str
+) -> None:
+    await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
+    answer = await client.patch(
+        f"{ADMIN}/merchants/shop/branding", json={"order_url_template": template}, headers=admin
+    )
+    assert answer.status_code == 422, answer.text
+    assert [e["path"] for e in answer.json()["errors"]] == ["body.order_url_template"]
+    fine = await client.patch(
+        f"{ADMIN}/merchants/shop/branding",
+        json={
+            "order_url_template": "https://shop.example.com/o/{order_id}?n={order_number}&x={{y}}"
+        },
+        headers=admin,
+    )
+    assert fine.status_code == 204, fine.text
