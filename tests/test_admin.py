@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.settings import Settings
+from services.merchants.models import Merchant
+from services.passes.models import PassDesign
 
 ADMIN = "/admin/v1"
 
@@ -164,3 +169,101 @@ async def test_a_slug_that_cannot_be_one_is_422(
         response = await client.request(method, url, json={}, headers=admin)
         assert response.status_code == 422, (url, response.text)
         assert response.json()["errors"][0]["path"] == "path.slug"
+
+
+async def _design_of(sessionmaker: async_sessionmaker[AsyncSession], slug: str) -> dict[str, Any]:
+    """The merchant's design row as stored."""
+    async with sessionmaker() as session:
+        design = await session.scalar(
+            select(PassDesign)
+            .join(Merchant, Merchant.id == PassDesign.merchant_id)
+            .where(Merchant.slug == slug)
+        )
+        assert design is not None
+        return {c.key: getattr(design, c.key) for c in PassDesign.__table__.columns}
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["organization_name", "description", "foreground_color", "background_color", "label_color"],
+)
+async def test_a_null_for_a_required_branding_field_is_refused_with_its_path(
+    client: httpx.AsyncClient, admin: dict[str, str], field: str
+) -> None:
+    await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
+    answer = await client.patch(
+        f"{ADMIN}/merchants/shop/branding", json={field: None}, headers=admin
+    )
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert body["error"] == "invalid_input"
+    assert [e["path"] for e in body["errors"]] == [f"body.{field}"]
+    # Nor at onboarding, where the same branding is applied.
+    onboard = await client.post(
+        f"{ADMIN}/merchants",
+        json={"slug": "other", "name": "Other", "branding": {field: None}},
+        headers=admin,
+    )
+    assert onboard.status_code == 422, onboard.text
+    assert [e["path"] for e in onboard.json()["errors"]] == [f"body.branding.{field}"]
+
+
+async def test_a_null_for_an_optional_branding_field_clears_it(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
+    optional = {
+        "logo_text": "Shop",
+        "support_phone": "+421 2 1234 5678",
+        "order_url_template": "https://shop.example.com/o/{order_id}",
+        "tracking_url_template": "https://track.example.com/{tracking_number}",
+        "returns_url_template": "https://shop.example.com/r/{order_number}",
+        "account_url_template": "https://shop.example.com/account",
+    }
+    set_ = await client.patch(f"{ADMIN}/merchants/shop/branding", json=optional, headers=admin)
+    assert set_.status_code == 204, set_.text
+    stored = await _design_of(sessionmaker, "shop")
+    assert {k: stored[k] for k in optional} == optional
+    cleared = await client.patch(
+        f"{ADMIN}/merchants/shop/branding",
+        json=dict.fromkeys(optional),
+        headers=admin,
+    )
+    assert cleared.status_code == 204, cleared.text
+    stored = await _design_of(sessionmaker, "shop")
+    assert {k: stored[k] for k in optional} == dict.fromkeys(optional)
+    assert stored["organization_name"] == "Shop"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "https://shop.example.com/o/{order_id:d}",
+        "https://shop.example.com/o/{order_id!r}",
+        "https://shop.example.com/o/{order_id:>100000}",
+        "https://shop.example.com/o/{order_id.__class__}",
+        "https://shop.example.com/o/{order_id[0]}",
+        "https://shop.example.com/o/{}",
+        "https://shop.example.com/o/{order_id",
+        "https://shop.example.com/o/}",
+    ],
+)
+async def test_link_templates_take_only_the_plain_placeholders(
+    client: httpx.AsyncClient, admin: dict[str, str], template: str
+) -> None:
+    await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
+    answer = await client.patch(
+        f"{ADMIN}/merchants/shop/branding", json={"order_url_template": template}, headers=admin
+    )
+    assert answer.status_code == 422, answer.text
+    assert [e["path"] for e in answer.json()["errors"]] == ["body.order_url_template"]
+    fine = await client.patch(
+        f"{ADMIN}/merchants/shop/branding",
+        json={
+            "order_url_template": "https://shop.example.com/o/{order_id}?n={order_number}&x={{y}}"
+        },
+        headers=admin,
+    )
+    assert fine.status_code == 204, fine.text

@@ -288,3 +288,12 @@ def test_the_admin_api_is_served_alone_or_beside_passes(
     paths = create_app(settings, components_of(service, settings)).openapi()["paths"]
     assert served in paths
     assert not_served not in paths
+
+
+def test_link_templates_with_a_format_spec_are_refused(cli: Any) -> None:
+    assert cli("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
+    for template in ("https://s.example.com/{order_id:d}", "https://s.example.com/{order_id!r}"):
+        bad = cli("designs", "branding", "--merchant", "shop", "--order-url", template)
+        assert bad.exit_code == 2, bad.output
+        assert "order_url_template" in bad.stderr
+        assert "write {order_id} alone" in bad.stderr

@@ -18,7 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core import metrics
 from services.core.db import create_engine, create_sessionmaker, read_only
-from services.core.errors import PayloadTooLarge, install_error_handlers
+from services.core.errors import PasspostError, PayloadTooLarge, install_error_handlers
+from services.core.jsonbody import nested_too_deep, too_deep_error
 from services.core.logging import request_id
 from services.core.queue import QueueBackend, Subscription, on_commit_of_published
 from services.core.queue.db import DatabaseQueue
@@ -161,7 +162,15 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 class RequestContextMiddleware:
-    """Request ids, metrics, and the body-size limit, as one plain ASGI layer."""
+    """Request ids, metrics, the body-size limit and the JSON depth limit, as one ASGI layer.
+
+    A JSON body (``application/json``, ``*+json``, or no content type, which FastAPI also
+    parses as JSON) is read here, within the size limit, and refused with 400 when it nests
+    deeper than ``jsonbody.MAX_JSON_DEPTH``: FastAPI parses the bodies of pydantic parameters
+    with ``json.loads`` before any route code runs, so here is the one place that covers them
+    all. The routes that parse bodies themselves use ``jsonbody.parse_json_body``, which
+    answers the same, whatever the content type.
+    """
 
     def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
@@ -184,11 +193,17 @@ class RequestContextMiddleware:
             request_id.reset(token)
             return
 
-        if declared is None and scope.get("method") in {"POST", "PUT", "PATCH"}:
-            # A chunked body has no declared size: read it here, within the limit, and replay it.
+        json_body = _is_json(headers.get(b"content-type"))
+        if scope.get("method") in {"POST", "PUT", "PATCH"} and (declared is None or json_body):
+            # A chunked body has no declared size, a JSON one a depth to check: read it here,
+            # within the limit, and replay it.
             body = await self._read_limited(receive)
             if body is None:
                 await self._too_large(scope, receive, send)
+                request_id.reset(token)
+                return
+            if json_body and nested_too_deep(body):
+                await self._refuse(too_deep_error(), scope, receive, send)
                 request_id.reset(token)
                 return
             receive = _replay(body, receive)
@@ -227,8 +242,22 @@ class RequestContextMiddleware:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = PayloadTooLarge(f"the request body is larger than {self.max_body} bytes")
+        await self._refuse(error, scope, receive, send)
+
+    @staticmethod
+    async def _refuse(error: PasspostError, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(error.to_dict(), status_code=error.status_code)
         await response(scope, receive, send)
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    """Whether FastAPI reads a body of this content type as JSON (as ``fastapi.routing`` does)."""
+    if not content_type:
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media.startswith(b"application/") and (
+        media == b"application/json" or media.endswith(b"+json")
+    )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

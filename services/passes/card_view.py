@@ -7,11 +7,23 @@ page all show the same card; they word and lay it out their own way from these.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from urllib.parse import quote
 
 from services.contracts.orders import OPEN
 from services.passes.models import Card, PassDesign
+from services.passes.schemas import template_parts
 from services.passes.texts import Overrides, text
+
+log = logging.getLogger(__name__)
+
+MAX_LINK_LENGTH = 2048
+"""A templated link longer than this is left off the card (Apple and Google show URLs, and a
+template's values come from the shop's orders)."""
+
+_reported: set[tuple[str, str, str]] = set()
+"""Templates already logged as unusable, so that every build does not log them again."""
 
 Order = dict[str, Any]
 """An order as a card keeps it in ``Card.content["orders"]`` (``card_orders.take_order_change``)."""
@@ -53,33 +65,70 @@ def status_sentence(order: Order, locale: str, overrides: Overrides | None = Non
 
 def back_links(design: PassDesign, card: Card, order: Order | None) -> dict[str, str]:
     """The card's links (order, tracking, returns, account): the shop's own for the order,
-    else the merchant's templates; a template that needs an order waits for one."""
+    else the merchant's templates; a template that needs a value the order lacks waits."""
     order = order or {}
     shipping = order.get("shipping") or {}
     own = order.get("links") or {}
     if shipping.get("tracking_url") and "tracking" not in own:
         own = {**own, "tracking": shipping["tracking_url"]}
     values = {
-        "order_id": order.get("id", ""),
-        "order_number": order.get("number") or "",
+        "order_id": order.get("id"),
+        "order_number": order.get("number"),
         "customer_id": card.customer_id,
-        "tracking_number": shipping.get("tracking_number", ""),
+        "tracking_number": shipping.get("tracking_number"),
     }
     templates = [
-        ("order", design.order_url_template, ("order_id", "order_number")),
-        ("tracking", design.tracking_url_template, ("tracking_number",)),
-        ("returns", design.returns_url_template, ("order_id", "order_number")),
-        ("account", design.account_url_template, ()),
+        ("order", design.order_url_template),
+        ("tracking", design.tracking_url_template),
+        ("returns", design.returns_url_template),
+        ("account", design.account_url_template),
     ]
     links: dict[str, str] = {}
-    for key, template, needs in templates:
+    for key, template in templates:
         url = own.get(key)
-        if (
-            url is None
-            and template
-            and not any(f"{{{name}}}" in template and not values[name] for name in needs)
-        ):
-            url = template.format(**values)
+        if url is None and template:
+            url = fill_template(design, key, template, values)
         if url:
             links[key] = str(url)
     return links
+
+
+def fill_template(
+    design: PassDesign, key: str, template: str, values: dict[str, Any]
+) -> str | None:
+    """The link a template makes, each value percent-encoded; ``None`` while a value it needs
+    is missing, or when the template or the link is unusable (logged once, without values).
+
+    Not ``str.format``: a template stored before placeholders were checked may hold a format
+    spec (``{order_id:>100000}``) or a conversion, and must never break or bloat a pass.
+    """
+    try:
+        parts = template_parts(template)
+    except ValueError as exc:
+        _report(design, key, "the template is not usable", problem=str(exc))
+        return None
+    pieces: list[str] = []
+    for literal, name in parts:
+        pieces.append(literal)
+        if name is not None:
+            value = values.get(name)
+            if value is None or value == "":
+                return None
+            pieces.append(quote(str(value), safe=""))
+    url = "".join(pieces)
+    if len(url) > MAX_LINK_LENGTH:
+        _report(design, key, "the link is too long", length=len(url), limit=MAX_LINK_LENGTH)
+        return None
+    return url
+
+
+def _report(design: PassDesign, key: str, what: str, **extra: Any) -> None:
+    mark = (str(design.id), key, what)
+    if mark in _reported:
+        return
+    _reported.add(mark)
+    log.warning(
+        "link left off the card: %s",
+        what,
+        extra={"design": str(design.id), "link": key, **extra},
+    )

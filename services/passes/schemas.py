@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-import string
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from services.merchants.schemas import Locale
 
@@ -27,18 +26,50 @@ def _phone(value: str) -> str:
     return value
 
 
+_TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+TemplatePart = tuple[str, str | None]
+"""Literal text, then the placeholder that follows it (``None`` after the last literal)."""
+
+
+def template_parts(template: str) -> tuple[TemplatePart, ...]:
+    """A link template as literal text and placeholders, or ValueError saying what is wrong.
+
+    Only the documented placeholders, exactly as ``{order_id}``: no format spec, no conversion,
+    no attribute or index (``str.format`` would run them all). ``{{`` and ``}}`` are braces.
+    """
+    parts: list[TemplatePart] = []
+    literal: list[str] = []
+    position = 0
+    for match in _TEMPLATE_TOKEN.finditer(template):
+        literal.append(template[position : match.start()])
+        position = match.end()
+        token, name = match.group(), match.group(1)
+        if token in ("{{", "}}"):
+            literal.append(token[0])
+        elif name in TEMPLATE_FIELDS:
+            parts.append(("".join(literal), name))
+            literal = []
+        elif name is None:
+            raise ValueError("a lone brace: write {{ or }} for a brace in the URL")
+        elif re.split(r"[:!.\[]", name, maxsplit=1)[0] in TEMPLATE_FIELDS:
+            plain = re.split(r"[:!.\[]", name, maxsplit=1)[0]
+            raise ValueError(
+                f"{{{plain}}} takes no format spec, conversion, attribute or index: "
+                f"write {{{plain}}} alone"
+            )
+        else:
+            raise ValueError(
+                f"unknown placeholder {name!r}; use {', '.join(sorted(TEMPLATE_FIELDS))}"
+            )
+    literal.append(template[position:])
+    parts.append(("".join(literal), None))
+    return tuple(parts)
+
+
 def _link_template(value: str) -> str:
     if not value.startswith(("https://", "http://")):
         raise ValueError("an http(s) URL, optionally with {order_id}, {order_number}, ...")
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-    except ValueError as exc:
-        raise ValueError(f"not a valid template: {exc}") from None
-    unknown = names - TEMPLATE_FIELDS
-    if unknown:
-        raise ValueError(
-            f"unknown placeholder {sorted(unknown)[0]!r}; use {', '.join(sorted(TEMPLATE_FIELDS))}"
-        )
+    template_parts(value)
     return value
 
 
@@ -57,6 +88,16 @@ class AppleSettings(BaseModel):
     wwdr_path: str = Field(min_length=1, max_length=1024)
 
 
+REQUIRED_BRANDING = (
+    "organization_name",
+    "description",
+    "foreground_color",
+    "background_color",
+    "label_color",
+)
+"""Branding every card needs (NOT NULL in ``pass_designs``)."""
+
+
 class Branding(BaseModel):
     """A partial update of how the card looks and what its back links to."""
 
@@ -71,6 +112,17 @@ class Branding(BaseModel):
     tracking_url_template: LinkTemplate | None = None
     returns_url_template: LinkTemplate | None = None
     account_url_template: LinkTemplate | None = None
+
+    @field_validator(*REQUIRED_BRANDING, mode="after")
+    @classmethod
+    def _not_null(cls, value: str | None) -> str:
+        """Every card needs these: left out they stay as they are, and null cannot clear them
+        (a null where an optional field is allowed clears that field)."""
+        if value is None:
+            raise ValueError(
+                "required: leave it out to keep the current value, null cannot clear it"
+            )
+        return value
 
 
 class CardIssue(BaseModel):

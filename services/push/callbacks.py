@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from services.core.db import Session
-from services.core.errors import NotConfigured, Unauthorized
+from services.core.errors import BadRequest, NotConfigured, Unauthorized
+from services.core.jsonbody import NestedTooDeep, parse_json_body
 from services.core.web import AppSettings
 from services.integrations.google_wallet.callbacks import (
     CALLBACK_PATH,
@@ -42,25 +42,41 @@ def root_keys(path: Path | None) -> list[dict[str, Any]]:
         raise NotConfigured(f"PASSPOST_GOOGLE_ROOT_KEYS_FILE ({path}): {exc}") from None
 
 
-def _issuer_of(body: bytes) -> str:
-    """The issuer the (not yet verified) message names; the signature then covers it."""
+def _read(body: bytes) -> tuple[dict[str, Any], str]:
+    """The envelope, and the issuer its (not yet verified) message names; the signature then
+    covers it. Both levels are parsed with the depth limit: too deep is a 400 as everywhere,
+    anything else unreadable is not a signed callback."""
+    unsigned = Unauthorized("not a signed Google Wallet callback")
     try:
-        class_id = json.loads(json.loads(body)["signedMessage"])["classId"]
-        return str(class_id).split(".", 1)[0]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise Unauthorized("not a signed Google Wallet callback") from None
+        envelope = parse_json_body(body)
+        signed_message = envelope.get("signedMessage") if isinstance(envelope, dict) else None
+        if not isinstance(signed_message, str):
+            raise unsigned
+        message = parse_json_body(signed_message)
+    except NestedTooDeep:
+        raise
+    except BadRequest:
+        raise unsigned from None
+    class_id = message.get("classId") if isinstance(message, dict) else None
+    if class_id is None:
+        raise unsigned
+    return envelope, str(class_id).split(".", 1)[0]
 
 
 @router.post(
     CALLBACK_PATH,
-    responses={**Unauthorized.openapi("Unsigned or badly signed"), **NotConfigured.openapi()},
+    responses={
+        **BadRequest.openapi("JSON nested too deep"),
+        **Unauthorized.openapi("Unsigned or badly signed"),
+        **NotConfigured.openapi(),
+    },
 )
 async def google_callback(request: Request, session: Session, settings: AppSettings) -> Response:
     """Google tells us a card was saved to or deleted from Google Wallet."""
-    body = await request.body()
+    envelope, issuer = _read(await request.body())
     keys = root_keys(settings.google_root_keys_file)
     try:
-        event = verify_callback(body, root_keys=keys, issuer_id=_issuer_of(body))
+        event = verify_callback(envelope, root_keys=keys, issuer_id=issuer)
     except InvalidCallback as exc:
         raise Unauthorized(f"callback rejected: {exc}") from None
     applied = await apply_callback(session, event.object_id, event.event_type, event.nonce)

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.cards import card_links
 from services.core import metrics
 from services.core.settings import Settings
+from services.onboarding import Onboarded
 from services.passes.changes import record_change
+from services.passes.models import PassDesign
 from services.passes.texts import LOCALES
 from tests.factories import create_card, create_merchant
 
@@ -203,3 +206,78 @@ async def test_unknown_link_is_404(client: httpx.AsyncClient, token: str) -> Non
     response = await client.get(f"/c/{token}/pass.pkpass")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+async def _stored_template(session: AsyncSession, onboarded: Onboarded, template: str) -> None:
+    """A template as a design may hold it from before placeholders were checked."""
+    await session.execute(
+        update(PassDesign)
+        .where(PassDesign.id == onboarded.design.id)
+        .values(account_url_template=template)
+    )
+    await session.commit()
+
+
+def _links(files: dict[str, bytes]) -> dict[str, str]:
+    document = json.loads(files["pass.json"])
+    return {
+        field["key"]: field["value"]
+        for field in document["storeCard"]["backFields"]
+        if field["key"].startswith("link_")
+    }
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "https://shop.example.com/a/{customer_id:d}",
+        "https://shop.example.com/a/{customer_id!r}",
+        "https://shop.example.com/a/{customer_id:>100000}",
+        "https://shop.example.com/a/{customer_id.__class__}",
+        "https://shop.example.com/a/{",
+    ],
+)
+async def test_a_template_stored_before_the_checks_never_breaks_the_pass(
+    client: httpx.AsyncClient, session: AsyncSession, settings: Settings, template: str
+) -> None:
+    onboarded = await create_merchant(session, settings)
+    await _stored_template(session, onboarded, template)
+    card = await create_card(session, onboarded)
+    response = await client.get(card_links(card, settings.base_url()).apple_pass_url)
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+        files = {name: bundle.read(name) for name in bundle.namelist()}
+    assert len(files["pass.json"]) < 10_000
+    assert "link_account" not in _links(files)
+
+
+async def test_template_values_are_percent_encoded_and_long_links_left_off(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    onboarded = await create_merchant(session, settings)
+    await _stored_template(
+        session, onboarded, "https://shop.example.com/a/{customer_id}?c={customer_id}#x"
+    )
+    card = await create_card(session, onboarded, customer_id="a/b?c#d e&f=ü")
+    response = await client.get(card_links(card, settings.base_url()).apple_pass_url)
+    with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+        links = _links({"pass.json": bundle.read("pass.json")})
+    encoded = "a%2Fb%3Fc%23d%20e%26f%3D%C3%BC"
+    assert links["link_account"] == f"https://shop.example.com/a/{encoded}?c={encoded}#x"
+    assert "link_order" not in links  # its template needs an order: it waits for one
+
+    long_id = "x" * 150  # fifteen times in the link: over 2,048 characters
+    await _stored_template(session, onboarded, "https://s.example.com/" + "{customer_id}/" * 15)
+    for _ in range(2):
+        other = await create_card(session, onboarded, customer_id=long_id)
+        response = await client.get(card_links(other, settings.base_url()).apple_pass_url)
+        assert response.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+            assert "link_account" not in _links({"pass.json": bundle.read("pass.json")})
+        long_id = long_id.replace("x", "y")
+    reported = [r for r in caplog.records if r.getMessage().startswith("link left off")]
+    assert len(reported) == 1  # once, however many cards
+    assert "xxx" not in repr(reported[0].__dict__)  # and without the values

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.db import Session, read_connection
 from services.core.errors import BadRequest, NotFound, Unauthorized
+from services.core.jsonbody import parse_json_body
 from services.passes import registrations
 from services.passes.apple.pkpass import MEDIA_TYPE
 from services.passes.bundles import SignedPass, cached_content
@@ -45,10 +45,7 @@ _SERIALS_SCHEMA = {
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body must be JSON") from None
+    body = parse_json_body(await request.body())
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
