@@ -267,3 +267,31 @@ async def test_link_templates_take_only_the_plain_placeholders(
         headers=admin,
     )
     assert fine.status_code == 204, fine.text
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "path"),
+    [
+        ("merchants/shop/branding", {"organization_name": "Sh\u0000op"}, "body.organization_name"),
+        ("merchants/shop/branding", {"description": "a\nb"}, "body.description"),
+        ("merchants/shop/branding", {"logo_text": "\u0007"}, "body.logo_text"),
+        ("merchants/shop/cards", {"customer_id": "c\u00001"}, "body.customer_id"),
+        (
+            "merchants/shop/cards",
+            {"customer_id": "c-1", "customer_name": "J\u0000"},
+            "body.customer_name",
+        ),
+    ],
+)
+async def test_control_characters_on_a_card_or_its_design_are_422(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    url: str,
+    body: dict[str, str],
+    path: str,
+) -> None:
+    await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
+    method = "PATCH" if url.endswith("branding") else "POST"
+    response = await client.request(method, f"{ADMIN}/{url}", json=body, headers=admin)
+    assert response.status_code == 422, response.text
+    assert [e["path"] for e in response.json()["errors"]] == [path]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
+from services.core.text import PlainText
 from services.merchants.schemas import Locale
 
 HEX_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
@@ -83,9 +84,9 @@ TEAM_ID = r"^[A-Z0-9]{10}$"
 class AppleSettings(BaseModel):
     pass_type_identifier: Annotated[str, Field(pattern=PASS_TYPE_ID, max_length=255)]
     team_identifier: Annotated[str, Field(pattern=TEAM_ID)]
-    certificate_path: str = Field(min_length=1, max_length=1024)
-    key_path: str = Field(min_length=1, max_length=1024)
-    wwdr_path: str = Field(min_length=1, max_length=1024)
+    certificate_path: PlainText = Field(min_length=1, max_length=1024)
+    key_path: PlainText = Field(min_length=1, max_length=1024)
+    wwdr_path: PlainText = Field(min_length=1, max_length=1024)
 
 
 REQUIRED_BRANDING = (
@@ -101,9 +102,9 @@ REQUIRED_BRANDING = (
 class Branding(BaseModel):
     """A partial update of how the card looks and what its back links to."""
 
-    organization_name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, min_length=1, max_length=200)
-    logo_text: str | None = Field(default=None, max_length=60)
+    organization_name: PlainText | None = Field(default=None, min_length=1, max_length=200)
+    description: PlainText | None = Field(default=None, min_length=1, max_length=200)
+    logo_text: PlainText | None = Field(default=None, max_length=60)
     foreground_color: Color | None = None
     background_color: Color | None = None
     label_color: Color | None = None
@@ -126,6 +127,6 @@ class Branding(BaseModel):
 
 
 class CardIssue(BaseModel):
-    customer_id: str = Field(min_length=1, max_length=200)
-    customer_name: str | None = Field(default=None, max_length=200)
+    customer_id: PlainText = Field(min_length=1, max_length=200)
+    customer_name: PlainText | None = Field(default=None, max_length=200)
     locale: Locale | None = None
