@@ -11,6 +11,7 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.cards import CardLinks, Identified, card_links
@@ -63,6 +64,15 @@ async def configure(
     merchant.google_origins = origins
     await session.flush()
     return merchant
+
+
+async def issuer_is_ours(session: AsyncSession, issuer_id: str) -> bool:
+    """Whether a merchant here acts as Google issuer ``issuer_id``: Google signs the callbacks
+    of every issuer with the same keys, so a valid signature alone says nothing about whose."""
+    found = await session.scalar(
+        select(Merchant.id).where(Merchant.google_issuer_id == issuer_id).limit(1)
+    )
+    return found is not None
 
 
 def enabled(merchant: Merchant) -> bool:

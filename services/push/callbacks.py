@@ -19,6 +19,7 @@ from services.integrations.google_wallet.callbacks import (
     root_keys_from_json,
     verify_callback,
 )
+from services.merchants.google_wallet import issuer_is_ours
 from services.push.google import apply_callback
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ async def google_callback(request: Request, session: Session, settings: AppSetti
         event = verify_callback(envelope, root_keys=keys, issuer_id=issuer)
     except InvalidCallback as exc:
         raise Unauthorized(f"callback rejected: {exc}") from None
+    if not event.object_id.startswith(f"{issuer}.") or not await issuer_is_ours(session, issuer):
+        raise Unauthorized("callback rejected: not for an issuer and object of ours")
     applied = await apply_callback(session, event.object_id, event.event_type, event.nonce)
     log.info(
         "Google Wallet callback",

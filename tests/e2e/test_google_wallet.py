@@ -323,6 +323,30 @@ async def test_callbacks_are_verified_and_a_removed_card_is_not_notified(
     assert len(_messages(wallet_api)) == before, "a removed card gets no more messages"
 
 
+async def test_a_callback_for_another_issuer_or_its_objects_is_refused(
+    client: httpx.AsyncClient, shop: Any, signer: GoogleSigner
+) -> None:
+    """Google signs every issuer's callbacks with the same keys: a valid signature for an
+    issuer that is not ours, or for an object outside our issuer, changes nothing here."""
+    now_ms = int(time.time() * 1000)
+    other = "3388000000099999999"
+    for class_id, object_id in (
+        (f"{other}.customer-card", f"{other}.0123456789abcdef"),
+        (f"{ISSUER_ID}.customer-card", f"{other}.0123456789abcdef"),
+    ):
+        message = {
+            "classId": class_id,
+            "objectId": object_id,
+            "expTimeMillis": now_ms + HOUR_MS,
+            "eventType": "del",
+            "nonce": str(uuid.uuid4()),
+        }
+        issuer = class_id.split(".", 1)[0]
+        body = signer.callback(message=message, key_expires=now_ms + HOUR_MS, issuer_id=issuer)
+        answer = await client.post("/google/callbacks", content=body)
+        assert answer.status_code == 401, (class_id, object_id, answer.text)
+
+
 async def test_at_most_ten_messages_stay_on_the_object(
     client: httpx.AsyncClient,
     shop: Any,
