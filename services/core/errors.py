@@ -74,6 +74,17 @@ class PayloadTooLarge(PasspostError):
     code = "payload_too_large"
 
 
+class TooManyRequests(PasspostError):
+    """A client asked too often; ``retry_after`` (seconds) goes out as ``Retry-After``."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
 class InvalidInput(PasspostError):
     status_code = 422
     code = "invalid_input"
@@ -114,7 +125,11 @@ def named_by_caller() -> Iterator[None]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PasspostError)
     async def _domain_error(_request: Request, exc: PasspostError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        headers = None
+        if isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message, extra={"error": exc.code})
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)

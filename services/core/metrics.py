@@ -41,6 +41,10 @@ GOOGLE_MESSAGES = Counter(
     ["kind"],
 )
 PASSES_BUILT = Counter("passpost_passes_built_total", "Signed .pkpass bundles built")
+DEVICE_LOG_REFUSED = Counter(
+    "passpost_device_log_refused_total",
+    "PassKit log requests refused (429): their address logged too often",
+)
 
 router = APIRouter()
 

@@ -16,6 +16,7 @@ from services.passes.handlers import order_changed, push_token_rejected
 
 async def _start(app: FastAPI) -> None:
     app.state.pass_builder = PassBuilder(app.state.settings)
+    app.state.device_log_limit = webservice.device_log_limit()
 
 
 def component(settings: Settings) -> Component:

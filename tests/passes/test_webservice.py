@@ -8,11 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.queue import OutboxMessage
+from services.core.ratelimit import RateLimit
 from services.core.settings import Settings
+from services.passes.apple.webservice import DEVICE_LOG_BURST, DEVICE_LOG_PER_MINUTE
 from services.passes.changes import record_change
 from services.passes.models import Card, PassBundle, Registration
 from tests.factories import WS, create_card, create_merchant, pass_auth, registration_url
@@ -267,6 +270,51 @@ async def test_device_log(client: httpx.AsyncClient, caplog: pytest.LogCaptureFi
     assert len(lines[1]) <= 1000 + len("device log: ")
     assert (await client.post(f"{WS}/log", json={"logs": "nope"})).status_code == 400
     assert (await client.post(f"{WS}/log", content=b"{")).status_code == 400
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_one_address_logging_too_often_is_refused_and_logs_nothing(
+    app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``/log`` takes no credentials: a flood from one address is answered 429 with
+    Retry-After and leaves the log alone; other addresses, and the same one a little later,
+    still get through."""
+    clock = Clock()
+    app.state.device_log_limit = RateLimit(
+        burst=DEVICE_LOG_BURST, per_second=DEVICE_LOG_PER_MINUTE / 60, clock=clock
+    )
+    body = {"logs": ["x" * 1000] * 50}
+    answers = [(await client.post(f"{WS}/log", json=body)).status_code for _ in range(200)]
+    assert answers == [200] * DEVICE_LOG_BURST + [429] * (200 - DEVICE_LOG_BURST)
+    refused = await client.post(f"{WS}/log", json=body)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == str(60 // DEVICE_LOG_PER_MINUTE)
+    logged = [r for r in caplog.records if r.name == "passpost.device_log"]
+    assert len(logged) == DEVICE_LOG_BURST * 50, "what was refused logged nothing"
+
+    other = httpx.ASGITransport(app=app, client=("192.0.2.7", 4000))
+    async with httpx.AsyncClient(transport=other, base_url=str(client.base_url)) as elsewhere:
+        assert (await elsewhere.post(f"{WS}/log", json=body)).status_code == 200
+    clock.now += 60 / DEVICE_LOG_PER_MINUTE
+    assert (await client.post(f"{WS}/log", json=body)).status_code == 200
+    assert (await client.post(f"{WS}/log", json=body)).status_code == 429
+
+
+def test_a_rate_limit_keeps_a_bounded_number_of_addresses() -> None:
+    clock = Clock()
+    limit = RateLimit(burst=1, per_second=1.0, clock=clock, max_keys=3)
+    assert [limit.take(a) for a in ("a", "b", "c", "d")] == [None] * 4
+    assert limit.take("d") == 1
+    assert limit.take("a") is None, "the least recently seen address was forgotten"
 
 
 async def test_polling_calls_document_what_they_read_from_the_request(

@@ -11,9 +11,11 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core import metrics
 from services.core.db import Session, read_connection
-from services.core.errors import BadRequest, NotFound, Unauthorized
+from services.core.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
 from services.core.jsonbody import parse_json_body
+from services.core.ratelimit import RateLimit
 from services.passes import registrations
 from services.passes.apple.pkpass import MEDIA_TYPE
 from services.passes.bundles import SignedPass, cached_content
@@ -201,9 +203,33 @@ def _http_date(value: str | None) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-@router.post("/log", responses=BadRequest.openapi("Malformed body"))
+DEVICE_LOG_BURST = 10
+DEVICE_LOG_PER_MINUTE = 10
+"""How often one client address may log: anyone may call ``/log`` (it takes no credentials),
+and a device has a problem to report now and then, not hundreds of times a minute."""
+
+
+def device_log_limit() -> RateLimit:
+    """The log endpoint's limit per client address (``app.state.device_log_limit``)."""
+    return RateLimit(burst=DEVICE_LOG_BURST, per_second=DEVICE_LOG_PER_MINUTE / 60)
+
+
+@router.post(
+    "/log",
+    responses={
+        **BadRequest.openapi("Malformed body"),
+        **TooManyRequests.openapi("This address logged too often; see Retry-After"),
+    },
+)
 async def device_log(request: Request) -> Response:
-    """Devices report problems with our passes here; the lines go to the service log."""
+    """Devices report problems with our passes here; the lines go to the service log, at most
+    ``MAX_LOG_LINES`` lines a request and ``DEVICE_LOG_PER_MINUTE`` requests a minute from one
+    address (more answer 429 and log nothing)."""
+    limit: RateLimit = request.app.state.device_log_limit
+    address = request.client.host if request.client is not None else "unknown"
+    if (wait := limit.take(address)) is not None:
+        metrics.DEVICE_LOG_REFUSED.inc()
+        raise TooManyRequests("too many device logs from this address", retry_after=wait)
     logs = (await _json_object(request)).get("logs")
     if not isinstance(logs, list):
         raise BadRequest("logs must be a list of strings")
