@@ -112,6 +112,9 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Order updates on the customer's lock screen through Apple and Google Wallet.",
+        # No redirect to the path with or without a trailing slash: Starlette builds its
+        # Location from the request's Host header, which anyone can set. Our paths are exact.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -123,3 +123,14 @@ async def test_invalid_body_is_422_with_the_field_path(settings: Settings) -> No
     body = response.json()
     assert body["error"] == "invalid_input"
     assert body["errors"][0]["path"] == "body.a"
+
+
+async def test_a_trailing_slash_is_not_redirected_to_the_host_the_client_named(
+    client: httpx.AsyncClient,
+) -> None:
+    """A redirect to the same path with or without a slash took its Location from the Host
+    header, which anyone sets: such paths are simply not found."""
+    for path in ("/healthz/", "/v1/orders/A-1/", "/passkit/v1/log/"):
+        response = await client.get(path, headers={"Host": "evil.example"})
+        assert response.status_code in (404, 405), (path, response.status_code)
+        assert "location" not in response.headers
