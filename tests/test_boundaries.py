@@ -32,9 +32,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "push": KERNEL | REGISTRY | SHARED,
     # A development tool that pushes are sent to exactly as to Apple: it knows no service.
     "apns_standin": KERNEL,
-    # Edges that compose services: the admin API and onboarding run domain operations of
-    # several services in one transaction, the CLI serves any of them, ``models`` gathers every
-    # table for migrations. No service imports them.
+    # Edges that compose services: onboarding (a merchant and its design) and the admin routes
+    # that run it or announce a merchant's cards after Google was switched on run operations of
+    # the registry and of passes in one transaction; the CLI serves any of them, ``models``
+    # gathers every table for migrations. No service imports them. (What only one service owns
+    # it administers itself: the passes service's admin routes are its own.)
     "admin": KERNEL | REGISTRY | SHARED | {"passes", "onboarding"},
     "onboarding": KERNEL | REGISTRY | SHARED | {"passes"},
     "cli": {"*"},

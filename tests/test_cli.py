@@ -276,6 +276,12 @@ def test_a_worker_builds_the_service_it_was_told(
     ("service", "served", "not_served"),
     [
         (ServiceName.admin, "/admin/v1/merchants", "/passkit/v1/log"),
+        (
+            ServiceName.admin,
+            "/admin/v1/merchants/{slug}/google",
+            "/admin/v1/merchants/{slug}/apple",
+        ),
+        (ServiceName.passes, "/admin/v1/merchants/{slug}/branding", "/v1/orders/events"),
         (ServiceName.passes, "/admin/v1/merchants", "/v1/orders/events"),
         (ServiceName.orders, "/v1/orders/events", "/admin/v1/merchants"),
         (ServiceName.push, "/google/callbacks", "/admin/v1/merchants"),

@@ -1,4 +1,6 @@
-"""The admin API for ops: merchants, keys, designs and Google Wallet, behind the admin token.
+"""The admin API for ops: merchants, their keys and signing secret, onboarding and Google
+Wallet, behind the admin token (a merchant's design and cards are the passes service's own
+admin routes, ``services/passes/admin.py``).
 
 The same operations as the ``passpost`` command, for automation. Nothing here ever returns a key,
 a token or a secret other than the one it has just made.
@@ -6,12 +8,7 @@ a token or a secret other than the one it has just made.
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Header
-from fastapi import Path as PathParam
 
 from services.admin.schemas import (
     ApiKeyCreate,
@@ -23,42 +20,16 @@ from services.admin.schemas import (
     SigningSecret,
     SigningSecretChange,
 )
-from services.contracts.cards import CardLinks
+from services.core.admin import AdminSettings, admin_router
 from services.core.db import Session
-from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound, Unauthorized
-from services.core.settings import Settings
-from services.core.web import AppSettings
+from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound
 from services.merchants import google_wallet
 from services.merchants import service as merchants
-from services.merchants.schemas import SLUG_PATTERN, MerchantCreate, MerchantRead
+from services.merchants.schemas import MerchantCreate, MerchantRead, SlugPath
 from services.onboarding import onboard_merchant
-from services.passes import changes, designs, issuing
-from services.passes.schemas import AppleSettings, Branding, CardIssue
+from services.passes import changes
 
-
-def require_admin(
-    settings: AppSettings, authorization: Annotated[str | None, Header()] = None
-) -> Settings:
-    expected = settings.resolved_admin_token()
-    scheme, _, given = (authorization or "").partition(" ")
-    if (
-        expected is None
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(given.strip().encode(), expected.encode())
-    ):
-        raise Unauthorized("send Authorization: Bearer <admin token>")
-    return settings
-
-
-AdminSettings = Annotated[Settings, Depends(require_admin)]
-SlugPath = Annotated[str, PathParam(pattern=SLUG_PATTERN.pattern)]
-"""A merchant's slug in a path: anything else is a 422, never a query with NUL in it."""
-router = APIRouter(
-    prefix="/admin/v1",
-    tags=["admin"],
-    dependencies=[Depends(require_admin)],
-    responses=Unauthorized.openapi(),
-)
+router = admin_router()
 _missing = NotFound.openapi("No such merchant")
 
 
@@ -114,28 +85,6 @@ async def change_signing_secret(
 
 
 @router.put(
-    "/merchants/{slug}/apple",
-    status_code=204,
-    responses={
-        **_missing,
-        **Conflict.openapi(),
-        **InvalidInput.openapi("A named file is unusable"),
-        **NotConfigured.openapi(),
-    },
-)
-async def set_apple(slug: SlugPath, body: AppleSettings, session: Session) -> None:
-    merchant = await merchants.get_merchant_by_slug(session, slug)
-    design = await designs.get_design(session, merchant)
-    await designs.update_apple(session, merchant, design, body)
-
-
-@router.patch("/merchants/{slug}/branding", status_code=204, responses=_missing)
-async def set_branding(slug: SlugPath, body: Branding, session: Session) -> None:
-    merchant = await merchants.get_merchant_by_slug(session, slug)
-    await designs.update_branding(session, await designs.get_design(session, merchant), body)
-
-
-@router.put(
     "/merchants/{slug}/google",
     response_model=GoogleSettingsRead,
     responses={**_missing, **InvalidInput.openapi(), **NotConfigured.openapi()},
@@ -153,13 +102,3 @@ async def set_google(slug: SlugPath, body: GoogleSettings, session: Session) -> 
     return GoogleSettingsRead(
         issuer_id=body.issuer_id, origins=body.origins, cards_announced=announced
     )
-
-
-@router.post("/merchants/{slug}/cards", response_model=CardLinks, responses=_missing)
-async def issue_card(
-    slug: SlugPath, body: CardIssue, session: Session, settings: AdminSettings
-) -> CardLinks:
-    """A card without an order (the orders API issues them with the first order)."""
-    merchant = await merchants.get_merchant_by_slug(session, slug)
-    card = await issuing.issue_card(session, merchant, body, settings.resolved_secret_key())
-    return issuing.links_of(merchant, card, settings)

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
+from fastapi import Path as PathParam
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.core.text import PlainText
@@ -29,6 +30,8 @@ def normalize_locale(value: str) -> str:
 
 
 Slug = Annotated[str, AfterValidator(_slug)]
+SlugPath = Annotated[str, PathParam(pattern=SLUG_PATTERN.pattern)]
+"""A merchant's slug in a path: anything else is a 422, never a query with NUL in it."""
 Locale = Annotated[str, Field(max_length=35), AfterValidator(normalize_locale)]
 
 

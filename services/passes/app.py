@@ -8,7 +8,7 @@ from services.contracts.messages import OrderChanged, PushTokenRejected
 from services.core.queue import Subscription
 from services.core.settings import Settings
 from services.core.web import Component
-from services.passes import links
+from services.passes import admin, links
 from services.passes.apple import webservice
 from services.passes.bundles import PassBuilder
 from services.passes.handlers import order_changed, push_token_rejected
@@ -22,7 +22,7 @@ async def _start(app: FastAPI) -> None:
 def component(settings: Settings) -> Component:
     return Component(
         name="passes",
-        routers=[links.router, links.assets, webservice.router],
+        routers=[links.router, links.assets, webservice.router, admin.router],
         subscriptions=[
             Subscription("passes", OrderChanged, order_changed(settings)),
             Subscription("passes", PushTokenRejected, push_token_rejected),

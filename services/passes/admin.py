@@ -1,0 +1,47 @@
+"""The passes service's part of the admin API: a merchant's pass design and its cards."""
+
+from __future__ import annotations
+
+from services.contracts.cards import CardLinks
+from services.core.admin import AdminSettings, admin_router
+from services.core.db import Session
+from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound
+from services.merchants import service as merchants
+from services.merchants.schemas import SlugPath
+from services.passes import designs, issuing
+from services.passes.schemas import AppleSettings, Branding, CardIssue
+
+router = admin_router()
+_missing = NotFound.openapi("No such merchant")
+
+
+@router.put(
+    "/merchants/{slug}/apple",
+    status_code=204,
+    responses={
+        **_missing,
+        **Conflict.openapi(),
+        **InvalidInput.openapi("A named file is unusable"),
+        **NotConfigured.openapi(),
+    },
+)
+async def set_apple(slug: SlugPath, body: AppleSettings, session: Session) -> None:
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    design = await designs.get_design(session, merchant)
+    await designs.update_apple(session, merchant, design, body)
+
+
+@router.patch("/merchants/{slug}/branding", status_code=204, responses=_missing)
+async def set_branding(slug: SlugPath, body: Branding, session: Session) -> None:
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    await designs.update_branding(session, await designs.get_design(session, merchant), body)
+
+
+@router.post("/merchants/{slug}/cards", response_model=CardLinks, responses=_missing)
+async def issue_card(
+    slug: SlugPath, body: CardIssue, session: Session, settings: AdminSettings
+) -> CardLinks:
+    """A card without an order (the orders API issues them with the first order)."""
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    card = await issuing.issue_card(session, merchant, body, settings.resolved_secret_key())
+    return issuing.links_of(merchant, card, settings)
