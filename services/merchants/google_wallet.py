@@ -121,10 +121,11 @@ def save_link(merchant: Merchant, card_object: Mapping[str, Any]) -> str | None:
     account = signing_account(merchant)
     if account is None:
         return None
+    origins = tuple(merchant.google_origins or ())
     try:
-        return save_url(account, card_object, origins=list(merchant.google_origins or ()))
+        return save_url(account, card_object, origins=origins)
     except SaveUrlTooLong:
-        _unusable(merchant.slug, -2, "google.origins make the save link over 1,800 characters")
+        _unusable(merchant.slug, hash(origins), "google.origins: the save link is too long")
         return None
 
 
@@ -141,8 +142,8 @@ def signs_save_links(merchant: Merchant) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _unusable(slug: str, _mtime: int, error: str) -> None:
-    """Log an unusable Google setup once per merchant and state of its key file."""
+def _unusable(slug: str, _state: int, error: str) -> None:
+    """Log an unusable Google setup once per merchant and state of its key file (or origins)."""
     log.warning(
         "Google save links cannot be signed; cards are linked without them",
         extra={"merchant": slug, "setting": "google.service_account_file", "error": error},

@@ -81,7 +81,10 @@ async def test_links_nobody_issued_answer_one_and_the_same_404(
             answers.add((response.headers["content-type"], response.content))
     assert len(answers) == 1, answers
     assert await _count_cards(sessionmaker) == 1, "nothing was issued"
-    assert (await client.get(f"/c/{real}")).status_code == 200  # the real one works
+    page = await client.get(f"/c/{real}")  # the real one works, in the merchant's language
+    assert page.status_code == 200
+    assert '<html lang="en">' in page.text
+    assert "Your card is being prepared" in page.text
 
 
 async def test_a_link_handed_out_before_links_were_sealed_keeps_working(
