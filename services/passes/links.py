@@ -90,8 +90,9 @@ async def download_pass(session: Session, builder: Builder, card: LinkedCard) ->
     },
 )
 async def save_to_google(session: Session, card: LinkedCard) -> Response:
-    """ "Save to Google Wallet": signed now, with the card as it is now, so Google can create the
-    object even before push has inserted it (Google's own advice for links in mail)."""
+    """The Google save link, signed now with the card as it is now, so Google can create the
+    object even before push has inserted it (what Google's Wallet team advises for links in
+    mail: google-wallet/rest-samples#8)."""
     merchant = await session.get_one(Merchant, card.merchant_id)
     url = None
     if merchant_google.signs_save_links(merchant):
