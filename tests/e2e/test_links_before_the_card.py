@@ -33,6 +33,7 @@ from services.orders.app import component as orders_component
 from services.passes.app import component as passes_component
 from services.passes.models import Card
 from services.push.app import component as push_component
+from services.push.models import GoogleTarget
 from tests.conftest import BASE_URL
 from tests.factories import (
     FULL,
@@ -68,12 +69,14 @@ async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def wallet_api() -> Iterator[WalletApi]:
-    """Google's API, answering every object PATCH and insert (push keeps the object current)."""
+    """Google's API, answering every object PATCH, insert and message (push keeps the object
+    current)."""
     with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
         api = WalletApi(router)
         echo = httpx.Response(200, json={})
         router.route(method="PATCH", url__regex=r".*/loyaltyObject/.*").mock(return_value=echo)
         router.route(method="POST", url__regex=r".*/loyaltyObject$").mock(return_value=echo)
+        router.route(method="POST", url__regex=r".*/addMessage$").mock(return_value=echo)
         yield api
 
 
@@ -95,6 +98,15 @@ async def shop(
     )
     await session.commit()
     return onboarded
+
+
+async def _google_synced(
+    sessionmaker: async_sessionmaker[AsyncSession], card: Card, version: int
+) -> bool:
+    """Push has given Google the card's object at ``version``."""
+    async with sessionmaker() as session:
+        target = await session.get(GoogleTarget, card.id)
+        return target is not None and target.synced_version == version
 
 
 async def _cards(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Card]:
@@ -166,12 +178,14 @@ async def test_links_answer_before_the_consumer_made_the_card(
         [card] = await _cards(sessionmaker)  # three requests at once, one card
         assert (card.serial_number, card.locale, card.version) == (links["serial_number"], "sk", 1)
         await register_device(client, card, "phone-1", "0b" * 32)
+        await eventually(lambda: _google_synced(sessionmaker, card, version=1))
 
     async with (
         serving(passes_held_back(settings)) as client,
         serving(create_app(settings, [passes_component(settings)])),
     ):
         await eventually(lambda: pushed(sessionmaker, card.id, devices=1))
+        await eventually(lambda: _google_synced(sessionmaker, card, version=2))
         [taken] = await _cards(sessionmaker)
         assert taken.version == 2
         assert taken.customer_name == "Jana Nováková"
