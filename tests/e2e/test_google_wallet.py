@@ -155,9 +155,13 @@ async def test_order_life_in_google_wallet(
     _on_add_message(wallet_api)
 
     accepted = await post_order_event(client, shop.api_key, order_event("confirmed"))
-    url = accepted["card"]["google_save_url"]
+    ours = accepted["card"]["google_save_url"]
+    assert ours == f"{accepted['card']['landing_url']}/google"
+    saved = await client.get(ours)
+    assert saved.status_code == 303
+    url = saved.headers["location"]
     assert url.startswith("https://pay.google.com/gp/v/save/")
-    assert len(url) < 1800
+    assert len(url) <= 1800
     public_key = serialization.load_pem_private_key(
         service_account_info["private_key"].encode(), password=None
     ).public_key()
@@ -166,7 +170,12 @@ async def test_order_life_in_google_wallet(
     assert claims["iss"] == service_account_info["client_email"]
     assert claims["typ"] == "savetowallet"
     assert claims["origins"] == ["https://shop.example.com"]
-    assert claims["payload"] == {"loyaltyObjects": [{"id": object_id}]}
+    [saved_object] = claims["payload"]["loyaltyObjects"]
+    assert saved_object["id"] == object_id  # Google can create it on save, inserted or not
+    assert saved_object["classId"] == f"{ISSUER_ID}.customer-card"
+    schema = request_schema("POST", OBJECTS)
+    assert schema is not None
+    validate(schema, saved_object)
 
     async def synced() -> bool:
         kinds = {
