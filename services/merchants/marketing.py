@@ -28,9 +28,18 @@ def _iana_zone(value: str) -> str:
     return value
 
 
+def _whole_minutes(value: time) -> time:
+    if value.second or value.microsecond or value.tzinfo is not None:
+        raise ValueError("a local time in whole minutes, such as '21:00'")
+    return value
+
+
 TimeZoneName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_iana_zone)]
 """An IANA name (``Europe/Bratislava``): the zone that a customer's calendar day and quiet
 hours are reckoned in when their order events name none."""
+DailyCap = Annotated[int, Field(ge=0, le=10, description="Marketing notifications a day.")]
+WeeklyCap = Annotated[int, Field(ge=0, le=70, description="Marketing notifications in 7 days.")]
+LocalTime = Annotated[time, AfterValidator(_whole_minutes)]
 
 
 class MarketingSettings(BaseModel):
@@ -44,10 +53,10 @@ class MarketingSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    daily_cap: int = Field(default=1, ge=0, le=10)
-    weekly_cap: int = Field(default=3, ge=0, le=70)
-    quiet_start: time = time(21, 0)
-    quiet_end: time = time(8, 0)
+    daily_cap: DailyCap = 1
+    weekly_cap: WeeklyCap = 3
+    quiet_start: LocalTime = time(21, 0)
+    quiet_end: LocalTime = time(8, 0)
     time_zone: TimeZoneName = "UTC"
 
     @field_validator("weekly_cap")
@@ -58,19 +67,36 @@ class MarketingSettings(BaseModel):
             raise ValueError(f"at least the daily cap ({daily}): a week holds a day")
         return value
 
-    @field_validator("quiet_start", "quiet_end")
-    @classmethod
-    def _whole_minutes(cls, value: time) -> time:
-        if value.second or value.microsecond or value.tzinfo is not None:
-            raise ValueError("a local time in whole minutes, such as '21:00'")
-        return value
-
     @property
     def has_quiet_hours(self) -> bool:
         return self.quiet_start != self.quiet_end
 
 
-DEFAULTS = MarketingSettings()
+class MarketingChange(BaseModel):
+    """A change of some settings (admin PATCH, CLI): fields left out stay, ``null`` resets one
+    to its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    daily_cap: DailyCap | None = None
+    weekly_cap: WeeklyCap | None = None
+    quiet_start: LocalTime | None = None
+    quiet_end: LocalTime | None = None
+    time_zone: TimeZoneName | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+def quiet_hours(value: str) -> tuple[time, time]:
+    """``21:00-08:00`` as (start, end): how the CLI takes quiet hours."""
+    start, separator, end = value.partition("-")
+    try:
+        if not separator:
+            raise ValueError(value)
+        return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+    except ValueError:
+        raise ValueError("quiet hours as HH:MM-HH:MM, such as 21:00-08:00") from None
 
 
 def stored(settings: MarketingSettings) -> dict[str, Any] | None:
@@ -93,12 +119,14 @@ async def marketing_settings(session: AsyncSession, merchant_id: uuid.UUID) -> M
 async def update_marketing(
     session: AsyncSession, merchant: Merchant, changes: dict[str, Any]
 ) -> MarketingSettings:
-    """Apply ``changes`` (field -> new value, already parsed) over the current settings.
+    """Apply ``changes`` (field -> new value, ``None`` for the default) over the current
+    settings.
 
     The merged whole is validated, so a weekly cap below a new daily cap is refused even when
     only one of them is sent; the pydantic error names the field (a 422 with its path).
     """
     merged = {**settings_of(merchant).model_dump(), **changes}
+    merged = {name: value for name, value in merged.items() if value is not None}
     settings = MarketingSettings.model_validate(merged)
     merchant.marketing = stored(settings)
     await session.flush()
