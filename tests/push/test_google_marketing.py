@@ -51,27 +51,18 @@ def wallet_api() -> Iterator[WalletApi]:
         yield api
 
 
-@pytest.fixture
-async def worker(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    wallet_api: WalletApi,
-) -> AsyncIterator[GoogleWorker]:
-    clients = GoogleClients(DEFAULT_API_URL)
-    yield GoogleWorker(sessionmaker, clients, Wakeup())
-    await clients.aclose()
+class Google:
+    """One card's Google side as push sees it: the changes passes would publish for it, the
+    worker that delivers them, and the Wallet API mock they reach."""
 
-
-@pytest.fixture
-def key_file(service_account_info: dict[str, str], tmp_path: Path) -> Path:
-    path = tmp_path / "service-account.json"
-    path.write_text(json.dumps(service_account_info))
-    return path
-
-
-class Card:
-    """The card's versions as passes would publish them."""
-
-    def __init__(self, key_file: Path) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        worker: GoogleWorker,
+        api: WalletApi,
+        key_file: Path,
+    ) -> None:
+        self.sessionmaker, self.worker, self.api = sessionmaker, worker, api
         self.key_file = key_file
         self.version = 0
 
@@ -99,10 +90,48 @@ class Card:
             }
         )
 
+    async def schedule(self, *changes: CardUpdated) -> None:
+        """The changes consumed as the ``card.updated`` handler would, in one transaction."""
+        async with self.sessionmaker() as session, session.begin():
+            for change in changes:
+                await schedule(session, change, None)
+
+    async def deliver(self, *changes: CardUpdated) -> None:
+        """The changes scheduled, then worked off."""
+        await self.schedule(*changes)
+        while await self.worker.deliver_once():
+            pass
+
+    def added(self) -> list[tuple[str, str]]:
+        """(message id, messageType) of every addMessage, in order."""
+        return [
+            (body["message"]["id"], body["message"]["messageType"])
+            for method, path, body in self.api.bodies()
+            if path.endswith("/addMessage")
+        ]
+
+    def rewrites(self) -> list[list[dict[str, Any]]]:
+        """The message lists of every PATCH that rewrote them."""
+        return [
+            body["messages"]
+            for method, _, body in self.api.bodies()
+            if method == "PATCH" and "messages" in body
+        ]
+
 
 @pytest.fixture
-def card(key_file: Path) -> Card:
-    return Card(key_file)
+async def google(
+    set_clock: Clock,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    wallet_api: WalletApi,
+    service_account_info: dict[str, str],
+    tmp_path: Path,
+) -> AsyncIterator[Google]:
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(json.dumps(service_account_info))
+    clients = GoogleClients(DEFAULT_API_URL)
+    yield Google(sessionmaker, GoogleWorker(sessionmaker, clients, Wakeup()), wallet_api, key_file)
+    await clients.aclose()
 
 
 def status(version: int, header: str = "Shipped") -> dict[str, Any]:
@@ -120,34 +149,6 @@ def offer(offer_id: str = "xmas", until: datetime = OFFER_ENDS) -> dict[str, Any
     }
 
 
-async def deliver(
-    sessionmaker: async_sessionmaker[AsyncSession], worker: GoogleWorker, change: CardUpdated
-) -> None:
-    """The change consumed as the ``card.updated`` handler would, then worked off."""
-    async with sessionmaker() as session, session.begin():
-        await schedule(session, change, None)
-    while await worker.deliver_once():
-        pass
-
-
-def added(api: WalletApi) -> list[tuple[str, str]]:
-    """(message id, messageType) of every addMessage, in order."""
-    return [
-        (body["message"]["id"], body["message"]["messageType"])
-        for method, path, body in api.bodies()
-        if path.endswith("/addMessage")
-    ]
-
-
-def rewrites(api: WalletApi) -> list[list[dict[str, Any]]]:
-    """The message lists of every PATCH that rewrote them."""
-    return [
-        body["messages"]
-        for method, _, body in api.bodies()
-        if method == "PATCH" and "messages" in body
-    ]
-
-
 async def counted(session: AsyncSession) -> list[ChannelCounted]:
     rows = await session.scalars(
         select(OutboxMessage)
@@ -158,15 +159,11 @@ async def counted(session: AsyncSession) -> list[ChannelCounted]:
 
 
 async def test_an_offer_notifies_with_its_display_interval_ending_when_it_does(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
+    google: Google,
 ) -> None:
-    await deliver(sessionmaker, worker, card.change(offer()))
+    await google.deliver(google.change(offer()))
 
-    (body,) = [b for _, path, b in wallet_api.bodies() if path.endswith("/addMessage")]
+    (body,) = [b for _, path, b in google.api.bodies() if path.endswith("/addMessage")]
     assert body == {
         "message": {
             "id": "offer-xmas",
@@ -179,21 +176,16 @@ async def test_an_offer_notifies_with_its_display_interval_ending_when_it_does(
 
 
 async def test_a_status_notification_in_the_last_day_sends_an_offer_as_text(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    session: AsyncSession,
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
+    google: Google, session: AsyncSession
 ) -> None:
-    await deliver(sessionmaker, worker, card.change(status(1)))
-    set_clock.advance(timedelta(hours=23, minutes=59))
-    await deliver(sessionmaker, worker, card.change(offer("a")))
+    await google.deliver(google.change(status(1)))
+    clock.advance(timedelta(hours=23, minutes=59))
+    await google.deliver(google.change(offer("a")))
     # Two slots were left, but an order on its way needs them: the offer yields.
-    set_clock.advance(timedelta(minutes=2))  # the status is a day old now
-    await deliver(sessionmaker, worker, card.change(offer("b")))
+    clock.advance(timedelta(minutes=2))  # the status is a day old now
+    await google.deliver(google.change(offer("b")))
 
-    assert added(wallet_api) == [
+    assert google.added() == [
         ("v1", "TEXT_AND_NOTIFY"),
         ("offer-a", "TEXT"),
         ("offer-b", "TEXT_AND_NOTIFY"),
@@ -206,21 +198,15 @@ async def test_a_status_notification_in_the_last_day_sends_an_offer_as_text(
     assert suppressed.counts == {"suppressed.google_budget": 1}
 
 
-async def test_one_offer_a_day_and_the_statuses_after_it_keep_two_slots(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
-) -> None:
-    await deliver(sessionmaker, worker, card.change(offer("a")))
-    set_clock.advance(timedelta(hours=1))
-    await deliver(sessionmaker, worker, card.change(offer("b")))
+async def test_one_offer_a_day_and_the_statuses_after_it_keep_two_slots(google: Google) -> None:
+    await google.deliver(google.change(offer("a")))
+    clock.advance(timedelta(hours=1))
+    await google.deliver(google.change(offer("b")))
     for hour in range(3):
-        set_clock.advance(timedelta(hours=1))
-        await deliver(sessionmaker, worker, card.change(status(card.version + 1, f"s{hour}")))
+        clock.advance(timedelta(hours=1))
+        await google.deliver(google.change(status(google.version + 1, f"s{hour}")))
 
-    assert added(wallet_api) == [
+    assert google.added() == [
         ("offer-a", "TEXT_AND_NOTIFY"),
         ("offer-b", "TEXT"),
         ("v3", "TEXT_AND_NOTIFY"),
@@ -229,96 +215,61 @@ async def test_one_offer_a_day_and_the_statuses_after_it_keep_two_slots(
     ]
 
 
-async def test_statuses_alone_still_get_all_three_slots(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
-) -> None:
+async def test_statuses_alone_still_get_all_three_slots(google: Google) -> None:
     for _ in range(4):
-        set_clock.advance(timedelta(minutes=30))
-        await deliver(sessionmaker, worker, card.change(status(card.version + 1)))
+        clock.advance(timedelta(minutes=30))
+        await google.deliver(google.change(status(google.version + 1)))
 
-    types = [message_type for _, message_type in added(wallet_api)]
+    types = [message_type for _, message_type in google.added()]
     assert types == ["TEXT_AND_NOTIFY"] * 3 + ["TEXT"]
 
 
 async def test_a_withdrawn_offer_leaves_the_object_quietly(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    session: AsyncSession,
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
+    google: Google, session: AsyncSession
 ) -> None:
-    await deliver(sessionmaker, worker, card.change(status(1)))
-    await deliver(sessionmaker, worker, card.change(offer("a")))
-    await deliver(sessionmaker, worker, card.change(withdrawn=("offer-a",)))
+    await google.deliver(google.change(status(1)))
+    await google.deliver(google.change(offer("a")))
+    await google.deliver(google.change(withdrawn=("offer-a",)))
 
-    (rewrite,) = rewrites(wallet_api)
+    (rewrite,) = google.rewrites()
     assert [(m["id"], m["messageType"]) for m in rewrite] == [("v1", "TEXT")]
-    assert len(added(wallet_api)) == 2, "taking a message off adds none"
+    assert len(google.added()) == 2, "taking a message off adds none"
     target = (await session.scalars(select(GoogleTarget))).one()
     assert [m["id"] for m in target.kept_messages] == ["v1"]
     assert (target.withdrawn_messages, target.messages_due) == ([], False)
 
 
-async def test_an_offer_withdrawn_before_it_went_out_never_goes(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
-) -> None:
-    async with sessionmaker() as session, session.begin():
-        await schedule(session, card.change(offer("a")), None)
-        await schedule(session, card.change(withdrawn=("offer-a",)), None)
-    while await worker.deliver_once():
-        pass
+async def test_an_offer_withdrawn_before_it_went_out_never_goes(google: Google) -> None:
+    await google.deliver(google.change(offer("a")), google.change(withdrawn=("offer-a",)))
 
-    assert added(wallet_api) == []
-    assert rewrites(wallet_api) == [], "nothing on the object to take off"
+    assert google.added() == []
+    assert google.rewrites() == [], "nothing on the object to take off"
 
 
 async def test_a_withdrawal_arriving_while_the_offer_is_sent_is_done_next_round(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    session: AsyncSession,
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
+    google: Google, session: AsyncSession
 ) -> None:
     async def withdraw_meanwhile(request: httpx.Request) -> httpx.Response:
-        async with sessionmaker() as other, other.begin():
-            await schedule(other, card.change(withdrawn=("offer-a",)), None)
+        await google.schedule(google.change(withdrawn=("offer-a",)))
         return httpx.Response(200, json={})
 
-    wallet_api.router.route(method="POST", url=f"{DEFAULT_API_URL}/{OBJECT_PATH}/addMessage").mock(
+    google.api.router.route(method="POST", url=f"{DEFAULT_API_URL}/{OBJECT_PATH}/addMessage").mock(
         side_effect=withdraw_meanwhile
     )
-    async with sessionmaker() as setup, setup.begin():
-        await schedule(setup, card.change(offer("a")), None)
-    while await worker.deliver_once():
-        pass
+    await google.deliver(google.change(offer("a")))
 
-    (rewrite,) = rewrites(wallet_api)
+    (rewrite,) = google.rewrites()
     assert rewrite == []
     target = (await session.scalars(select(GoogleTarget))).one()
     assert (target.kept_messages, target.withdrawn_messages) == ([], [])
 
 
 async def test_an_offer_that_expired_before_it_could_go_is_dropped(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    session: AsyncSession,
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
+    google: Google, session: AsyncSession
 ) -> None:
-    await deliver(sessionmaker, worker, card.change(offer("a", until=NOON - timedelta(seconds=1))))
+    await google.deliver(google.change(offer("a", until=NOON - timedelta(seconds=1))))
 
-    assert added(wallet_api) == []
+    assert google.added() == []
     kinds = [(d.kind, d.outcome) for d in await session.scalars(select(GoogleDelivery))]
     assert ("expired", "dropped") in kinds
     target = (await session.scalars(select(GoogleTarget))).one()
@@ -326,14 +277,9 @@ async def test_an_offer_that_expired_before_it_could_go_is_dropped(
 
 
 async def test_ten_messages_make_room_by_dropping_ended_ones_first(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    session: AsyncSession,
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
+    google: Google, session: AsyncSession
 ) -> None:
-    await deliver(sessionmaker, worker, card.change(status(1)))
+    await google.deliver(google.change(status(1)))
     ended = {"displayInterval": {"end": {"date": "2026-11-30T00:00:00Z"}}}
     target = (await session.scalars(select(GoogleTarget))).one()
     target.kept_messages = [
@@ -348,9 +294,9 @@ async def test_ten_messages_make_room_by_dropping_ended_ones_first(
     ]
     await session.commit()
 
-    await deliver(sessionmaker, worker, card.change(offer("a")))
+    await google.deliver(google.change(offer("a")))
 
-    (rewrite,) = rewrites(wallet_api)
+    (rewrite,) = google.rewrites()
     assert [m["id"] for m in rewrite] == [f"m{n}" for n in range(10) if n != 5]
     await session.refresh(target)
     assert len(target.kept_messages) == 10
@@ -358,38 +304,26 @@ async def test_ten_messages_make_room_by_dropping_ended_ones_first(
 
 
 async def test_quota_exceeded_for_an_offer_sends_it_as_text_and_counts_it(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    session: AsyncSession,
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
+    google: Google, session: AsyncSession
 ) -> None:
-    wallet_api.answer(
+    google.api.answer(
         "POST",
         f"{OBJECT_PATH}/addMessage",
         google_error(403, "Quota exceeded", "quotaExceeded"),
         httpx.Response(200, json={}),
     )
-    await deliver(sessionmaker, worker, card.change(offer("a")))
+    await google.deliver(google.change(offer("a")))
 
-    assert added(wallet_api) == [("offer-a", "TEXT_AND_NOTIFY"), ("offer-a", "TEXT")]
+    assert google.added() == [("offer-a", "TEXT_AND_NOTIFY"), ("offer-a", "TEXT")]
     (suppressed,) = await counted(session)
     assert suppressed.counts == {"suppressed.google_budget": 1}
 
 
 async def test_downgrades_of_a_batch_are_counted_in_one_message_per_merchant(
-    set_clock: Clock,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    session: AsyncSession,
-    worker: GoogleWorker,
-    wallet_api: WalletApi,
-    card: Card,
+    google: Google, session: AsyncSession
 ) -> None:
-    async with sessionmaker() as setup, setup.begin():
-        for version in range(1, 6):
-            await schedule(setup, card.change(status(version)), None)
-    assert await worker.deliver_once() == 1
+    await google.schedule(*(google.change(status(version)) for version in range(1, 6)))
+    assert await google.worker.deliver_once() == 1
 
     (suppressed,) = await counted(session)
     assert suppressed.counts == {"suppressed.google_budget": 2}
