@@ -286,7 +286,8 @@ class GoogleWorker(LeasedWorker):
             for message in item.pending:
                 if _ended(message.get("display_until"), now):
                     sent.add(message["id"])
-                    entries.append(_entry(item, "expired", "dropped", None))
+                    metrics.GOOGLE_MESSAGES.labels(kind="expired").inc()
+                    entries.append(_logged(item, "expired", "dropped", None, None))
                     continue
                 if len(kept) >= MESSAGES_KEPT:
                     # Google keeps at most 10 messages on an object: make room ourselves.
@@ -303,7 +304,7 @@ class GoogleWorker(LeasedWorker):
             entries.append(
                 _entry(
                     item,
-                    "object" if not object_synced else "message",
+                    "message" if object_synced or item.synced else "object",
                     "failed",
                     exc.status,
                     f"{exc.reason or ''} {exc.message}".strip(),
@@ -447,6 +448,12 @@ def _entry(
     item: _Claimed, kind: str, outcome: str, status: int | None = 200, reason: str | None = None
 ) -> GoogleDelivery:
     metrics.GOOGLE_CALLS.labels(kind=kind, outcome=outcome, status=str(status or 0)).inc()
+    return _logged(item, kind, outcome, status, reason)
+
+
+def _logged(
+    item: _Claimed, kind: str, outcome: str, status: int | None, reason: str | None
+) -> GoogleDelivery:
     return GoogleDelivery(
         card_id=item.card_id,
         version=item.version,
