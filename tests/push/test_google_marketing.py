@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.contracts.messages import CardUpdated, ChannelCounted
 from services.core.clock import Clock, clock
@@ -327,3 +327,30 @@ async def test_downgrades_of_a_batch_are_counted_in_one_message_per_merchant(
 
     (suppressed,) = await counted(session)
     assert suppressed.counts == {"suppressed.google_budget": 2}
+
+
+async def test_marketing_costs_the_card_updated_consumer_no_statement_more(
+    google: Google, engine: AsyncEngine
+) -> None:
+    """The push hot path stays as it was: an offer, or taking one off, is scheduled with the
+    same statements as a status message (read the target, write it)."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.split()[0])
+
+    await google.deliver(google.change(status(1)))
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        counts = []
+        for change in (
+            google.change(status(2)),
+            google.change(offer("a")),
+            google.change(withdrawn=("offer-a",)),
+        ):
+            statements.clear()
+            await google.schedule(change)
+            counts.append([s for s in statements if s in {"SELECT", "INSERT", "UPDATE"}])
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert counts == [["SELECT", "UPDATE"]] * 3
