@@ -99,7 +99,8 @@ class GoogleTarget(Base):
     """The messages we put on the object, oldest first (at most 10 stay), as a rewrite of the
     list sends them: ``TEXT``, so rewriting never notifies again."""
     notified_at: Mapped[list[float]] = mapped_column(JSON, default=list)
-    """When notifications went out: Google allows 3 per object in 24 hours."""
+    """When notifications went out (seconds on ``core.clock``): Google allows 3 per object in
+    24 hours, shared by order statuses and marketing (``push/google.py:notification_allowed``)."""
     removed: Mapped[bool] = mapped_column(default=False)
     """The customer removed the card from Google Wallet: no more notifications."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
