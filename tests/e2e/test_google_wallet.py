@@ -93,6 +93,17 @@ async def _deliveries(sessionmaker: async_sessionmaker[AsyncSession]) -> list[tu
         return [(row.kind, row.outcome) for row in rows]
 
 
+async def _published(
+    sessionmaker: async_sessionmaker[AsyncSession], topic: str
+) -> list[dict[str, Any]]:
+    """The payloads published on ``topic`` so far, in order."""
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(OutboxMessage).where(OutboxMessage.topic == topic).order_by(OutboxMessage.id)
+        )
+        return [row.payload for row in rows]
+
+
 def _messages(api: WalletApi) -> list[tuple[str, str]]:
     return [
         (body["message"]["messageType"], body["message"]["header"])
@@ -305,9 +316,11 @@ async def test_callbacks_are_verified_and_a_removed_card_is_not_notified(
         message={**message, "expTimeMillis": now_ms - 1000}, key_expires=now_ms + HOUR_MS
     )
     assert (await client.post("/google/callbacks", content=expired)).status_code == 401
+    assert await _published(sessionmaker, GoogleWalletChanged.topic) == []
 
     assert (await client.post("/google/callbacks", content=body)).status_code == 200
     assert (await client.post("/google/callbacks", content=body)).status_code == 200  # retried
+    assert len(await _published(sessionmaker, GoogleWalletChanged.topic)) == 1
 
     async with sessionmaker() as session:
         target = (await session.scalars(select(GoogleTarget))).one()
@@ -364,20 +377,13 @@ async def test_saves_and_removals_tell_passes_and_the_channels_stats(
 
     async with sessionmaker() as session:
         card_id = await session.scalar(select(GoogleTarget.card_id))
-        rows = (
-            await session.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.topic.in_([GoogleWalletChanged.topic, ChannelCounted.topic]))
-                .order_by(OutboxMessage.id)
-            )
-        ).all()
     changed = [
-        GoogleWalletChanged.model_validate(r.payload)
-        for r in rows
-        if r.topic == GoogleWalletChanged.topic
+        GoogleWalletChanged.model_validate(payload)
+        for payload in await _published(sessionmaker, GoogleWalletChanged.topic)
     ]
     counts = [
-        ChannelCounted.model_validate(r.payload) for r in rows if r.topic == ChannelCounted.topic
+        ChannelCounted.model_validate(payload)
+        for payload in await _published(sessionmaker, ChannelCounted.topic)
     ]
     assert [(c.card_id, c.saved) for c in changed] == [(card_id, True), (card_id, False)]
     assert [(c.merchant_id, c.counts) for c in counts] == [
