@@ -145,12 +145,16 @@ def test_serve_refuses_several_workers_with_the_apns_standin(cli: Any) -> None:
 
 def _children(pid: int) -> list[int]:
     """The server workers ``pid`` started (not multiprocessing's resource tracker)."""
-    children = [
-        int(child)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for child in (task / "children").read_text().split()
-    ]
+    children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in _read(task)]
     return [c for c in children if b"spawn_main" in _command_line(c)]
+
+
+def _read(task: Path) -> list[str]:
+    """A thread's children; none once the thread has ended (its directory goes with it)."""
+    try:
+        return (task / "children").read_text().split()
+    except FileNotFoundError:
+        return []
 
 
 def _command_line(pid: int) -> bytes:
