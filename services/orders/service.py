@@ -6,8 +6,6 @@ import functools
 import hashlib
 import hmac
 import json
-import re
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.contracts.cards import CardLinks, card_identity
 from services.contracts.messages import OrderChanged
 from services.contracts.orders import OrderStatus
-from services.core.errors import Conflict, NotFound, PasspostError, Unauthorized
+from services.core.errors import Conflict, NotFound, PasspostError
 from services.core.models import utcnow
 from services.core.queue import publish_all
 from services.core.settings import Settings
@@ -37,34 +35,7 @@ from services.orders.schemas import (
 )
 from services.orders.states import Decision, decide
 
-SIGNATURE_TOLERANCE_SECONDS = 300
 SNAPSHOT_FIELDS = ("number", "customer", "total", "shipping", "items", "links")
-
-
-def verify_signature(
-    secret: str, header: str | None, body: bytes, now: float | None = None
-) -> None:
-    """``Passpost-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``."""
-    if not header:
-        raise Unauthorized("missing Passpost-Signature")
-    parts: dict[str, list[str]] = {}
-    for item in header.split(","):
-        key, _, value = item.strip().partition("=")
-        parts.setdefault(key, []).append(value)
-    given_t = parts.get("t", [""])[0]
-    # At most 12 ASCII digits: int() would take other scripts' digits, and a huge one overflows
-    # the float arithmetic below.
-    if not re.fullmatch(r"[0-9]{1,12}", given_t):
-        raise Unauthorized("malformed Passpost-Signature: no t=<unix seconds>")
-    timestamp = int(given_t)
-    if abs((now if now is not None else time.time()) - timestamp) > SIGNATURE_TOLERANCE_SECONDS:
-        raise Unauthorized("Passpost-Signature is older than 5 minutes (or from the future)")
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, "sha256")
-    expected = mac.hexdigest().encode()
-    # Compared as bytes: compare_digest refuses a str with non-ASCII in it (a TypeError, a 500).
-    given = (value.encode("utf-8", "surrogatepass") for value in parts.get("v1", []))
-    if not any(hmac.compare_digest(expected, value) for value in given):
-        raise Unauthorized("Passpost-Signature does not match the body")
 
 
 def body_hash(event: OrderEventIn) -> str:
