@@ -165,6 +165,7 @@ def _write_private(path: Path, text: str) -> None:
 class ServiceName(StrEnum):
     all = "all"
     orders = "orders"
+    offers = "offers"
     passes = "passes"
     push = "push"
     admin = "admin"
@@ -255,19 +256,23 @@ def _build_app(settings: Settings, service: ServiceName, extra: list[Component])
 
 def components_of(service: ServiceName, settings: Settings) -> list[Component]:
     """What ``serve SERVICE`` runs. The admin API comes with the passes service too, where a
-    split deployment has always found it, and alone with ``serve admin``."""
+    split deployment has always found it, and alone with ``serve admin``; the offers API with
+    the orders API (both are the shop's, under ``/v1``), and alone with ``serve offers``."""
     from services.admin.app import component as admin_component
+    from services.offers.app import component as offers_component
     from services.orders.app import component as orders_component
     from services.passes.app import component as passes_component
     from services.push.app import component as push_component
 
     chosen = {
-        ServiceName.orders: [orders_component(settings)],
+        ServiceName.orders: [orders_component(settings), offers_component(settings)],
+        ServiceName.offers: [offers_component(settings)],
         ServiceName.passes: [passes_component(settings), admin_component(settings)],
         ServiceName.push: [push_component(settings)],
         ServiceName.admin: [admin_component(settings)],
     }.get(service) or [
         orders_component(settings),
+        offers_component(settings),
         passes_component(settings),
         push_component(settings),
         admin_component(settings),

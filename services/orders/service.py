@@ -10,15 +10,16 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.cards import CardLinks, card_identity
 from services.contracts.messages import OrderChanged
 from services.contracts.orders import OrderStatus
+from services.core.db import dialect_insert
 from services.core.errors import Conflict, NotFound, PasspostError
 from services.core.models import utcnow
 from services.core.queue import publish_all
@@ -35,6 +36,8 @@ from services.orders.schemas import (
 )
 from services.orders.states import Decision, decide
 
+DELIVERED = frozenset({OrderStatus.delivered, OrderStatus.picked_up})
+"""The statuses in which the customer has the parcel (``delivered_within_days``)."""
 SNAPSHOT_FIELDS = ("number", "customer", "total", "shipping", "items", "links")
 
 
@@ -375,7 +378,7 @@ async def _lock_or_create(
     made: set[str] = set()
     if new:
         insert_orders = (
-            _dialect_insert(session)(Order)
+            dialect_insert(session)(Order)
             .on_conflict_do_nothing(index_elements=[Order.merchant_id, Order.external_id])
             .returning(Order)
         )
@@ -403,11 +406,6 @@ async def _locked(
     return {order.external_id: order for order in await session.scalars(query)}
 
 
-def _dialect_insert(session: AsyncSession) -> Callable[..., Any]:
-    """``INSERT`` with ``ON CONFLICT``: PostgreSQL's or SQLite's (the same clause in both)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def _replay(seen: _Answer, digest: str) -> EventAccepted | PasspostError:
     if not hmac.compare_digest(seen.body_hash, digest):
         return Conflict(
@@ -432,6 +430,21 @@ def _new_order(merchant: Merchant, event: OrderEventIn) -> dict[str, Any]:
         "placed_at": occurred_at,
         "last_occurred_at": occurred_at,
         "updated_at": utcnow(),
+        **_segment_columns(event.order.status, merge_snapshot({}, event.order), occurred_at, None),
+    }
+
+
+def _segment_columns(
+    status: OrderStatus, snapshot: dict[str, Any], at: datetime, delivered_at: datetime | None
+) -> dict[str, Any]:
+    """What a campaign's segment asks of an order, kept in columns: the total (in hundredths,
+    exact on every backend) and when it reached the customer."""
+    total = snapshot.get("total") or {}
+    amount = total.get("amount")
+    return {
+        "total_minor": None if amount is None else int(Decimal(amount) * 100),
+        "currency": total.get("currency"),
+        "delivered_at": at if status in DELIVERED else delivered_at,
     }
 
 
@@ -448,6 +461,10 @@ def _apply(order: Order, event: OrderEventIn, occurred_at: datetime, decision: D
     order.number = snapshot.get("number", order.number)
     order.status = event.order.status.value
     order.revision += 1
+    for column, value in _segment_columns(
+        event.order.status, snapshot, occurred_at, order.delivered_at
+    ).items():
+        setattr(order, column, value)
     return True
 
 
