@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Select, func, or_, select
@@ -56,7 +56,7 @@ from services.offers.schemas import (
     encode_cursor,
 )
 
-PageQuery = TypeVar("PageQuery", bound=Select[Unpack[tuple[Any, ...]]])
+PageQuery = TypeVar("PageQuery", bound=Select[*tuple[Any, ...]])
 AUDIENCE_PART = 500
 """Customers per ``campaign.audience`` part: passes applies a part in one transaction."""
 CARD_CRITERIA = frozenset(CardCriteria.model_fields)
