@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.cli import ServiceName, components_of
 from services.contracts.messages import (
     CampaignAudience,
     CampaignStarted,
@@ -19,6 +21,8 @@ from services.contracts.messages import (
     OrderCriteria,
 )
 from services.core.clock import clock
+from services.core.settings import Settings
+from services.core.web import create_app
 from services.onboarding import Onboarded
 from services.orders.segments import customers_page
 from tests.factories import EVENTS, OFFERS, api_auth, batch, offer_body, order_event
@@ -33,6 +37,15 @@ def stopped_clock() -> Iterator[None]:
     clock.set(NOW)
     yield
     clock.reset()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """``serve orders`` (the orders and offers APIs), without the passes and push services,
+    whose work on the cards of a thousand new orders would only make these tests wait."""
+    app = create_app(settings, components_of(ServiceName.orders, settings))
+    async with app.router.lifespan_context(app):
+        yield app
 
 
 def days_ago(days: int) -> str:
