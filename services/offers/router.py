@@ -16,10 +16,10 @@ from fastapi import APIRouter, Path, Query
 from services.core.clock import clock
 from services.core.db import Session
 from services.core.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from services.core.text import IDENTIFIER_PATTERN
 from services.merchants.api import CurrentMerchant
 from services.offers import service
 from services.offers.schemas import (
-    IDENTIFIER_PATTERN,
     AudienceIn,
     CampaignPage,
     CampaignRead,

@@ -25,12 +25,9 @@ from pydantic import (
 )
 
 from services.core.clock import clock
-from services.core.text import PlainText
+from services.core.text import Identifier, PlainText
 from services.merchants.schemas import Locale
 
-IDENTIFIER_PATTERN = r"^[\x21-\x7e]+$"
-"""Printable ASCII without spaces: an id of the shop's (as in the orders API)."""
-Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)]
 COUPON_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
 """Printable ASCII, inner spaces allowed: what every barcode symbology and till can carry."""
 MAX_CUSTOMER_IDS = 10_000

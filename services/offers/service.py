@@ -179,22 +179,13 @@ def offer_state(offer: Offer, now: datetime) -> str:
 def _offer_read(offer: Offer, campaign_id: uuid.UUID, now: datetime) -> OfferRead:
     ids = offer.target.get("customer_ids")
     return OfferRead(
-        id=offer.external_id,
-        title=offer.title,
-        text=offer.text,
-        coupon_code=offer.coupon_code,
-        url=offer.url,
-        valid_from=offer.valid_from,
-        valid_until=offer.valid_until,
-        texts=offer.texts,
-        notify=offer.notify,
+        **offer_view(offer).model_dump(),
         target=TargetRead(
             customers=None if ids is None else len(ids), segment=offer.target.get("segment")
         ),
         state=offer_state(offer, now),
         redemptions=offer.redemptions,
         campaign_id=campaign_id,
-        created_at=offer.created_at,
         cancelled_at=offer.cancelled_at,
     )
 

@@ -16,12 +16,12 @@ from services.core.errors import (
     Unauthorized,
     invalid_body,
 )
+from services.core.text import IDENTIFIER_PATTERN
 from services.core.web import AppSettings
 from services.merchants.api import CurrentMerchant
 from services.orders import service
 from services.orders.intake import EventIntake
 from services.orders.schemas import (
-    IDENTIFIER_PATTERN,
     BatchIn,
     BatchItem,
     BatchResult,

@@ -22,14 +22,10 @@ from pydantic import (
 from services.contracts.cards import CardLinks
 from services.contracts.orders import OrderStatus
 from services.core.models import utcnow
-from services.core.text import PlainText
+from services.core.text import Identifier, PlainText
 from services.merchants.schemas import Locale
 
-IDENTIFIER_PATTERN = r"^[\x21-\x7e]+$"
-"""Printable ASCII without spaces: an id of the shop's, in a body or in a path."""
-
 Text = Annotated[PlainText, Field(min_length=1, max_length=200)]
-Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)]
 
 EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_OCCURRED_AHEAD = timedelta(days=365)

@@ -6,20 +6,17 @@ import asyncio
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
-from services.cli import app
 from services.contracts.messages import CampaignProgress
 from services.core.clock import clock
 from services.core.db import create_engine, create_sessionmaker
-from services.core.settings import Settings, get_settings
+from services.core.settings import Settings
 from services.offers.models import Campaign
 from services.offers.service import add_progress
 from services.offers.watch import watch
@@ -27,22 +24,10 @@ from tests.offers.conftest import NOW
 
 
 @pytest.fixture
-def cli(settings: Settings) -> Iterator[Any]:
-    runner = CliRunner()
-    env = {
-        "PASSPOST_ENVIRONMENT": "test",
-        "PASSPOST_DATA_DIR": str(settings.data_dir),
-        "PASSPOST_DATABASE_URL": settings.resolved_database_url,
-        "PASSPOST_PUBLIC_BASE_URL": "https://cards.example.com",
-    }
-
-    def invoke(*args: str) -> Any:
-        get_settings.cache_clear()
-        return runner.invoke(app, list(args), env=env)
-
-    assert invoke("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
-    yield invoke
-    get_settings.cache_clear()
+def shop_cli(cli: Any) -> Any:
+    """The command, with the merchant ``shop`` made."""
+    assert cli("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
+    return cli
 
 
 OFFER = (
@@ -56,23 +41,28 @@ def output(result: Any) -> Any:
     return json.loads(result.stdout)
 
 
-def test_offers_are_created_and_listed_from_the_command_line(cli: Any, tmp_path: Path) -> None:
+def test_offers_are_created_and_listed_from_the_command_line(shop_cli: Any, tmp_path: Path) -> None:
     ids = tmp_path / "customers.txt"
     ids.write_text("c-1\nc-2\n\nc-3\n")
-    made = output(cli("offers", "create", *OFFER, "--id", "tea", "--customers-file", str(ids)))
+    made = output(shop_cli("offers", "create", *OFFER, "--id", "tea", "--customers-file", str(ids)))
     assert (made["id"], made["duplicate"], made["target"]["customers"]) == ("tea", False, 3)
-    again = output(cli("offers", "create", *OFFER, "--id", "tea", "--customers-file", str(ids)))
+    again = output(
+        shop_cli("offers", "create", *OFFER, "--id", "tea", "--customers-file", str(ids))
+    )
     assert again["duplicate"] is True
 
     clock.advance(timedelta(minutes=1))
     segment = '{"min_orders": 2, "locales": ["sk"]}'
-    by_segment = output(cli("offers", "create", *OFFER, "--id", "vip", "--segment", segment))
+    by_segment = output(shop_cli("offers", "create", *OFFER, "--id", "vip", "--segment", segment))
     assert by_segment["target"]["segment"] == {"min_orders": 2, "locales": ["sk"]}
 
-    assert [o["id"] for o in output(cli("offers", "list", "--merchant", "shop"))] == ["vip", "tea"]
-    campaigns = output(cli("campaigns", "list", "--merchant", "shop", "--state", "running"))
+    assert [o["id"] for o in output(shop_cli("offers", "list", "--merchant", "shop"))] == [
+        "vip",
+        "tea",
+    ]
+    campaigns = output(shop_cli("campaigns", "list", "--merchant", "shop", "--state", "running"))
     assert [c["offer_id"] for c in campaigns] == ["vip", "tea"]
-    stats = output(cli("stats", "--merchant", "shop", "--from", "2026-11-01"))
+    stats = output(shop_cli("stats", "--merchant", "shop", "--from", "2026-11-01"))
     assert (stats["from"], stats["to"], stats["cards"]) == (
         "2026-11-01",
         "2026-12-01",
@@ -90,8 +80,8 @@ def test_offers_are_created_and_listed_from_the_command_line(cli: Any, tmp_path:
         (("--id", "x", "--customer", "c-1", "--coupon-code", "X" * 65), "coupon_code"),
     ],
 )
-def test_bad_offers_are_clean_errors(cli: Any, args: tuple[str, ...], says: str) -> None:
-    result = cli("offers", "create", *OFFER, *args)
+def test_bad_offers_are_clean_errors(shop_cli: Any, args: tuple[str, ...], says: str) -> None:
+    result = shop_cli("offers", "create", *OFFER, *args)
     assert result.exit_code == 2
     assert says in result.output
     assert "Traceback" not in result.output
@@ -117,8 +107,8 @@ async def report_done(settings: Settings, campaign_id: uuid.UUID) -> None:
         await engine.dispose()
 
 
-def test_watch_shows_the_bar_until_the_campaign_is_done(cli: Any, settings: Settings) -> None:
-    made = output(cli("offers", "create", *OFFER, "--id", "tea", "--customer", "c-1"))
+def test_watch_shows_the_bar_until_the_campaign_is_done(shop_cli: Any, settings: Settings) -> None:
+    made = output(shop_cli("offers", "create", *OFFER, "--id", "tea", "--customer", "c-1"))
     campaign_id = uuid.UUID(made["campaign_id"])
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=160)
@@ -134,7 +124,7 @@ def test_watch_shows_the_bar_until_the_campaign_is_done(cli: Any, settings: Sett
     assert (final["state"], final["notified"]) == ("done", 1)
     assert "1/1 parts" in screen.getvalue()
     assert "done: 1 targeted, 1 updated, 1 notified" in screen.getvalue()
-    finished = cli("campaigns", "watch", made["campaign_id"], "--interval", "0.1")
+    finished = shop_cli("campaigns", "watch", made["campaign_id"], "--interval", "0.1")
     assert output(finished)["state"] == "done"
-    assert cli("campaigns", "watch", "nope").exit_code == 2
-    assert "no campaign" in cli("campaigns", "watch", str(uuid.uuid4())).output
+    assert shop_cli("campaigns", "watch", "nope").exit_code == 2
+    assert "no campaign" in shop_cli("campaigns", "watch", str(uuid.uuid4())).output

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -20,23 +20,15 @@ from services.contracts.messages import (
     OrderChanged,
     OrderCriteria,
 )
-from services.core.clock import clock
 from services.core.settings import Settings
 from services.core.web import create_app
 from services.onboarding import Onboarded
 from services.orders.segments import customers_page
 from tests.factories import EVENTS, OFFERS, api_auth, batch, offer_body, order_event
-from tests.offers.conftest import published
+from tests.offers.conftest import NOW, published, stopped_clock  # noqa: F401 (a fixture)
 from tests.waiting import eventually
 
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def stopped_clock() -> Iterator[None]:
-    clock.set(NOW)
-    yield
-    clock.reset()
+pytestmark = pytest.mark.usefixtures("stopped_clock")
 
 
 @pytest.fixture
