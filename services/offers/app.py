@@ -11,10 +11,12 @@ from services.core.clock import clock
 from services.core.queue import Subscription
 from services.core.schedule import Job
 from services.core.settings import Settings
-from services.core.web import Component
+from services.core.web import BodyLimit, Component
 from services.offers import service
 from services.offers.router import router
 
+AUDIENCE_BODY_BYTES = 2_560 * 1024
+"""10,000 customer ids of up to 200 characters, and the rest of an offer."""
 START_EVERY_SECONDS = 5.0
 """How often the scheduled campaigns are looked at when nothing is due (a clock move wakes
 the job at once)."""
@@ -40,4 +42,8 @@ def component(settings: Settings) -> Component:
             Subscription("offers", ChannelCounted, service.add_counts),
         ],
         jobs=[Job("start-campaigns", START_EVERY_SECONDS, start_scheduled)],
+        body_limits=[
+            BodyLimit("POST", r"/v1/offers", AUDIENCE_BODY_BYTES),
+            BodyLimit("POST", r"/v1/campaigns/[^/]+/audience", AUDIENCE_BODY_BYTES),
+        ],
     )

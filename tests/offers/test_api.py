@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -93,6 +94,21 @@ async def test_the_same_id_and_body_answers_the_same_another_body_is_409(
         assert await session.scalar(select(func.count()).select_from(Campaign)) == 1
 
 
+async def test_the_same_offer_posted_twice_at_once_is_made_once(
+    client: httpx.AsyncClient,
+    shop: Onboarded,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    body = offer_body(offer_id="at-once")
+    answers = await asyncio.gather(
+        *(client.post(OFFERS, json=body, headers=api_auth(shop)) for _ in range(4))
+    )
+    assert [a.status_code for a in answers] == [202] * 4
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True, True]
+    assert len({a.json()["campaign_id"] for a in answers}) == 1
+    assert len(await published(sessionmaker, CampaignAudience)) == 1
+
+
 async def test_the_same_offer_id_is_anothers_merchants_own(
     client: httpx.AsyncClient, shop: Onboarded, other: Onboarded
 ) -> None:
@@ -165,6 +181,31 @@ async def test_more_than_10000_customer_ids_is_422_saying_how_to_send_more(
     (error,) = response.json()["errors"]
     assert error["path"] == "body.target.customer_ids"
     assert "POST /v1/campaigns/{campaign_id}/audience" in error["message"]
+
+
+async def test_10000_long_customer_ids_fit_in_one_call(
+    client: httpx.AsyncClient, shop: Onboarded
+) -> None:
+    """Bodies of the two audience routes may be larger than the process's 256 KiB."""
+    ids = [f"customer-{n:06}-{'x' * 180}" for n in range(10_000)]
+    response = await client.post(
+        OFFERS, json=offer_body({"customer_ids": ids}), headers=api_auth(shop)
+    )
+    assert response.status_code == 202, response.text[:300]
+    assert response.json()["target"]["customers"] == 10_000
+    too_many = [*ids, "one-more"]
+    refused = await client.post(
+        OFFERS, json=offer_body({"customer_ids": too_many}), headers=api_auth(shop)
+    )
+    assert refused.status_code == 422
+    huge = offer_body({"customer_ids": ids}, text="x" * 800_000)
+    assert (await client.post(OFFERS, json=huge, headers=api_auth(shop))).status_code == 413
+    elsewhere = await client.post(
+        "/v1/customers/c-1/marketing",
+        json={"consent": True, "padding": "x" * 300_000},
+        headers=api_auth(shop),
+    )
+    assert elsewhere.status_code == 413
 
 
 async def test_more_customers_join_a_campaign_in_further_parts(
