@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -57,6 +58,7 @@ from services.offers.schemas import (
 )
 
 PageQuery = TypeVar("PageQuery", bound=Select[*tuple[Any, ...]])
+log = logging.getLogger(__name__)
 AUDIENCE_PART = 500
 """Customers per ``campaign.audience`` part: passes applies a part in one transaction."""
 CARD_CRITERIA = frozenset(CardCriteria.model_fields)
@@ -512,7 +514,10 @@ async def add_progress(session: AsyncSession, progress: CampaignProgress, now: d
         Campaign.id == progress.campaign_id, Campaign.merchant_id == progress.merchant_id
     )
     campaign = await session.scalar(query.with_for_update())
-    if campaign is None:
+    if campaign is None:  # its merchant was deleted meanwhile: nothing to add it to
+        log.warning(
+            "progress of an unknown campaign", extra={"campaign": str(progress.campaign_id)}
+        )
         return
     if progress.part is not None:
         if progress.part in campaign.parts_done:

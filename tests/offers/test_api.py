@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +24,7 @@ from services.contracts.messages import (
 )
 from services.core.clock import clock
 from services.core.queue import publish
+from services.merchants.service import rotate_signing_secret
 from services.offers.models import Campaign, Offer
 from services.onboarding import Onboarded
 from tests.factories import OFFERS, api_auth, offer_body
@@ -640,3 +644,22 @@ async def test_every_route_wants_the_merchants_key_and_keeps_merchants_apart(
         assert "mine" not in theirs.text
     mine = await client.request(method, url, json=body, headers=api_auth(shop))
     assert mine.status_code in (200, 201, 202), mine.text
+
+
+async def test_a_merchant_that_signs_its_requests_must_sign_offers_too(
+    client: httpx.AsyncClient, session: AsyncSession, shop: Onboarded
+) -> None:
+    merchant = await session.merge(shop.merchant)
+    secret = await rotate_signing_secret(session, merchant, enable=True)
+    await session.commit()
+    assert secret is not None
+    body = json.dumps(offer_body()).encode()
+    headers = {**api_auth(shop), "Content-Type": "application/json"}
+    unsigned = await client.post(OFFERS, content=body, headers=headers)
+    assert unsigned.status_code == 401
+    stamp = int(time.time())
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, "sha256").hexdigest()
+    signed = await client.post(
+        OFFERS, content=body, headers={**headers, "Passpost-Signature": f"t={stamp},v1={mac}"}
+    )
+    assert signed.status_code == 202, signed.text
