@@ -648,16 +648,16 @@ def google_sync_class(merchant_slug: Slug) -> None:
     )
 
 
-def _segment(given: str | None) -> dict[str, Any] | None:
+def _json_object(option: str, given: str | None, example: str) -> dict[str, Any] | None:
     if given is None:
         return None
     try:
-        segment = json.loads(given)
+        value = json.loads(given)
     except json.JSONDecodeError as exc:
-        _fail(f"--segment is not JSON: {exc.msg}")
-    if not isinstance(segment, dict):
-        _fail('--segment is a JSON object, such as {"min_orders": 2, "has_wallet": "any"}')
-    return segment
+        _fail(f"{option} is not JSON: {exc.msg}")
+    if not isinstance(value, dict):
+        _fail(f"{option} is a JSON object, such as {example}")
+    return value
 
 
 def _customer_ids(customers: list[str] | None, customers_file: Path | None) -> list[str] | None:
@@ -689,6 +689,10 @@ def offers_create(
     segment: Annotated[
         str | None, typer.Option(help='A segment as JSON: {"min_orders": 2, "locales": ["sk"]}')
     ] = None,
+    texts: Annotated[
+        str | None,
+        typer.Option(help='The offer\'s own words per language: {"sk": {"title": .., "text": ..}}'),
+    ] = None,
     notify: Annotated[bool, typer.Option(help="Notify (within the caps and quiet hours).")] = True,
 ) -> None:
     """Create an offer and start (or schedule) its campaign, as POST /v1/offers does."""
@@ -697,7 +701,8 @@ def offers_create(
     from services.offers.schemas import OfferIn
 
     settings = _settings()
-    ids, wanted = _customer_ids(customer, customers_file), _segment(segment)
+    ids = _customer_ids(customer, customers_file)
+    wanted = _json_object("--segment", segment, '{"min_orders": 2, "has_wallet": "any"}')
     if (ids is None) == (wanted is None):
         _fail("give --customer/--customers-file or --segment (one of them)")
     given = {
@@ -709,6 +714,7 @@ def offers_create(
         "coupon_code": coupon_code,
         "url": url,
         "notify": notify,
+        "texts": _json_object("--texts", texts, '{"sk": {"title": "...", "text": "..."}}'),
         "target": {"customer_ids": ids} if ids is not None else {"segment": wanted},
     }
 

@@ -53,8 +53,12 @@ def test_offers_are_created_and_listed_from_the_command_line(shop_cli: Any, tmp_
 
     clock.advance(timedelta(minutes=1))
     segment = '{"min_orders": 2, "locales": ["sk"]}'
-    by_segment = output(shop_cli("offers", "create", *OFFER, "--id", "vip", "--segment", segment))
+    texts = '{"sk": {"title": "10 % na čaj", "text": "Všetky čaje."}}'
+    by_segment = output(
+        shop_cli("offers", "create", *OFFER, "--id", "vip", "--segment", segment, "--texts", texts)
+    )
     assert by_segment["target"]["segment"] == {"min_orders": 2, "locales": ["sk"]}
+    assert by_segment["texts"] == {"sk": {"title": "10 % na čaj", "text": "Všetky čaje."}}
 
     assert [o["id"] for o in output(shop_cli("offers", "list", "--merchant", "shop"))] == [
         "vip",
@@ -76,6 +80,7 @@ def test_offers_are_created_and_listed_from_the_command_line(shop_cli: Any, tmp_
         (("--id", "x"), "give --customer/--customers-file or --segment"),
         (("--id", "x", "--customer", "c-1", "--segment", "{}"), "one of them"),
         (("--id", "x", "--segment", "[1]"), "a JSON object"),
+        (("--id", "x", "--customer", "c-1", "--texts", "{"), "--texts is not JSON"),
         (("--id", "x", "--segment", '{"vip": true}'), "target.segment.vip"),
         (("--id", "x", "--customer", "c-1", "--coupon-code", "X" * 65), "coupon_code"),
     ],
