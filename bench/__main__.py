@@ -1,7 +1,8 @@
 """``python -m bench [--quick] [FIGURE ...]``: run the benchmarks (``make bench`` runs them all).
 
 Figures: passes (pass building), webservice (PassKit web service under load), events (order
-events to the lock screen), push (push fan-out and memory). A full run writes
+events to the lock screen), push (push fan-out and memory), campaign (an offer to N cards,
+to the last push). A full run writes
 ``bench/results.json`` and the table in ``BENCHMARKS.md``; running some figures replaces only
 their entries. ``--quick`` uses tiny sizes (a smoke run, under a minute) and writes to
 ``bench/out/`` instead, since its numbers mean nothing.
@@ -20,7 +21,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 
-from bench import order_events, pass_building, push_fanout, webservice
+from bench import campaign_delivery, order_events, pass_building, push_fanout, webservice
 from bench.common import KEYS_CACHE, LOAD_GENERATOR, OUT, REPORT, RESULTS, Result, RunConfig, log
 from bench.report import write_report, write_results
 
@@ -29,6 +30,7 @@ FIGURES: dict[str, ModuleType] = {
     "webservice": webservice,
     "events": order_events,
     "push": push_fanout,
+    "campaign": campaign_delivery,
 }
 
 

@@ -173,38 +173,50 @@ class Fanout:
         return samples
 
     async def bare(self) -> float:
-        self.standin.reset()
-        keys = self.server.keys_dir
-        topic = self.seeded[0].pass_type
-        job = {
-            "url": self.standin.url,
-            "ca_file": str(self.standin.ca_file),
-            "certificate_path": str(keys / f"{topic}.pem"),
-            "key_path": str(keys / f"{topic}.key"),
-            "bundle_path": str(OUT / FIGURE / "client-bundle.pem"),
-            "topic": topic,
-            "tokens": [push_token(self.token_base + i) for i in range(self.cards * self.devices)],
-            "connections": CONNECTIONS,
-            "window": WINDOW,
-        }
-        (OUT / FIGURE).mkdir(parents=True, exist_ok=True)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.apns_bare",
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        tokens = [push_token(self.token_base + i) for i in range(self.cards * self.devices)]
+        rate, cpu_ms = await bare_aioapns(
+            self.server, self.standin, self.seeded[0].pass_type, tokens
         )
-        out, err = await process.communicate(json.dumps(job).encode())
-        if process.returncode != 0:
-            raise RuntimeError(f"bare aioapns failed: {err.decode()[-3000:]}")
-        result = json.loads(out)
-        if result["statuses"] != {"200": len(job["tokens"])}:
-            raise RuntimeError(f"bare aioapns: {result['statuses']}")
-        self.bare_cpu_ms.append(1000 * result["cpu_seconds"] / len(job["tokens"]))
-        return _rate(self.standin.arrivals())
+        self.bare_cpu_ms.append(cpu_ms)
+        return rate
+
+
+async def bare_aioapns(
+    server: Server, standin: Standin, topic: str, tokens: list[str]
+) -> tuple[float, float]:
+    """aioapns alone (``bench.apns_bare``, a process of its own, the merchant's certificate,
+    ``CONNECTIONS`` connections, ``WINDOW`` in flight) pushing to ``tokens``: its rate at the
+    stand-in (pushes/s) and its CPU time per push (ms)."""
+    standin.reset()
+    keys = server.keys_dir
+    job = {
+        "url": standin.url,
+        "ca_file": str(standin.ca_file),
+        "certificate_path": str(keys / f"{topic}.pem"),
+        "key_path": str(keys / f"{topic}.key"),
+        "bundle_path": str(OUT / FIGURE / "client-bundle.pem"),
+        "topic": topic,
+        "tokens": tokens,
+        "connections": CONNECTIONS,
+        "window": WINDOW,
+    }
+    (OUT / FIGURE).mkdir(parents=True, exist_ok=True)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.apns_bare",
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate(json.dumps(job).encode())
+    if process.returncode != 0:
+        raise RuntimeError(f"bare aioapns failed: {err.decode()[-3000:]}")
+    result = json.loads(out)
+    if result["statuses"] != {"200": len(tokens)}:
+        raise RuntimeError(f"bare aioapns: {result['statuses']}")
+    return _rate(standin.arrivals()), 1000 * result["cpu_seconds"] / len(tokens)
 
 
 async def _measure(server: Server, standin: Standin, cfg: RunConfig) -> list[Result]:

@@ -18,6 +18,7 @@ FIGURE_TITLES = {
     "webservice": "2. PassKit web service under load",
     "order_events": "3. Order events to the lock screen",
     "push_fanout": "4. Push fan-out and memory",
+    "campaign_delivery": "5. A campaign to N cards, to the last push",
 }
 DEFAULT_INTRO = "# Benchmarks\n\nRun them with `make bench` (`python -m bench --help`).\n"
 

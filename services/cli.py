@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -44,10 +46,14 @@ designs_app = typer.Typer(
 )
 cards_app = typer.Typer(help="Customer cards.", no_args_is_help=True)
 google_app = typer.Typer(help="Google Wallet for a merchant.", no_args_is_help=True)
+offers_app = typer.Typer(help="A merchant's offers and coupons.", no_args_is_help=True)
+campaigns_app = typer.Typer(help="The campaigns that deliver offers.", no_args_is_help=True)
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(designs_app, name="designs")
 app.add_typer(cards_app, name="cards")
 app.add_typer(google_app, name="google")
+app.add_typer(offers_app, name="offers")
+app.add_typer(campaigns_app, name="campaigns")
 
 T = TypeVar("T")
 DEMO_SLUG = "demo"
@@ -165,6 +171,7 @@ def _write_private(path: Path, text: str) -> None:
 class ServiceName(StrEnum):
     all = "all"
     orders = "orders"
+    offers = "offers"
     passes = "passes"
     push = "push"
     admin = "admin"
@@ -255,19 +262,23 @@ def _build_app(settings: Settings, service: ServiceName, extra: list[Component])
 
 def components_of(service: ServiceName, settings: Settings) -> list[Component]:
     """What ``serve SERVICE`` runs. The admin API comes with the passes service too, where a
-    split deployment has always found it, and alone with ``serve admin``."""
+    split deployment has always found it, and alone with ``serve admin``; the offers API with
+    the orders API (both are the shop's, under ``/v1``), and alone with ``serve offers``."""
     from services.admin.app import component as admin_component
+    from services.offers.app import component as offers_component
     from services.orders.app import component as orders_component
     from services.passes.app import component as passes_component
     from services.push.app import component as push_component
 
     chosen = {
-        ServiceName.orders: [orders_component(settings)],
+        ServiceName.orders: [orders_component(settings), offers_component(settings)],
+        ServiceName.offers: [offers_component(settings)],
         ServiceName.passes: [passes_component(settings), admin_component(settings)],
         ServiceName.push: [push_component(settings)],
         ServiceName.admin: [admin_component(settings)],
     }.get(service) or [
         orders_component(settings),
+        offers_component(settings),
         passes_component(settings),
         push_component(settings),
         admin_component(settings),
@@ -677,3 +688,180 @@ def google_sync_class(merchant_slug: Slug) -> None:
             "review_status": result.get("reviewStatus"),
         }
     )
+
+
+def _json_object(option: str, given: str | None, example: str) -> dict[str, Any] | None:
+    if given is None:
+        return None
+    try:
+        value = json.loads(given)
+    except json.JSONDecodeError as exc:
+        _fail(f"{option} is not JSON: {exc.msg}")
+    if not isinstance(value, dict):
+        _fail(f"{option} is a JSON object, such as {example}")
+    return value
+
+
+def _customer_ids(customers: list[str] | None, customers_file: Path | None) -> list[str] | None:
+    ids = list(customers or [])
+    if customers_file is not None:
+        try:
+            ids += [line.strip() for line in customers_file.read_text().splitlines()]
+        except OSError as exc:
+            _fail(f"cannot read {customers_file}: {exc.strerror}")
+    return [i for i in ids if i] or None
+
+
+@offers_app.command("create")
+def offers_create(
+    merchant_slug: Slug,
+    offer_id: Annotated[str, typer.Option("--id", help="Unique per merchant (idempotency key).")],
+    title: Annotated[str, typer.Option(help="Short: the card's front, the lock screen.")],
+    text: Annotated[str, typer.Option(help="The offer's words, on the card's back.")],
+    valid_until: Annotated[str, typer.Option(help="RFC 3339, e.g. 2026-12-31T23:00:00Z")],
+    valid_from: Annotated[str | None, typer.Option(help="Start the campaign then.")] = None,
+    coupon_code: Annotated[str | None, typer.Option(help="At most 64 printable ASCII.")] = None,
+    url: Annotated[str | None, typer.Option(help="A link on the card's back.")] = None,
+    customer: Annotated[
+        list[str] | None, typer.Option(help="A customer id to target (repeatable).")
+    ] = None,
+    customers_file: Annotated[
+        Path | None, typer.Option(help="Customer ids to target, one a line (at most 10,000).")
+    ] = None,
+    segment: Annotated[
+        str | None, typer.Option(help='A segment as JSON: {"min_orders": 2, "locales": ["sk"]}')
+    ] = None,
+    texts: Annotated[
+        str | None,
+        typer.Option(help='The offer\'s own words per language: {"sk": {"title": .., "text": ..}}'),
+    ] = None,
+    notify: Annotated[bool, typer.Option(help="Notify (within the caps and quiet hours).")] = True,
+) -> None:
+    """Create an offer and start (or schedule) its campaign, as POST /v1/offers does."""
+    from services.core.clock import clock
+    from services.offers import service as offers
+    from services.offers.schemas import OfferIn
+
+    settings = _settings()
+    ids = _customer_ids(customer, customers_file)
+    wanted = _json_object("--segment", segment, '{"min_orders": 2, "has_wallet": "any"}')
+    if (ids is None) == (wanted is None):
+        _fail("give --customer/--customers-file or --segment (one of them)")
+    given = {
+        "id": offer_id,
+        "title": title,
+        "text": text,
+        "valid_until": valid_until,
+        "valid_from": valid_from,
+        "coupon_code": coupon_code,
+        "url": url,
+        "notify": notify,
+        "texts": _json_object("--texts", texts, '{"sk": {"title": "...", "text": "..."}}'),
+        "target": {"customer_ids": ids} if ids is not None else {"segment": wanted},
+    }
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        offer = OfferIn.model_validate({k: v for k, v in given.items() if v is not None})
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        accepted = await offers.create_offer(session, merchant, offer, clock.now())
+        return accepted.model_dump(mode="json")
+
+    _print(_in_transaction(settings, work))
+
+
+Limit = Annotated[int, typer.Option(min=1, max=100, help="How many, newest first.")]
+
+
+@offers_app.command("list")
+def offers_list(merchant_slug: Slug, limit: Limit = 50) -> None:
+    """A merchant's offers, newest first."""
+    from services.core.clock import clock
+    from services.offers import service as offers
+
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        page = await offers.list_offers(session, merchant, clock.now(), limit, None)
+        return [item.model_dump(mode="json") for item in page.items]
+
+    _print(_in_transaction(settings, work))
+
+
+class CampaignState(StrEnum):
+    scheduled = "scheduled"
+    running = "running"
+    done = "done"
+    cancelled = "cancelled"
+
+
+@campaigns_app.command("list")
+def campaigns_list(
+    merchant_slug: Slug,
+    state: Annotated[CampaignState | None, typer.Option(help="Only these.")] = None,
+    limit: Limit = 50,
+) -> None:
+    """A merchant's campaigns, newest first, with their progress."""
+    from services.offers import service as offers
+
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        chosen = None if state is None else state.value
+        page = await offers.list_campaigns(session, merchant, limit, None, chosen)
+        return [item.model_dump(mode="json") for item in page.items]
+
+    _print(_in_transaction(settings, work))
+
+
+@campaigns_app.command("watch")
+def campaigns_watch(
+    campaign_id: Annotated[str, typer.Argument(help="The campaign's id (campaign_id).")],
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between looks.")] = 0.5,
+) -> None:
+    """A live progress bar of the campaign until it is done or cancelled."""
+    from services.offers.watch import watch
+
+    settings = _settings()
+    try:
+        identifier = uuid.UUID(campaign_id)
+    except ValueError:
+        _fail(f"{campaign_id!r} is not a campaign id")
+    try:
+        final = asyncio.run(watch(settings, identifier, interval))
+    except PasspostError as exc:
+        _fail(exc.message)
+    except (OperationalError, ProgrammingError) as exc:
+        _fail(f"the database is not ready ({type(exc.orig).__name__}); run `passpost migrate`")
+    _print(final)
+
+
+@app.command("stats")
+def stats(
+    merchant_slug: Slug,
+    first: Annotated[
+        datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="First UTC day.")
+    ] = None,
+    last: Annotated[
+        datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="Last UTC day.")
+    ] = None,
+) -> None:
+    """The channel's numbers for a merchant over a period (default: the last 30 days), as
+    GET /v1/stats answers them."""
+    from services.core.clock import clock
+    from services.offers import service as offers
+    from services.offers.router import DEFAULT_STATS_PERIOD
+
+    settings = _settings()
+    to = last.date() if last else clock.now().date()
+    since = first.date() if first else to - DEFAULT_STATS_PERIOD
+    if since > to:
+        _fail("--from must not come after --to")
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        numbers = await offers.stats(session, merchant, since, to)
+        return numbers.model_dump(mode="json", by_alias=True)
+
+    _print(_in_transaction(settings, work))

@@ -3,6 +3,7 @@
 from services.core.models import Base
 from services.core.queue import models as queue_models
 from services.merchants import models as merchant_models
+from services.offers import models as offer_models
 from services.orders import models as order_models
 from services.passes import models as pass_models
 from services.push import models as push_models
@@ -10,6 +11,7 @@ from services.push import models as push_models
 __all__ = [
     "Base",
     "merchant_models",
+    "offer_models",
     "order_models",
     "pass_models",
     "push_models",

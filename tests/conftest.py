@@ -7,9 +7,10 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -25,11 +26,13 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from typer.testing import CliRunner
 
 from services.cli import ServiceName, components_of
+from services.cli import app as passpost
 from services.core.db import create_engine, create_sessionmaker
 from services.core.migrations import upgrade_to_head
-from services.core.settings import Environment, Settings
+from services.core.settings import Environment, Settings, get_settings
 from services.core.web import create_app
 from services.models import Base
 from services.onboarding import DEV_TEAM_IDENTIFIER
@@ -200,6 +203,25 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """A session for arranging and inspecting data; tests commit what the app must see."""
     async with sessionmaker() as session:
         yield session
+
+
+@pytest.fixture
+def cli(settings: Settings) -> Iterator[Any]:
+    """``passpost ...`` as ops run it, on the test's database and data dir: ``cli("init")``."""
+    runner = CliRunner()
+    env = {
+        "PASSPOST_ENVIRONMENT": "test",
+        "PASSPOST_DATA_DIR": str(settings.data_dir),
+        "PASSPOST_DATABASE_URL": settings.resolved_database_url,
+        "PASSPOST_PUBLIC_BASE_URL": "https://cards.example.com",
+    }
+
+    def invoke(*args: str) -> Any:
+        get_settings.cache_clear()
+        return runner.invoke(passpost, list(args), env=env)
+
+    yield invoke
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -156,3 +156,28 @@ async def register_device(client: httpx.AsyncClient, card: Card, device: str, to
 def order_event_in(status: str = "confirmed", **fields: Any) -> OrderEventIn:
     """``order_event(...)`` as the orders service receives it, validated."""
     return OrderEventIn.model_validate(order_event(status, **fields))
+
+
+OFFERS = "/v1/offers"
+"""Where a shop creates offers (and finds them: ``/v1/offers/{id}``)."""
+
+
+def offer_body(
+    target: dict[str, Any] | None = None,
+    *,
+    offer_id: str | None = None,
+    valid_until: str = "2026-12-31T23:00:00Z",
+    **fields: Any,
+) -> dict[str, Any]:
+    """An offer as a shop posts it (a fresh id unless given), for two customers by default."""
+    return {
+        "id": offer_id or f"offer-{next(_events)}",
+        "title": "10 % off tea",
+        "text": "All teas this week, with the code below.",
+        "coupon_code": "TEA10",
+        "url": "https://shop.example.com/tea",
+        "valid_until": valid_until,
+        "target": target or {"customer_ids": ["c-1", "c-2"]},
+        "notify": True,
+        **fields,
+    }

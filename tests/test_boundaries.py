@@ -26,8 +26,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "contracts": KERNEL,
     "integrations": set(),
     "merchants": KERNEL | SHARED,
-    # The three services: the kernel, the registry and shared packages, never each other.
+    # The services: the kernel, the registry and shared packages, never each other.
     "orders": KERNEL | REGISTRY | SHARED,
+    "offers": KERNEL | REGISTRY | SHARED,
     "passes": KERNEL | REGISTRY | SHARED,
     "push": KERNEL | REGISTRY | SHARED,
     # A development tool that pushes are sent to exactly as to Apple: it knows no service.

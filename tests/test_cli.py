@@ -16,29 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
-from services.cli import SERVED_SERVICE_ENV, ServiceName, app, components_of, web_app
+from services.cli import SERVED_SERVICE_ENV, ServiceName, components_of, web_app
 from services.core.settings import Settings, get_settings
 from services.core.web import create_app
-
-
-@pytest.fixture
-def cli(settings: Settings) -> Iterator[Any]:
-    runner = CliRunner()
-    env = {
-        "PASSPOST_ENVIRONMENT": "test",
-        "PASSPOST_DATA_DIR": str(settings.data_dir),
-        "PASSPOST_DATABASE_URL": settings.resolved_database_url,
-        "PASSPOST_PUBLIC_BASE_URL": "https://cards.example.com",
-    }
-
-    def invoke(*args: str) -> Any:
-        get_settings.cache_clear()
-        return runner.invoke(app, list(args), env=env)
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 def test_init_is_idempotent_and_prints_what_a_newcomer_needs(cli: Any, settings: Settings) -> None:
@@ -288,6 +269,9 @@ def test_a_worker_builds_the_service_it_was_told(
         (ServiceName.passes, "/admin/v1/merchants/{slug}/branding", "/v1/orders/events"),
         (ServiceName.passes, "/admin/v1/merchants", "/v1/orders/events"),
         (ServiceName.orders, "/v1/orders/events", "/admin/v1/merchants"),
+        (ServiceName.orders, "/v1/offers", "/passkit/v1/log"),
+        (ServiceName.offers, "/v1/campaigns/{campaign_id}", "/v1/orders/events"),
+        (ServiceName.all, "/v1/stats", "/nowhere"),
         (ServiceName.push, "/google/callbacks", "/admin/v1/merchants"),
         (ServiceName.all, "/admin/v1/merchants", "/nowhere"),
     ],

@@ -240,6 +240,9 @@ class CampaignStarted(Contract):
     after: str | None = None
     part: int = 1
     """The number of the audience part the page will be."""
+    as_of: datetime | None = None
+    """The time the criteria are evaluated at (the campaign's start), the same for every page;
+    None: when the page is handled."""
 
 
 class CampaignAudience(Contract):

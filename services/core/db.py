@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Row, Select, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -150,3 +151,8 @@ def read_connection(request: Request) -> AsyncConnection:
     """
     engine: AsyncEngine = request.app.state.read_engine
     return engine.connect()
+
+
+def dialect_insert(session: AsyncSession) -> Callable[..., Any]:
+    """``INSERT`` with ``ON CONFLICT``: PostgreSQL's or SQLite's (the same clause in both)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 _UNFIT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
@@ -25,3 +25,9 @@ def plain_text(value: str) -> str:
 
 PlainText = Annotated[str, AfterValidator(plain_text)]
 """A one-line string of printable characters: every free-text field at an edge is one."""
+
+
+IDENTIFIER_PATTERN = r"^[\x21-\x7e]+$"
+"""Printable ASCII without spaces: an id of the shop's (order, customer, offer), in a body or
+in a path."""
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)]

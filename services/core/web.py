@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -50,6 +51,21 @@ class Component:
     tasks: Sequence[AppHook] = field(default_factory=tuple)
     jobs: Sequence[Job] = ()
     """Scheduled work of the component's domain (``services.core.schedule``)."""
+    body_limits: Sequence[BodyLimit] = ()
+    """Routes that take larger bodies than ``PASSPOST_MAX_REQUEST_BYTES``."""
+
+
+@dataclass(frozen=True)
+class BodyLimit:
+    """A route whose bodies may be larger than the process's limit (or must be smaller):
+    ``path`` is a regular expression the whole request path matches."""
+
+    method: str
+    path: str
+    max_bytes: int
+
+    def applies(self, method: str, path: str) -> bool:
+        return method == self.method and re.fullmatch(self.path, path) is not None
 
 
 def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
@@ -130,7 +146,11 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
     for component in components:
         for router in component.routers:
             app.include_router(router)
-    app.add_middleware(RequestContextMiddleware, max_body=settings.max_request_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body=settings.max_request_bytes,
+        body_limits=[limit for component in components for limit in component.body_limits],
+    )
     return app
 
 
@@ -182,9 +202,16 @@ class RequestContextMiddleware:
     answers the same, whatever the content type.
     """
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, body_limits: Sequence[BodyLimit] = ()) -> None:
         self.app = app
         self.max_body = max_body
+        self.body_limits = tuple(body_limits)
+
+    def _limit(self, scope: Scope) -> int:
+        """The most a body of this request may have: its route's limit, else the process's."""
+        method, path = scope.get("method", ""), scope.get("path", "")
+        chosen = (limit for limit in self.body_limits if limit.applies(method, path))
+        return next((limit.max_bytes for limit in chosen), self.max_body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -198,8 +225,9 @@ class RequestContextMiddleware:
         status = 500
 
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await self._too_large(scope, receive, send)
+        max_body = self._limit(scope)
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
+            await self._too_large(max_body, scope, receive, send)
             request_id.reset(token)
             return
 
@@ -207,9 +235,9 @@ class RequestContextMiddleware:
         if scope.get("method") in {"POST", "PUT", "PATCH"} and (declared is None or json_body):
             # A chunked body has no declared size, a JSON one a depth to check: read it here,
             # within the limit, and replay it.
-            body = await self._read_limited(receive)
+            body = await self._read_limited(receive, max_body)
             if body is None:
-                await self._too_large(scope, receive, send)
+                await self._too_large(max_body, scope, receive, send)
                 request_id.reset(token)
                 return
             if json_body and nested_too_deep(body):
@@ -235,7 +263,8 @@ class RequestContextMiddleware:
             metrics.HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
             request_id.reset(token)
 
-    async def _read_limited(self, receive: Receive) -> bytes | None:
+    @staticmethod
+    async def _read_limited(receive: Receive, max_body: int) -> bytes | None:
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -243,15 +272,15 @@ class RequestContextMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > max_body:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = PayloadTooLarge(f"the request body is larger than {self.max_body} bytes")
+    async def _too_large(self, max_body: int, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(f"the request body is larger than {max_body} bytes")
         await self._refuse(error, scope, receive, send)
 
     @staticmethod

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.contracts.messages import CampaignStarted
+from services.core.queue import Subscription
 from services.core.settings import Settings
 from services.core.web import Component
 from services.orders.intake import EventIntake
 from services.orders.router import router
+from services.orders.segments import campaign_started
 
 
 def component(settings: Settings) -> Component:
@@ -18,5 +21,9 @@ def component(settings: Settings) -> Component:
         await app.state.order_intake.close()
 
     return Component(
-        name="orders", routers=[router], on_startup=[open_intake], on_shutdown=[close_intake]
+        name="orders",
+        routers=[router],
+        subscriptions=[Subscription("orders", CampaignStarted, campaign_started)],
+        on_startup=[open_intake],
+        on_shutdown=[close_intake],
     )

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.models import Base, IdMixin, UTCDateTime, utcnow
@@ -16,7 +16,11 @@ class Order(IdMixin, Base):
     """An order as the shop last described it, merged over all its applied events."""
 
     __tablename__ = "orders"
-    __table_args__ = (UniqueConstraint("merchant_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "external_id"),
+        # A campaign's segment pages through a merchant's customers in this order.
+        Index("ix_orders_merchant_id_customer_id", "merchant_id", "customer_id"),
+    )
 
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(200))
@@ -29,6 +33,11 @@ class Order(IdMixin, Base):
     placed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    total_minor: Mapped[int | None] = mapped_column(BigInteger)
+    """The order's total in hundredths of ``currency`` (exact on every backend), for segments."""
+    currency: Mapped[str | None] = mapped_column(String(3))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When it was last delivered or picked up, for segments (``delivered_within_days``)."""
 
 
 class OrderEvent(IdMixin, Base):

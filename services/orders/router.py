@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.db import Session
 from services.core.errors import (
@@ -17,13 +16,12 @@ from services.core.errors import (
     Unauthorized,
     invalid_body,
 )
+from services.core.text import IDENTIFIER_PATTERN
 from services.core.web import AppSettings
-from services.merchants.models import Merchant
-from services.merchants.service import authenticate_api_key
+from services.merchants.api import CurrentMerchant
 from services.orders import service
 from services.orders.intake import EventIntake
 from services.orders.schemas import (
-    IDENTIFIER_PATTERN,
     BatchIn,
     BatchItem,
     BatchResult,
@@ -33,30 +31,6 @@ from services.orders.schemas import (
 )
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
-
-
-async def authenticated_merchant(
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    passpost_signature: Annotated[str | None, Header()] = None,
-) -> Merchant:
-    """The merchant behind ``Authorization: Bearer <API key>``, its signature checked.
-
-    Looked up outside the request's transaction (``read_engine``): a single event is written in
-    a transaction of the intake's, and on SQLite a request holding the write lock for its look-up
-    would keep that transaction waiting.
-    """
-    scheme, _, key = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not key:
-        raise Unauthorized("send Authorization: Bearer <API key>")
-    async with AsyncSession(request.app.state.read_engine) as session:
-        merchant = await authenticate_api_key(session, key.strip())
-    if merchant.signing_secret:
-        service.verify_signature(merchant.signing_secret, passpost_signature, await request.body())
-    return merchant
-
-
-CurrentMerchant = Annotated[Merchant, Depends(authenticated_merchant)]
 _errors = {**Unauthorized.openapi(), **Conflict.openapi(), **InvalidInput.openapi()}
 
 

@@ -6,22 +6,21 @@ import functools
 import hashlib
 import hmac
 import json
-import re
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.cards import CardLinks, customer_links
 from services.contracts.messages import OrderChanged
 from services.contracts.orders import OrderStatus
-from services.core.errors import Conflict, NotFound, PasspostError, Unauthorized
+from services.core.db import dialect_insert
+from services.core.errors import Conflict, NotFound, PasspostError
 from services.core.models import utcnow
 from services.core.queue import publish_all
 from services.core.settings import Settings
@@ -37,34 +36,9 @@ from services.orders.schemas import (
 )
 from services.orders.states import Decision, decide
 
-SIGNATURE_TOLERANCE_SECONDS = 300
+DELIVERED = frozenset({OrderStatus.delivered, OrderStatus.picked_up})
+"""The statuses in which the customer has the parcel (``delivered_within_days``)."""
 SNAPSHOT_FIELDS = ("number", "customer", "total", "shipping", "items", "links")
-
-
-def verify_signature(
-    secret: str, header: str | None, body: bytes, now: float | None = None
-) -> None:
-    """``Passpost-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``."""
-    if not header:
-        raise Unauthorized("missing Passpost-Signature")
-    parts: dict[str, list[str]] = {}
-    for item in header.split(","):
-        key, _, value = item.strip().partition("=")
-        parts.setdefault(key, []).append(value)
-    given_t = parts.get("t", [""])[0]
-    # At most 12 ASCII digits: int() would take other scripts' digits, and a huge one overflows
-    # the float arithmetic below.
-    if not re.fullmatch(r"[0-9]{1,12}", given_t):
-        raise Unauthorized("malformed Passpost-Signature: no t=<unix seconds>")
-    timestamp = int(given_t)
-    if abs((now if now is not None else time.time()) - timestamp) > SIGNATURE_TOLERANCE_SECONDS:
-        raise Unauthorized("Passpost-Signature is older than 5 minutes (or from the future)")
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, "sha256")
-    expected = mac.hexdigest().encode()
-    # Compared as bytes: compare_digest refuses a str with non-ASCII in it (a TypeError, a 500).
-    given = (value.encode("utf-8", "surrogatepass") for value in parts.get("v1", []))
-    if not any(hmac.compare_digest(expected, value) for value in given):
-        raise Unauthorized("Passpost-Signature does not match the body")
 
 
 def body_hash(event: OrderEventIn) -> str:
@@ -409,7 +383,7 @@ async def _lock_or_create(
     made: set[str] = set()
     if new:
         insert_orders = (
-            _dialect_insert(session)(Order)
+            dialect_insert(session)(Order)
             .on_conflict_do_nothing(index_elements=[Order.merchant_id, Order.external_id])
             .returning(Order)
         )
@@ -437,11 +411,6 @@ async def _locked(
     return {order.external_id: order for order in await session.scalars(query)}
 
 
-def _dialect_insert(session: AsyncSession) -> Callable[..., Any]:
-    """``INSERT`` with ``ON CONFLICT``: PostgreSQL's or SQLite's (the same clause in both)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def _replay(seen: _Answer, digest: str) -> EventAccepted | PasspostError:
     if not hmac.compare_digest(seen.body_hash, digest):
         return Conflict(
@@ -466,6 +435,21 @@ def _new_order(merchant: Merchant, event: OrderEventIn) -> dict[str, Any]:
         "placed_at": occurred_at,
         "last_occurred_at": occurred_at,
         "updated_at": utcnow(),
+        **_segment_columns(event.order.status, merge_snapshot({}, event.order), occurred_at, None),
+    }
+
+
+def _segment_columns(
+    status: OrderStatus, snapshot: dict[str, Any], at: datetime, delivered_at: datetime | None
+) -> dict[str, Any]:
+    """What a campaign's segment asks of an order, kept in columns: the total (in hundredths,
+    exact on every backend) and when it reached the customer."""
+    total = snapshot.get("total") or {}
+    amount = total.get("amount")
+    return {
+        "total_minor": None if amount is None else int(Decimal(amount) * 100),
+        "currency": total.get("currency"),
+        "delivered_at": at if status in DELIVERED else delivered_at,
     }
 
 
@@ -482,6 +466,10 @@ def _apply(order: Order, event: OrderEventIn, occurred_at: datetime, decision: D
     order.number = snapshot.get("number", order.number)
     order.status = event.order.status.value
     order.revision += 1
+    for column, value in _segment_columns(
+        event.order.status, snapshot, occurred_at, order.delivered_at
+    ).items():
+        setattr(order, column, value)
     return True
 
 

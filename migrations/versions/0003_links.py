@@ -1,6 +1,6 @@
 """Cards: room for sealed link tokens (``contracts.cards.seal_customer``).
 
-Revision ID: 0005_links
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-01 22:15:00.000000
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_links"
+revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -6,8 +6,8 @@
   (``channel.counted``) without asking passes; filled from the cards for existing targets.
 - ``google_targets.withdrawn_messages``: ids of messages to take off the card's object.
 
-Revision ID: 0007_merchant_marketing
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 22:00:00.000000
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_merchant_marketing"
-down_revision: str | None = "0005_links"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
