@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,12 +33,19 @@ from services.orders.schemas import (
     OrderRead,
 )
 
-router = APIRouter(prefix="/v1/orders", tags=["orders"])
+router = APIRouter(prefix="/v1/orders", tags=["orders"], responses=Unauthorized.openapi())
+
+MERCHANT_KEY = HTTPBearer(
+    scheme_name="MerchantKey",
+    description="`Authorization: Bearer <API key>`: the merchant's API key",
+    auto_error=False,
+)
+"""The orders API's security scheme: a merchant's API key as a bearer token."""
 
 
 async def authenticated_merchant(
     request: Request,
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(MERCHANT_KEY)],
     passpost_signature: Annotated[str | None, Header()] = None,
 ) -> Merchant:
     """The merchant behind ``Authorization: Bearer <API key>``, its signature checked.
@@ -46,18 +54,17 @@ async def authenticated_merchant(
     a transaction of the intake's, and on SQLite a request holding the write lock for its look-up
     would keep that transaction waiting.
     """
-    scheme, _, key = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not key:
+    if credentials is None:
         raise Unauthorized("send Authorization: Bearer <API key>")
     async with AsyncSession(request.app.state.read_engine) as session:
-        merchant = await authenticate_api_key(session, key.strip())
+        merchant = await authenticate_api_key(session, credentials.credentials.strip())
     if merchant.signing_secret:
         service.verify_signature(merchant.signing_secret, passpost_signature, await request.body())
     return merchant
 
 
 CurrentMerchant = Annotated[Merchant, Depends(authenticated_merchant)]
-_errors = {**Unauthorized.openapi(), **Conflict.openapi(), **InvalidInput.openapi()}
+_errors = {**Conflict.openapi(), **InvalidInput.openapi()}
 
 
 @router.post("/events", status_code=202, response_model=EventAccepted, responses=_errors)
@@ -73,7 +80,7 @@ async def post_event(
     return await intake.ingest(merchant, event)
 
 
-@router.post("/events:batch", response_model=BatchResult, responses=Unauthorized.openapi())
+@router.post("/events:batch", response_model=BatchResult)
 async def post_events(
     batch: BatchIn, merchant: CurrentMerchant, session: Session, settings: AppSettings
 ) -> BatchResult:

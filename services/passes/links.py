@@ -5,11 +5,11 @@ from __future__ import annotations
 from email.utils import format_datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from services.contracts.cards import LINK_PATH
+from services.contracts.cards import LINK_PATH, LINK_TOKEN
 from services.core.db import Session
 from services.core.errors import NotConfigured, NotFound
 from services.core.web import AppSettings
@@ -30,6 +30,13 @@ async def get_pass_builder(request: Request) -> PassBuilder:
 
 
 Builder = Annotated[PassBuilder, Depends(get_pass_builder)]
+LinkToken = Annotated[
+    str,
+    Path(
+        description="The card's link token; any other is a 404",
+        json_schema_extra={"type": "string", "pattern": f"^{LINK_TOKEN.pattern}$"},
+    ),
+]
 
 
 def pkpass_response(signed: SignedPass) -> Response:
@@ -53,7 +60,7 @@ def pkpass_response(signed: SignedPass) -> Response:
         **NotConfigured.openapi("The merchant's signing material is unusable"),
     },
 )
-async def download_pass(link_token: str, session: Session, builder: Builder) -> Response:
+async def download_pass(link_token: LinkToken, session: Session, builder: Builder) -> Response:
     card = await get_card_by_link(session, link_token)
     return pkpass_response(await builder.signed_pass(session, card))
 
@@ -61,16 +68,24 @@ async def download_pass(link_token: str, session: Session, builder: Builder) -> 
 @router.get(
     "/{link_token}",
     response_class=HTMLResponse,
-    responses={200: {"description": "The add-to-wallet page"}, **NotFound.openapi()},
+    responses={
+        200: {"description": "The add-to-wallet page"},
+        404: {"description": "No card behind this link", "content": {"text/html": {}}},
+    },
 )
 async def landing_page(
-    link_token: str,
+    link_token: LinkToken,
     session: Session,
     settings: AppSettings,
     user_agent: Annotated[str, Header()] = "",
 ) -> HTMLResponse:
-    """The page a shop links from its thank-you page: add the card to Apple or Google Wallet."""
-    card = await get_card_by_link(session, link_token)
+    """The page a shop links from its thank-you page: add the card to Apple or Google Wallet.
+
+    A customer opens it in a browser, so a wrong link is a page too, not JSON."""
+    try:
+        card = await get_card_by_link(session, link_token)
+    except NotFound:
+        return HTMLResponse(landing.NOT_FOUND_PAGE, status_code=404, headers=LANDING_HEADERS)
     merchant = await session.get_one(Merchant, card.merchant_id)
     design = await get_design(session, merchant)
     links = links_of(merchant, card, settings)
