@@ -1,7 +1,8 @@
 """schemathesis against the service's own OpenAPI description, in process, every check.
 
 The ``serve all`` component set, called as a shop (a real merchant key) and as ops (the admin
-token) through the security schemes the description declares. Every operation gets its
+token) through the security schemes the description declares, then the device calls once more
+as a device with a real pass (its token, type and serial). Every operation gets its
 explicit examples, the coverage cases (boundaries, each constraint broken one at a time,
 methods a path does not take) and ``MAX_EXAMPLES`` generated positive and negative cases. No
 answer may be a 5xx, break its documented schema, status, content type or headers, refuse a
@@ -11,6 +12,9 @@ request the description calls valid, or accept one it calls invalid.
 from __future__ import annotations
 
 import collections
+import io
+import json
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,36 +88,65 @@ class FuzzRun:
         return sum(n for status, n in self.statuses.items() if status >= 500)
 
 
-def fuzz(app: Any, merchant_key: str) -> FuzzRun:
-    config = SchemathesisConfig.from_dict(
+DEVICE_PATHS = "^/passkit/v1/(devices|passes)/"
+"""The PassKit calls a device makes about its pass: fuzzed once more with a real pass."""
+
+
+def _config(**more: Any) -> SchemathesisConfig:
+    return SchemathesisConfig.from_dict(
         {
             "seed": SEED,
             "generation": {"max-examples": MAX_EXAMPLES, "database": "none", "mode": "all"},
             "checks": {"enabled": True},
             "phases": {"stateful": {"enabled": False}},
-            "auth": {
-                "openapi": {
-                    "MerchantKey": {"bearer": merchant_key},
-                    "AdminToken": {"bearer": ADMIN_TOKEN},
-                }
-            },
-            "operations": [
-                {
-                    "include-name": NAMES_SERVER_FILES,
-                    "checks": {"positive_data_acceptance": {"enabled": False}},
-                },
-                {
-                    "include-name": ORDER_ID_TAKES_THEIR_PATHS,
-                    "checks": {"allow_header_conformance": {"enabled": False}},
-                },
-            ],
+            **more,
         }
     )
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
-    run = FuzzRun()
+
+
+def fuzz(app: Any, schema: Any, run: FuzzRun) -> None:
     for event in from_schema(schema).execute():
         run.read(event)
-    return run
+
+
+def as_shop_and_ops(app: Any, merchant_key: str, run: FuzzRun) -> None:
+    """Every operation, with the merchant's key and the admin token."""
+    config = _config(
+        auth={
+            "openapi": {
+                "MerchantKey": {"bearer": merchant_key},
+                "AdminToken": {"bearer": ADMIN_TOKEN},
+            }
+        },
+        operations=[
+            {
+                "include-name": NAMES_SERVER_FILES,
+                "checks": {"positive_data_acceptance": {"enabled": False}},
+            },
+            {
+                "include-name": ORDER_ID_TAKES_THEIR_PATHS,
+                "checks": {"allow_header_conformance": {"enabled": False}},
+            },
+        ],
+    )
+    fuzz(app, schemathesis.openapi.from_asgi("/openapi.json", app, config=config), run)
+
+
+def as_a_device(app: Any, pass_json: dict[str, Any], run: FuzzRun) -> None:
+    """The device calls about a real pass: its type and serial in the path, its token in
+    ``Authorization`` (devices, push tokens and headers still generated), so registering,
+    unregistering and fetching the pass are reached, not only their 401s and 404s."""
+    config = _config(
+        auth={
+            "openapi": {"ApplePass": {"api_key": f"ApplePass {pass_json['authenticationToken']}"}}
+        },
+        parameters={
+            "pass_type": pass_json["passTypeIdentifier"],
+            "serial": pass_json["serialNumber"],
+        },
+    )
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+    fuzz(app, schema.include(path_regex=DEVICE_PATHS), run)
 
 
 def test_the_service_answers_as_its_openapi_description_says(
@@ -122,16 +155,28 @@ def test_the_service_answers_as_its_openapi_description_says(
     settings = settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
     app = create_app(settings, components_of(ServiceName.all, settings))
     try:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         with asgi.get_client(app) as client:
             onboarded = client.post(
                 f"{BASE_URL}/admin/v1/merchants",
                 json={"slug": "shop", "name": "Shop"},
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                headers=admin,
             )
             assert onboarded.status_code == 201, onboarded.text
+            card = client.post(
+                f"{BASE_URL}/admin/v1/merchants/shop/cards",
+                json={"customer_id": "c-1"},
+                headers=admin,
+            )
+            bundle = client.get(card.json()["apple_pass_url"])
+            assert bundle.status_code == 200, bundle.text
+        with zipfile.ZipFile(io.BytesIO(bundle.content)) as pkpass:
+            pass_json = json.loads(pkpass.read("pass.json"))
         # One address sends every case: /passkit/v1/log's limit would answer all but ten 429.
         app.state.device_log_limit = RateLimit(burst=1_000_000, per_second=1_000.0)
-        run = fuzz(app, onboarded.json()["api_key"])
+        run = FuzzRun()
+        as_shop_and_ops(app, onboarded.json()["api_key"], run)
+        as_a_device(app, pass_json, run)
     finally:
         asgi.shutdown_lifespans()
 
@@ -147,3 +192,4 @@ def test_the_service_answers_as_its_openapi_description_says(
     assert run.server_errors == 0
     assert run.cases > 20 * MAX_EXAMPLES  # every operation was reached, not just a few
     assert run.statuses[202] > 0  # order events with the real key got through
+    assert run.statuses[201] > 1  # and registrations of the real pass (and merchants)

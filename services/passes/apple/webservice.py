@@ -115,7 +115,12 @@ _REGISTRATION_BODY = {
 @router.post(
     REGISTRATION_PATH,
     status_code=201,
-    responses={200: {"description": "Already registered"}, **_device_errors},
+    response_class=Response,
+    responses={
+        201: {"description": "Registered"},
+        200: {"description": "Already registered"},
+        **_device_errors,
+    },
     openapi_extra={"requestBody": _REGISTRATION_BODY},
 )
 async def register_device(
@@ -129,7 +134,11 @@ async def register_device(
     return Response(status_code=201 if created else 200)
 
 
-@router.delete(REGISTRATION_PATH, responses=_device_errors)
+@router.delete(
+    REGISTRATION_PATH,
+    response_class=Response,
+    responses={200: {"description": "Unregistered"}, **_device_errors},
+)
 async def unregister_device(device: Device, card: AuthorizedCard, session: Session) -> Response:
     """Stop pushes for a pass to a device."""
     await registrations.unregister(session, card, device)
