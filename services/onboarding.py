@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.errors import NotConfigured
+from services.core.errors import NotConfigured, named_by_caller
 from services.core.settings import Environment, Settings
 from services.merchants.models import Merchant
 from services.merchants.schemas import MerchantCreate
@@ -58,6 +58,10 @@ async def onboard_merchant(
     branding: Branding | None = None,
 ) -> Onboarded:
     merchant, api_key = await create_merchant(session, data)
-    apple = apple or development_apple_settings(settings, data.slug, data.name)
-    design = await create_design(session, merchant, apple, branding)
+    if apple is None:
+        apple = development_apple_settings(settings, data.slug, data.name)
+        design = await create_design(session, merchant, apple, branding)
+    else:
+        with named_by_caller():  # the caller's files: unusable ones are its mistake, a 422
+            design = await create_design(session, merchant, apple, branding)
     return Onboarded(merchant=merchant, design=design, api_key=api_key)

@@ -38,6 +38,7 @@ from services.models import Base
 from services.onboarding import DEV_TEAM_IDENTIFIER
 from services.passes.apple.devchain import ensure_dev_chain, ensure_pass_type_certificate
 from tests.factories import TEST_SECRET_KEY
+from tests.figures import FIGURES
 
 POSTGRES_URL = os.environ.get("PASSPOST_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
@@ -236,3 +237,11 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         yield client
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures tests recorded (``tests.figures``), after the results."""
+    if FIGURES:
+        terminalreporter.section("figures")
+        for name, value in sorted(FIGURES.items()):
+            terminalreporter.write_line(f"{name}: {value}")

@@ -97,8 +97,8 @@ async def test_too_deep_bodies_are_400_at_every_json_endpoint(
 
 
 async def test_a_device_log_nested_to_the_limit_is_read(client: httpx.AsyncClient) -> None:
-    logs = json.loads(_nested(MAX_JSON_DEPTH - 1, '"line"'))  # 32 with the object
-    answer = await client.post(f"{WS}/log", json={"logs": logs})
+    nested = json.loads(_nested(MAX_JSON_DEPTH - 1, '"line"'))  # 32 with the object
+    answer = await client.post(f"{WS}/log", json={"logs": ["line"], "more": nested})
     assert answer.status_code == 200, answer.text
-    answer = await client.post(f"{WS}/log", json={"logs": [logs]})
-    assert answer.status_code == 400
+    answer = await client.post(f"{WS}/log", json={"logs": ["line"], "more": [nested]})
+    assert (answer.status_code, answer.json()) == (400, TOO_DEEP)

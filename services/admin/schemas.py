@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictBool
 
 from services.core.text import PlainText
 from services.merchants.schemas import Locale, MerchantRead, Slug
@@ -26,7 +28,7 @@ class MerchantOnboarded(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    revoke_others: bool = False
+    revoke_others: StrictBool = False
 
 
 class ApiKeyCreated(BaseModel):
@@ -39,13 +41,20 @@ class SigningSecret(BaseModel):
 
 
 class SigningSecretChange(BaseModel):
-    enabled: bool = True
+    enabled: StrictBool = True
+
+
+ORIGIN_SCHEMA = {
+    "pattern": "^(?:https://|http://localhost|http://127\\.0\\.0\\.1)[^\\u0000-\\u001f\\u007f]*$"
+}
+"""What ``merchants.google_wallet.configure`` takes as an origin, as the OpenAPI says it."""
+Origin = Annotated[PlainText, Field(json_schema_extra=ORIGIN_SCHEMA)]
 
 
 class GoogleSettings(BaseModel):
     issuer_id: str = Field(pattern=r"^[0-9]{1,32}$")
     service_account_file: PlainText = Field(min_length=1, max_length=1024)
-    origins: list[PlainText] = Field(default_factory=list, max_length=20)
+    origins: list[Origin] = Field(default_factory=list, max_length=20)
 
 
 class GoogleSettingsRead(BaseModel):

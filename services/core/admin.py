@@ -10,22 +10,30 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.core.errors import Unauthorized
 from services.core.settings import Settings
 from services.core.web import AppSettings
 
+ADMIN_TOKEN = HTTPBearer(
+    scheme_name="AdminToken",
+    description="`Authorization: Bearer <admin token>` (`PASSPOST_ADMIN_TOKEN`)",
+    auto_error=False,
+)
+"""The admin API's security scheme: the OpenAPI description names it on every admin route."""
+
 
 def require_admin(
-    settings: AppSettings, authorization: Annotated[str | None, Header()] = None
+    settings: AppSettings,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(ADMIN_TOKEN)],
 ) -> Settings:
     expected = settings.resolved_admin_token()
-    scheme, _, given = (authorization or "").partition(" ")
     if (
         expected is None
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(given.strip().encode(), expected.encode())
+        or credentials is None
+        or not hmac.compare_digest(credentials.credentials.strip().encode(), expected.encode())
     ):
         raise Unauthorized("send Authorization: Bearer <admin token>")
     return settings

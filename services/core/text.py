@@ -23,7 +23,10 @@ def plain_text(value: str) -> str:
     return value
 
 
-PlainText = Annotated[str, AfterValidator(plain_text)]
+PLAIN_TEXT_SCHEMA = {"pattern": "^[^\\u0000-\\u001f\\u007f]*$"}
+"""What the OpenAPI description says of it (JSON has no lone surrogates to speak of)."""
+
+PlainText = Annotated[str, AfterValidator(plain_text), Field(json_schema_extra=PLAIN_TEXT_SCHEMA)]
 """A one-line string of printable characters: every free-text field at an edge is one."""
 
 

@@ -19,8 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core import metrics
 from services.core.db import create_engine, create_sessionmaker, read_only
-from services.core.errors import PasspostError, PayloadTooLarge, install_error_handlers
-from services.core.jsonbody import nested_too_deep, too_deep_error
+from services.core.errors import (
+    BadRequest,
+    ErrorBody,
+    PasspostError,
+    PayloadTooLarge,
+    install_error_handlers,
+)
+from services.core.jsonbody import MAX_JSON_DEPTH, nested_too_deep, too_deep_error
 from services.core.logging import request_id
 from services.core.queue import QueueBackend, Subscription, on_commit_of_published
 from services.core.queue.db import DatabaseQueue
@@ -151,7 +157,44 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
         max_body=settings.max_request_bytes,
         body_limits=[limit for component in components for limit in component.body_limits],
     )
+    _document_body_refusals(app, settings.max_request_bytes)
     return app
+
+
+def _document_body_refusals(app: FastAPI, max_body: int) -> None:
+    """Every operation that takes a body says what ``RequestContextMiddleware`` answers for
+    any body before a route sees it: 413 past the size limit, 400 for a JSON body that is not
+    UTF-8 or nests too deep (the routes' own 422s are for JSON that is readable but wrong)."""
+    generate = app.openapi
+    refusals = {
+        **BadRequest.openapi(
+            f"The JSON body is not UTF-8, or nested deeper than {MAX_JSON_DEPTH} levels"
+        ),
+        **PayloadTooLarge.openapi(f"The body is larger than {max_body} bytes"),
+    }
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault(ErrorBody.__name__, ErrorBody.model_json_schema())
+        reference = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                if "requestBody" not in operation:
+                    continue
+                for status, refusal in refusals.items():
+                    operation["responses"].setdefault(
+                        str(status),
+                        {
+                            "description": refusal["description"],
+                            "content": {"application/json": {"schema": reference}},
+                        },
+                    )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_settings(request: Request) -> Settings:
@@ -240,8 +283,9 @@ class RequestContextMiddleware:
                 await self._too_large(max_body, scope, receive, send)
                 request_id.reset(token)
                 return
-            if json_body and nested_too_deep(body):
-                await self._refuse(too_deep_error(), scope, receive, send)
+            refusal = _unreadable_json(body) if json_body else None
+            if refusal is not None:
+                await self._refuse(refusal, scope, receive, send)
                 request_id.reset(token)
                 return
             receive = _replay(body, receive)
@@ -287,6 +331,19 @@ class RequestContextMiddleware:
     async def _refuse(error: PasspostError, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(error.to_dict(), status_code=error.status_code)
         await response(scope, receive, send)
+
+
+def _unreadable_json(body: bytes) -> BadRequest | None:
+    """Why a JSON body cannot be read at all: nested too deep, or not UTF-8 (JSON is UTF-8,
+    RFC 8259; FastAPI would answer its own, undocumented 400 for it). None when readable."""
+    if nested_too_deep(body):
+        return too_deep_error()
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return BadRequest("the JSON body is not UTF-8")
+    return None
 
 
 def _is_json(content_type: bytes | None) -> bool:

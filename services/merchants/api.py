@@ -8,7 +8,8 @@ import re
 import time
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.errors import Unauthorized
@@ -16,6 +17,13 @@ from services.merchants.models import Merchant
 from services.merchants.service import authenticate_api_key
 
 SIGNATURE_TOLERANCE_SECONDS = 300
+
+MERCHANT_KEY = HTTPBearer(
+    scheme_name="MerchantKey",
+    description="`Authorization: Bearer <API key>`: the merchant's API key",
+    auto_error=False,
+)
+"""The shop API's security scheme: a merchant's API key as a bearer token."""
 
 
 def verify_signature(
@@ -46,7 +54,7 @@ def verify_signature(
 
 async def authenticated_merchant(
     request: Request,
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(MERCHANT_KEY)],
     passpost_signature: Annotated[str | None, Header()] = None,
 ) -> Merchant:
     """The merchant behind ``Authorization: Bearer <API key>``, its signature checked.
@@ -55,11 +63,10 @@ async def authenticated_merchant(
     written in a transaction of the intake's, and on SQLite a request holding the write lock
     for its look-up would keep that transaction waiting.
     """
-    scheme, _, key = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not key:
+    if credentials is None:
         raise Unauthorized("send Authorization: Bearer <API key>")
     async with AsyncSession(request.app.state.read_engine) as session:
-        merchant = await authenticate_api_key(session, key.strip())
+        merchant = await authenticate_api_key(session, credentials.credentials.strip())
     if merchant.signing_secret:
         verify_signature(merchant.signing_secret, passpost_signature, await request.body())
     return merchant

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from services.core.text import PlainText
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-LOCALE_PATTERN = re.compile(r"^[a-z]{2,3}(?:[-_][a-z0-9]{2,8})*$", re.IGNORECASE)
+LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
 def _slug(value: str) -> str:
@@ -29,10 +29,16 @@ def normalize_locale(value: str) -> str:
     return value.split("-")[0].split("_")[0].lower()
 
 
-Slug = Annotated[str, AfterValidator(_slug)]
+Slug = Annotated[
+    str, AfterValidator(_slug), Field(json_schema_extra={"pattern": SLUG_PATTERN.pattern})
+]
 SlugPath = Annotated[str, PathParam(pattern=SLUG_PATTERN.pattern)]
 """A merchant's slug in a path: anything else is a 422, never a query with NUL in it."""
-Locale = Annotated[str, Field(max_length=35), AfterValidator(normalize_locale)]
+Locale = Annotated[
+    str,
+    Field(max_length=35, json_schema_extra={"pattern": LOCALE_PATTERN.pattern}),
+    AfterValidator(normalize_locale),
+]
 
 
 class MerchantCreate(BaseModel):

@@ -30,8 +30,8 @@ from services.orders.schemas import (
     OrderRead,
 )
 
-router = APIRouter(prefix="/v1/orders", tags=["orders"])
-_errors = {**Unauthorized.openapi(), **Conflict.openapi(), **InvalidInput.openapi()}
+router = APIRouter(prefix="/v1/orders", tags=["orders"], responses=Unauthorized.openapi())
+_errors = {**Conflict.openapi(), **InvalidInput.openapi()}
 
 
 @router.post("/events", status_code=202, response_model=EventAccepted, responses=_errors)
@@ -47,7 +47,7 @@ async def post_event(
     return await intake.ingest(merchant, event)
 
 
-@router.post("/events:batch", response_model=BatchResult, responses=Unauthorized.openapi())
+@router.post("/events:batch", response_model=BatchResult)
 async def post_events(
     batch: BatchIn, merchant: CurrentMerchant, session: Session, settings: AppSettings
 ) -> BatchResult:

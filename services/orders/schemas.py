@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    WithJsonSchema,
 )
 
 from services.contracts.cards import CardLinks
@@ -57,8 +58,25 @@ class Edge(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+AMOUNT_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": "^-?[0-9]{1,12}(?:\\.[0-9]{1,2})?$"},
+        {"type": "integer", "minimum": -999_999_999_999, "maximum": 999_999_999_999},
+        {
+            "type": "number",
+            "multipleOf": 0.01,
+            "minimum": -999_999_999_999.99,
+            "maximum": 999_999_999_999.99,
+        },
+    ]
+}
+"""At most 14 digits, 2 of them after the point: a decimal string (best), or a JSON number."""
+
+
 class Money(Edge):
-    amount: Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
+    amount: Annotated[
+        Decimal, Field(max_digits=14, decimal_places=2), WithJsonSchema(AMOUNT_SCHEMA)
+    ]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 

@@ -120,6 +120,16 @@ def _qr_svg(url: str) -> str:
     return buffer.getvalue().decode()
 
 
+NOT_FOUND_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    "<title>No card here</title></head><body><h1>No card here</h1>"
+    "<p>This link leads to no card. Please check the link the shop sent you.</p>"
+    "</body></html>"
+)
+"""What a browser shows for a ``/c/{link}`` that leads to no card (the shop's name is unknown)."""
+
+
 def render(
     merchant: Merchant,
     design: PassDesign,

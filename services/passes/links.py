@@ -7,11 +7,11 @@ from __future__ import annotations
 from email.utils import format_datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
-from services.contracts.cards import GOOGLE_LINK_SUFFIX, LINK_PATH
+from services.contracts.cards import GOOGLE_LINK_SUFFIX, LINK_PATH, LINK_TOKEN
 from services.core.db import Session
 from services.core.errors import NotConfigured, NotFound
 from services.core.web import AppSettings
@@ -36,8 +36,17 @@ async def get_pass_builder(request: Request) -> PassBuilder:
 Builder = Annotated[PassBuilder, Depends(get_pass_builder)]
 
 
+LinkToken = Annotated[
+    str,
+    Path(
+        description="The card's link token; any other is a 404",
+        json_schema_extra={"type": "string", "pattern": f"^{LINK_TOKEN.pattern}$"},
+    ),
+]
+
+
 async def linked_card(
-    link_token: str,
+    link_token: LinkToken,
     session: Session,
     settings: AppSettings,
     accept_language: Annotated[str, Header()] = "",
@@ -109,15 +118,25 @@ async def save_to_google(session: Session, card: LinkedCard) -> Response:
 @router.get(
     "/{link_token}",
     response_class=HTMLResponse,
-    responses={200: {"description": "The add-to-wallet page"}, **NotFound.openapi()},
+    responses={
+        200: {"description": "The add-to-wallet page"},
+        404: {"description": "No card behind this link", "content": {"text/html": {}}},
+    },
 )
 async def landing_page(
+    link_token: LinkToken,
     session: Session,
     settings: AppSettings,
-    card: LinkedCard,
+    accept_language: Annotated[str, Header()] = "",
     user_agent: Annotated[str, Header()] = "",
 ) -> HTMLResponse:
-    """The page a shop links from its thank-you page: add the card to Apple or Google Wallet."""
+    """The page a shop links from its thank-you page: add the card to Apple or Google Wallet.
+
+    A customer opens it in a browser, so a wrong link is a page too, not JSON."""
+    try:
+        card = await linked_card(link_token, session, settings, accept_language)
+    except NotFound:
+        return HTMLResponse(landing.NOT_FOUND_PAGE, status_code=404, headers=LANDING_HEADERS)
     merchant = await session.get_one(Merchant, card.merchant_id)
     design = await get_design(session, merchant)
     links = links_of(merchant, card, settings)

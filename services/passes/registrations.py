@@ -19,6 +19,7 @@ DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 PASS_TYPE_ID = re.compile(r"pass(?:\.[A-Za-z0-9-]+)+")
 SERIAL_NUMBER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 PUSH_TOKEN = re.compile(r"[0-9A-Fa-f]{16,200}")
+MAX_PASS_TYPE_LENGTH = 255
 AUTH_SCHEME = "ApplePass "
 
 
@@ -28,7 +29,9 @@ def check_path(
     """Path parameters from a device: anything out of shape is 400, never a query."""
     if device is not None and not DEVICE_ID.fullmatch(device):
         raise BadRequest("malformed deviceLibraryIdentifier")
-    if pass_type is not None and (len(pass_type) > 255 or not PASS_TYPE_ID.fullmatch(pass_type)):
+    if pass_type is not None and (
+        len(pass_type) > MAX_PASS_TYPE_LENGTH or not PASS_TYPE_ID.fullmatch(pass_type)
+    ):
         raise BadRequest("malformed passTypeIdentifier")
     if serial is not None and not SERIAL_NUMBER.fullmatch(serial):
         raise BadRequest("malformed serialNumber")

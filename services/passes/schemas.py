@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from services.core.text import PlainText
 from services.merchants.schemas import Locale
@@ -74,9 +74,22 @@ def _link_template(value: str) -> str:
     return value
 
 
-Color = Annotated[str, AfterValidator(_color)]
-Phone = Annotated[str, AfterValidator(_phone)]
-LinkTemplate = Annotated[str, Field(max_length=1024), AfterValidator(_link_template)]
+LINK_TEMPLATE_SCHEMA = {
+    "pattern": "^https?://(?:[^{}]|\\{\\{|\\}\\}|\\{(?:"
+    + "|".join(sorted(TEMPLATE_FIELDS))
+    + ")\\})*$"
+}
+"""``_link_template`` as the OpenAPI description says it: braces doubled, or around a field."""
+
+Color = Annotated[
+    str, AfterValidator(_color), Field(json_schema_extra={"pattern": HEX_COLOR.pattern})
+]
+Phone = Annotated[str, AfterValidator(_phone), Field(json_schema_extra={"pattern": PHONE.pattern})]
+LinkTemplate = Annotated[
+    str,
+    Field(max_length=1024, json_schema_extra=LINK_TEMPLATE_SCHEMA),
+    AfterValidator(_link_template),
+]
 PASS_TYPE_ID = r"^pass(\.[A-Za-z0-9-]+)+$"  # noqa: S105  (a pattern)
 TEAM_ID = r"^[A-Z0-9]{10}$"
 
@@ -99,8 +112,20 @@ REQUIRED_BRANDING = (
 """Branding every card needs (NOT NULL in ``pass_designs``)."""
 
 
+def _required_not_nullable(schema: dict[str, Any]) -> None:
+    """The OpenAPI description of ``Branding``: each of ``REQUIRED_BRANDING`` may be left out,
+    never null (``_not_null``), so its schema is the value's alone."""
+    for name in REQUIRED_BRANDING:
+        field = schema["properties"][name]
+        value = next(option for option in field.pop("anyOf") if option.get("type") != "null")
+        field.update(value)
+        field.pop("default", None)
+
+
 class Branding(BaseModel):
     """A partial update of how the card looks and what its back links to."""
+
+    model_config = ConfigDict(json_schema_extra=_required_not_nullable)
 
     organization_name: PlainText | None = Field(default=None, min_length=1, max_length=200)
     description: PlainText | None = Field(default=None, min_length=1, max_length=200)

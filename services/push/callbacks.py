@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
 from services.core.db import Session
-from services.core.errors import BadRequest, NotConfigured, Unauthorized
+from services.core.errors import BadRequest, ErrorBody, NotConfigured, Unauthorized
 from services.core.jsonbody import NestedTooDeep, parse_json_body
 from services.core.web import AppSettings
 from services.integrations.google_wallet.callbacks import (
@@ -43,6 +44,22 @@ def root_keys(path: Path | None) -> list[dict[str, Any]]:
         raise NotConfigured(f"PASSPOST_GOOGLE_ROOT_KEYS_FILE ({path}): {exc}") from None
 
 
+RETRY_AFTER_SECONDS = 600
+"""What a callback that cannot be checked is told: Google retries callbacks (best effort), so
+one that comes while the root keys are missing still counts once ops have set them."""
+_reported: set[str] = set()
+
+
+def _unverifiable(error: NotConfigured) -> JSONResponse:
+    """503 with ``Retry-After``; the cause is logged once per process, not once per callback
+    (Google's retries, or anyone's posts, would flood the log with it)."""
+    if error.message not in _reported:
+        _reported.add(error.message)
+        log.error("Google Wallet callbacks refused until fixed: %s", error.message)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
+
+
 def _read(body: bytes) -> tuple[dict[str, Any], str]:
     """The envelope, and the issuer its (not yet verified) message names; the signature then
     covers it. Both levels are parsed with the depth limit: too deep is a 400 as everywhere,
@@ -64,18 +81,58 @@ def _read(body: bytes) -> tuple[dict[str, Any], str]:
     return envelope, str(class_id).split(".", 1)[0]
 
 
+CALLBACK_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "description": "Google's ECv2SigningOnly envelope",
+                "properties": {
+                    "signature": {"type": "string"},
+                    "intermediateSigningKey": {
+                        "type": "object",
+                        "properties": {
+                            "signedKey": {"type": "string"},
+                            "signatures": {"type": "array", "items": {"type": "string"}},
+                        },
+                        "required": ["signedKey", "signatures"],
+                    },
+                    "protocolVersion": {"type": "string", "enum": ["ECv2SigningOnly"]},
+                    "signedMessage": {"type": "string"},
+                },
+                "required": [
+                    "signature",
+                    "intermediateSigningKey",
+                    "protocolVersion",
+                    "signedMessage",
+                ],
+            }
+        }
+    },
+}
+
+
 @router.post(
     CALLBACK_PATH,
     responses={
         **BadRequest.openapi("JSON nested too deep"),
         **Unauthorized.openapi("Unsigned or badly signed"),
-        **NotConfigured.openapi(),
+        503: {
+            "description": "PASSPOST_GOOGLE_ROOT_KEYS_FILE is unset or unreadable: try again later",
+            "model": ErrorBody,
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        },
     },
+    openapi_extra={"requestBody": CALLBACK_BODY},
 )
 async def google_callback(request: Request, session: Session, settings: AppSettings) -> Response:
     """Google tells us a card was saved to or deleted from Google Wallet."""
     envelope, issuer = _read(await request.body())
-    keys = root_keys(settings.google_root_keys_file)
+    try:
+        keys = root_keys(settings.google_root_keys_file)
+    except NotConfigured as exc:
+        return _unverifiable(exc)
     try:
         event = verify_callback(envelope, root_keys=keys, issuer_id=issuer)
     except InvalidCallback as exc:

@@ -90,8 +90,14 @@ async def test_desktop_gets_a_qr_code_of_the_page(
     assert "Naskenujte kód telefónom" in page
 
 
-async def test_unknown_link_is_404(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/c/NoSuchCardLinkAtAll123456789")).status_code == 404
+@pytest.mark.parametrize("link", ["NoSuchCardLinkAtAll123456789", "short", "not%20a%20token"])
+async def test_unknown_link_is_a_404_page(client: httpx.AsyncClient, link: str) -> None:
+    """A customer's browser opens the link: a wrong one is an HTML page, as documented."""
+    response = await client.get(f"/c/{link}")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "No card here" in response.text
+    assert response.headers["x-robots-tag"] == "noindex, nofollow"
 
 
 async def test_logo_is_served_for_google(client: httpx.AsyncClient, card: Card) -> None:

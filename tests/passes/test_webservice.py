@@ -329,9 +329,11 @@ async def test_polling_calls_document_what_they_read_from_the_request(
     assert parameters("/passkit/v1/passes/{pass_type}/{serial}") == {
         ("path", "pass_type"),
         ("path", "serial"),
-        ("header", "Authorization"),
         ("header", "If-Modified-Since"),
     }
+    assert paths["/passkit/v1/passes/{pass_type}/{serial}"]["get"]["security"] == [
+        {"ApplePass": []}
+    ]
     assert parameters("/passkit/v1/devices/{device}/registrations/{pass_type}") == {
         ("path", "device"),
         ("path", "pass_type"),

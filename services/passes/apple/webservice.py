@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import metrics
@@ -29,7 +31,33 @@ router = APIRouter(prefix="/passkit/v1", tags=["PassKit web service"])
 MAX_LOG_LINES = 50
 MAX_LOG_LINE = 1000
 REGISTRATION_PATH = "/devices/{device}/registrations/{pass_type}/{serial}"
-Authorization = Annotated[str | None, Header()]
+
+APPLE_PASS = APIKeyHeader(
+    name="Authorization",
+    scheme_name="ApplePass",
+    description="`Authorization: ApplePass <authenticationToken>`: the token in the pass",
+    auto_error=False,
+)
+"""The PassKit web service's security scheme, as Apple's devices send it."""
+Authorization = Annotated[str | None, Security(APPLE_PASS)]
+
+
+def _shape(pattern: re.Pattern[str], max_length: int | None = None) -> dict[str, Any]:
+    """The JSON schema of a string ``registrations`` holds to ``pattern`` (a full match)."""
+    schema: dict[str, Any] = {"type": "string", "pattern": f"^{pattern.pattern}$"}
+    return schema if max_length is None else {**schema, "maxLength": max_length}
+
+
+DEVICE_SCHEMA = _shape(registrations.DEVICE_ID)
+PASS_TYPE_SCHEMA = _shape(registrations.PASS_TYPE_ID, registrations.MAX_PASS_TYPE_LENGTH)
+SERIAL_SCHEMA = _shape(registrations.SERIAL_NUMBER)
+Device = Annotated[
+    str, Path(description="deviceLibraryIdentifier", json_schema_extra=DEVICE_SCHEMA)
+]
+PassType = Annotated[
+    str, Path(description="passTypeIdentifier", json_schema_extra=PASS_TYPE_SCHEMA)
+]
+Serial = Annotated[str, Path(description="serialNumber", json_schema_extra=SERIAL_SCHEMA)]
 
 _device_errors: dict[int | str, dict[str, Any]] = {
     **BadRequest.openapi("Malformed path or body"),
@@ -54,9 +82,9 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 
 async def authorized_card(
-    device: str,
-    pass_type: str,
-    serial: str,
+    device: Device,
+    pass_type: PassType,
+    serial: Serial,
     session: Session,
     authorization: Authorization = None,
 ) -> Card:
@@ -70,13 +98,33 @@ async def authorized_card(
 AuthorizedCard = Annotated[Card, Depends(authorized_card)]
 
 
+_REGISTRATION_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"pushToken": _shape(registrations.PUSH_TOKEN)},
+                "required": ["pushToken"],
+            }
+        }
+    },
+}
+
+
 @router.post(
     REGISTRATION_PATH,
     status_code=201,
-    responses={200: {"description": "Already registered"}, **_device_errors},
+    response_class=Response,
+    responses={
+        201: {"description": "Registered"},
+        200: {"description": "Already registered"},
+        **_device_errors,
+    },
+    openapi_extra={"requestBody": _REGISTRATION_BODY},
 )
 async def register_device(
-    device: str, card: AuthorizedCard, request: Request, session: Session
+    device: Device, card: AuthorizedCard, request: Request, session: Session
 ) -> Response:
     """Register a device to receive push notifications for a pass."""
     push_token = (await _json_object(request)).get("pushToken")
@@ -86,21 +134,27 @@ async def register_device(
     return Response(status_code=201 if created else 200)
 
 
-@router.delete(REGISTRATION_PATH, responses=_device_errors)
-async def unregister_device(device: str, card: AuthorizedCard, session: Session) -> Response:
+@router.delete(
+    REGISTRATION_PATH,
+    response_class=Response,
+    responses={200: {"description": "Unregistered"}, **_device_errors},
+)
+async def unregister_device(device: Device, card: AuthorizedCard, session: Session) -> Response:
     """Stop pushes for a pass to a device."""
     await registrations.unregister(session, card, device)
     return Response(status_code=200)
 
 
-def _parameter(where: str, name: str, description: str) -> dict[str, Any]:
+def _parameter(
+    where: str, name: str, description: str, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """An OpenAPI parameter the endpoint reads from the request itself (see below)."""
     return {
         "in": where,
         "name": name,
         "required": where == "path",
         "description": description,
-        "schema": {"type": "string"},
+        "schema": schema or {"type": "string"},
     }
 
 
@@ -122,8 +176,8 @@ def _parameter(where: str, name: str, description: str) -> dict[str, Any]:
     },
     openapi_extra={
         "parameters": [
-            _parameter("path", "device", "deviceLibraryIdentifier"),
-            _parameter("path", "pass_type", "passTypeIdentifier"),
+            _parameter("path", "device", "deviceLibraryIdentifier", DEVICE_SCHEMA),
+            _parameter("path", "pass_type", "passTypeIdentifier", PASS_TYPE_SCHEMA),
             _parameter("query", "passesUpdatedSince", "lastUpdated of an earlier answer"),
         ]
     },
@@ -153,11 +207,11 @@ async def list_updated_passes(request: Request) -> Response:
     },
     openapi_extra={
         "parameters": [
-            _parameter("path", "pass_type", "passTypeIdentifier"),
-            _parameter("path", "serial", "serialNumber"),
-            _parameter("header", "Authorization", "ApplePass <authenticationToken>"),
+            _parameter("path", "pass_type", "passTypeIdentifier", PASS_TYPE_SCHEMA),
+            _parameter("path", "serial", "serialNumber", SERIAL_SCHEMA),
             _parameter("header", "If-Modified-Since", "Last-Modified of the device's copy"),
-        ]
+        ],
+        "security": [{APPLE_PASS.scheme_name: []}],
     },
 )
 async def latest_pass(request: Request) -> Response:
@@ -214,12 +268,29 @@ def device_log_limit() -> RateLimit:
     return RateLimit(burst=DEVICE_LOG_BURST, per_second=DEVICE_LOG_PER_MINUTE / 60)
 
 
+_LOG_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"logs": {"type": "array", "items": {"type": "string"}}},
+                "required": ["logs"],
+            }
+        }
+    },
+}
+
+
 @router.post(
     "/log",
+    response_class=Response,
     responses={
+        200: {"description": "Logged"},
         **BadRequest.openapi("Malformed body"),
         **TooManyRequests.openapi("This address logged too often; see Retry-After"),
     },
+    openapi_extra={"requestBody": _LOG_BODY},
 )
 async def device_log(request: Request) -> Response:
     """Devices report problems with our passes here; the lines go to the service log, at most
@@ -231,10 +302,10 @@ async def device_log(request: Request) -> Response:
         metrics.DEVICE_LOG_REFUSED.inc()
         raise TooManyRequests("too many device logs from this address", retry_after=wait)
     logs = (await _json_object(request)).get("logs")
-    if not isinstance(logs, list):
+    if not isinstance(logs, list) or not all(isinstance(line, str) for line in logs):
         raise BadRequest("logs must be a list of strings")
     for line in logs[:MAX_LOG_LINES]:
-        log.warning("device log: %s", str(line)[:MAX_LOG_LINE])
+        log.warning("device log: %s", line[:MAX_LOG_LINE])
     if len(logs) > MAX_LOG_LINES:
         log.warning("device log: %d more lines dropped", len(logs) - MAX_LOG_LINES)
     return Response(status_code=200)
