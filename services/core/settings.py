@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     max_request_bytes: int = Field(default=256 * 1024, gt=0)
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's headers, from its first byte (``core/http.py``)."""
 
     @property
     def resolved_database_url(self) -> str:
