@@ -85,6 +85,17 @@ class TooManyRequests(PasspostError):
         self.retry_after = retry_after
 
 
+class DatabaseUnavailable(PasspostError):
+    """The database cannot serve now (``core/dbfaults.py``): the request may succeed later."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
 class InvalidInput(PasspostError):
     status_code = 422
     code = "invalid_input"
@@ -125,14 +136,9 @@ def named_by_caller() -> Iterator[None]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PasspostError)
     async def _domain_error(_request: Request, exc: PasspostError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, Unauthorized):
-            headers = {"WWW-Authenticate": "Bearer"}
-        elif isinstance(exc, TooManyRequests):
-            headers = {"Retry-After": str(exc.retry_after)}
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message, extra={"error": exc.code})
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -144,8 +150,12 @@ def install_error_handlers(app: FastAPI) -> None:
         body = {"error": code, "message": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        body = {"error": "internal_error", "message": "an internal error occurred"}
-        return JSONResponse(body, status_code=500)
+
+def error_response(exc: PasspostError) -> JSONResponse:
+    """The answer for one of our errors, with the headers its status asks for."""
+    headers = None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, (TooManyRequests, DatabaseUnavailable)):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
