@@ -15,7 +15,8 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from typer.testing import CliRunner
 
-from services.cli import ServiceName, app as cli_app, components_of
+from services.cli import ServiceName, components_of
+from services.cli import app as cli_app
 from services.core import db
 from services.core.dbfaults import RETRY_AFTER_SECONDS
 from services.core.settings import Settings, get_settings
@@ -178,17 +179,19 @@ async def test_a_bug_is_a_500_with_a_request_id_logged_once_and_the_connection_k
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """On a real server: the next request on the same keep-alive connection is answered."""
-    async with serving(_app(settings), settings) as port:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            with caplog.at_level(logging.ERROR):
-                failed = await client.get("/broken")
-            assert failed.status_code == 500
-            assert failed.headers["x-request-id"]
-            assert failed.json()["error"] == "internal_error"
-            assert failed.headers.get("connection") != "close"
-            after = await client.get("/healthz")
-            assert after.status_code == 200
-            assert after.extensions["network_stream"] is failed.extensions["network_stream"]
+    async with (
+        serving(_app(settings), settings) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        with caplog.at_level(logging.ERROR):
+            failed = await client.get("/broken")
+        assert failed.status_code == 500
+        assert failed.headers["x-request-id"]
+        assert failed.json()["error"] == "internal_error"
+        assert failed.headers.get("connection") != "close"
+        after = await client.get("/healthz")
+        assert after.status_code == 200
+        assert after.extensions["network_stream"] is failed.extensions["network_stream"]
     tracebacks = [r for r in caplog.records if r.exc_info and "a bug" in str(r.exc_info[1])]
     assert len(tracebacks) == 1
 
@@ -197,13 +200,15 @@ async def test_a_database_fault_keeps_the_connection_too(settings: Settings) -> 
     nowhere = settings.model_copy(
         update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none"}
     )
-    async with serving(_app(nowhere), nowhere) as port:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            failed = await client.get("/v1/orders/A-1", headers={"Authorization": "Bearer x"})
-            _assert_unavailable(failed, "unreachable")
-            after = await client.get("/healthz")
-            assert after.status_code == 200
-            assert after.extensions["network_stream"] is failed.extensions["network_stream"]
+    async with (
+        serving(_app(nowhere), nowhere) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        failed = await client.get("/v1/orders/A-1", headers={"Authorization": "Bearer x"})
+        _assert_unavailable(failed, "unreachable")
+        after = await client.get("/healthz")
+        assert after.status_code == 200
+        assert after.extensions["network_stream"] is failed.extensions["network_stream"]
 
 
 @pytest.mark.parametrize(
