@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     google_root_keys_file: Path | None = None
     """Google's callback signing keys (JSON, as Google publishes them); unset, callbacks are 503."""
 
+    admin_files_dir: Path | None = None
+    """The only directory whose files the admin API may name (certificates, keys, service
+    accounts); unset means ``data_dir/keys``. The CLI, run on the machine, may name any file."""
+
     log_level: str = "INFO"
     log_json: bool = True
     max_request_bytes: int = Field(default=256 * 1024, gt=0)
@@ -76,6 +80,10 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def resolved_admin_files_dir(self) -> Path:
+        return (self.admin_files_dir or self.keys_dir).resolve()
 
     @property
     def is_sqlite(self) -> bool:
