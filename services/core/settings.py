@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     """Recycle an APNs connection after this many pushes (aioapns keeps per-stream state)."""
     push_max_attempts: int = Field(default=8, ge=1)
 
+    max_devices_per_card: int = Field(default=32, ge=1)
+    """Devices one card may be registered on (an Apple account has a handful); more are 429."""
+    max_passes_per_device: int = Field(default=100, ge=1)
+    """Passes one device library identifier may register for; more are 429."""
+
     google_api_url: str = "https://walletobjects.googleapis.com/walletobjects/v1"
     google_root_keys_file: Path | None = None
     """Google's callback signing keys (JSON, as Google publishes them); unset, callbacks are 503."""
