@@ -8,7 +8,8 @@ aioapns is the design's client; these are its known faults and what guards each:
 - DATA frames (error bodies) are never acknowledged, so a connection's flow-control window runs
   dry after enough errors: our protocol acknowledges them;
 - a request timed out leaves a cancelled future that breaks the connection's clean-up when it
-  is lost: our protocol drops such futures first;
+  is lost, and whose late answer raises in ``data_received``, which closes the connection with
+  every push in flight on it: our protocol drops such futures first;
 - on a dropped connection aioapns resends at once, so a push APNs already accepted could go
   twice: we allow one attempt and retry with backoff ourselves;
 - its provider token is renewed every 30 minutes by the clock only, so a token APNs calls
@@ -114,8 +115,20 @@ class _PassProtocol(APNsProductionClientProtocol):
         if self.transport is not None and not self.transport.is_closing():
             super().flush()
 
+    def on_response_received(self, headers: dict[bytes, bytes]) -> None:
+        self._forget_abandoned(headers.get(b"apns-id", b"").decode("utf8"))
+        super().on_response_received(headers)
+
+    def _forget_abandoned(self, notification_id: str | None) -> None:
+        """A request we timed out is answered late: aioapns would set the result of its
+        cancelled future, which raises and takes the connection down."""
+        future = self.requests.get(notification_id or "")
+        if future is not None and future.done():
+            del self.requests[notification_id or ""]
+
     def on_data_received(self, raw_data: bytes, stream_id: int) -> None:
         self.conn.acknowledge_received_data(len(raw_data), stream_id)
+        self._forget_abandoned(self.request_streams.get(stream_id))
         try:
             super().on_data_received(raw_data, stream_id)
         except ValueError:  # not JSON: answer the stream instead of killing the connection
