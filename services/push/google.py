@@ -27,8 +27,9 @@ from services.contracts.messages import CardUpdated
 from services.core import metrics
 from services.core.leases import Lease
 from services.core.models import utcnow
+from services.core.queue import batch_of
 from services.core.queue.apply import retry_delay
-from services.core.transaction import after_commit
+from services.core.transaction import Slot, after_commit
 from services.integrations.google_wallet.auth import AccessTokens, ServiceAccount
 from services.integrations.google_wallet.client import GoogleWalletClient, GoogleWalletError
 from services.integrations.google_wallet.objects import WalletMessage, add_message_request
@@ -49,6 +50,7 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
     if google is None:
         return False
     card_id, version = change.card_id, change.version
+    await _lock_targets_of_batch(session, change)
     target = await session.get(GoogleTarget, card_id)
     if target is None:
         target = GoogleTarget(
@@ -79,6 +81,29 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
     if wakeup is not None:
         after_commit(session, wakeup.set)
     return True
+
+
+_LOCKED = Slot("google targets locked", lambda: False)
+
+
+async def _lock_targets_of_batch(session: AsyncSession, change: CardUpdated) -> None:
+    """Lock the Google targets of the whole batch, once, in card order (as ``_record`` does).
+
+    The worker recording what it sent rewrites a target's pending messages: without the lock,
+    one of the two would undo the other's change on PostgreSQL (a message sent twice, or
+    lost). One order for everyone keeps the two from deadlocking.
+    """
+    if _LOCKED.get(session):
+        return
+    _LOCKED.set(session, True)
+    cards = sorted({c.card_id for c in batch_of(session, CardUpdated)} | {change.card_id})
+    await session.execute(
+        select(GoogleTarget)
+        .where(GoogleTarget.card_id.in_(cards))
+        .order_by(GoogleTarget.card_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,8 +287,17 @@ class GoogleWorker(LeasedWorker):
     async def _record(self, done: list[tuple[_Claimed, _Outcome]]) -> None:
         now = utcnow()
         async with self._sessionmaker() as session, session.begin():
+            locked = await session.scalars(
+                select(GoogleTarget)
+                .where(GoogleTarget.card_id.in_(sorted(item.card_id for item, _ in done)))
+                .order_by(GoogleTarget.card_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            rows = {row.card_id: row for row in locked}
             for item, outcome in done:
-                row = await session.get(GoogleTarget, item.card_id)
+                # Locked, like ``schedule``'s: messages added meanwhile are kept, not undone.
+                row = rows.get(item.card_id)
                 if row is not None:
                     session.add_all(outcome.log)
                     self._apply_outcome(row, item, outcome, now)
