@@ -74,26 +74,27 @@ class PayloadTooLarge(PasspostError):
     code = "payload_too_large"
 
 
-class TooManyRequests(PasspostError):
-    """A client asked too often; ``retry_after`` (seconds) goes out as ``Retry-After``."""
+class RetryLater(PasspostError):
+    """An error the same request may not meet later: ``retry_after`` (seconds) goes out as
+    ``Retry-After``."""
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
+class TooManyRequests(RetryLater):
+    """A client asked too often."""
 
     status_code = 429
     code = "too_many_requests"
 
-    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.retry_after = retry_after
 
-
-class DatabaseUnavailable(PasspostError):
+class DatabaseUnavailable(RetryLater):
     """The database cannot serve now (``core/dbfaults.py``): the request may succeed later."""
 
     status_code = 503
     code = "database_unavailable"
-
-    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.retry_after = retry_after
 
 
 class InvalidInput(PasspostError):
@@ -156,6 +157,6 @@ def error_response(exc: PasspostError) -> JSONResponse:
     headers = None
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, (TooManyRequests, DatabaseUnavailable)):
+    elif isinstance(exc, RetryLater):
         headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)

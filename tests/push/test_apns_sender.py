@@ -76,15 +76,7 @@ def test_apns_url_must_be_https(url: str) -> None:
 
 
 async def test_token_key_authentication(dev_keys: Path, tmp_path: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    key_file = tmp_path / "AuthKey_ABCDE12345.p8"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key, key_file = _token_key(tmp_path)
     chain = ensure_dev_chain(dev_keys)
     credentials = ApnsCredentials(
         auth="token", key_path=str(key_file), key_id="ABCDE12345", team_id=DEV_TEAM_IDENTIFIER
