@@ -111,7 +111,8 @@ async def test_google_faults_are_retried_and_nothing_is_lost(
         session, merchant, issuer_id=ISSUER_ID, service_account_file=key_file, origins=[]
     )
     await session.commit()
-    figures = Figures("google_429_500_503_timeouts", "sqlite" if settings.is_sqlite else "pg")
+    backend = "sqlite" if settings.is_sqlite else "postgresql"
+    figures = Figures("google_429_500_503_timeouts", backend)
     app = installation(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
