@@ -434,10 +434,12 @@ async def running_server(
     standin_limit: int = 50_000,
     services: Sequence[str] = ("all",),
     serve_args: Sequence[str] = (),
+    extra_env: dict[str, str] | None = None,
 ) -> Any:
     """A served installation and its stand-in; yields (server, standin), or None without PG.
 
-    ``serve_args`` go to every ``passpost serve`` (``--workers N``).
+    ``serve_args`` go to every ``passpost serve`` (``--workers N``), ``extra_env`` (settings)
+    to its environment.
     """
     server = Server(name, database, services)
     if not await server.init():
@@ -446,7 +448,7 @@ async def running_server(
     standin = Standin(server.keys_dir, standin_limit)
     await standin.start()
     try:
-        await server.serve(standin, serve_args=serve_args)
+        await server.serve(standin, extra_env=extra_env, serve_args=serve_args)
         yield server, standin
     finally:
         await server.stop()

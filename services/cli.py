@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import uuid
@@ -17,12 +18,14 @@ import httpx
 import typer
 from fastapi import FastAPI
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.apns_standin import main as run_apns_standin
 from services.core.db import create_engine, create_sessionmaker
+from services.core.dbfaults import DRIVER_ERRORS, check_writable, describe
 from services.core.errors import PasspostError
+from services.core.http import BoundedHttpProtocol
 from services.core.logging import configure_logging
 from services.core.migrations import upgrade_to_head
 from services.core.settings import Environment, Settings, get_settings
@@ -93,10 +96,13 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
         _fail(exc.message)
     except ValidationError as exc:
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-    except (OperationalError, ProgrammingError) as exc:
-        _fail(f"the database is not ready ({type(exc.orig).__name__}); run `passpost migrate`")
-    except DBAPIError as exc:
-        _fail(f"database error: {type(exc.orig).__name__}")
+    except DRIVER_ERRORS as exc:
+        _fail(f"cannot use the database {_where(settings)}: {describe(exc)}")
+
+
+def _where(settings: Settings) -> str:
+    """The database's URL without its credentials."""
+    return settings.resolved_database_url.split("@")[-1]
 
 
 def _merchant_json(merchant: Any) -> dict[str, Any]:
@@ -110,7 +116,7 @@ def migrate() -> None:
     try:
         upgrade_to_head(settings)
     except (OperationalError, DBAPIError, OSError) as exc:
-        _fail(f"cannot migrate {settings.resolved_database_url.split('@')[-1]}: {exc}")
+        _fail(f"cannot migrate {_where(settings)}: {describe(exc)}")
     typer.echo("database is at the latest schema", err=True)
 
 
@@ -220,7 +226,7 @@ def serve(
             }
         )
         extra.append(_standin_component(settings))
-    problems = _in_transaction(settings, designs.check_designs)
+    problems = _in_transaction(settings, _ready_to_serve)
     if problems:
         _fail("\n  ".join(["the configuration has problems:", *problems]))
     host, port = host or settings.host, port or settings.port
@@ -229,13 +235,7 @@ def serve(
         f"metrics: /metrics; links start with {settings.base_url()})",
         err=True,
     )
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_config": None,
-        "proxy_headers": True,
-        "server_header": False,
-    }
+    options = server_options(settings, host, port)
     if workers > 1:
         # Each worker is a fresh process that imports the app factory by name.
         os.environ[SERVED_SERVICE_ENV] = service.value
@@ -245,6 +245,19 @@ def serve(
             _fail(f"cannot listen on {host}:{port}: {exc.strerror}")
     else:
         uvicorn.run(_build_app(settings, service, extra), **options)
+
+
+def server_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
+    """What every uvicorn server of ``serve`` is made with (one, or each of ``--workers``)."""
+    return {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "proxy_headers": True,
+        "server_header": False,
+        # Bounds on each request's head: its time, its size, its number of headers.
+        "http": functools.partial(BoundedHttpProtocol, header_timeout=settings.http_header_timeout),
+    }
 
 
 def web_app() -> FastAPI:
@@ -331,10 +344,17 @@ def apns_mock(
 def check() -> None:
     """Check every merchant's signing material and images; exit 2 on any problem."""
     settings = _settings()
-    problems = _in_transaction(settings, designs.check_designs)
+    problems = _in_transaction(settings, _ready_to_serve)
     if problems:
         _fail("\n  ".join(["the configuration has problems:", *problems]))
     typer.echo("configuration ok", err=True)
+
+
+async def _ready_to_serve(session: AsyncSession) -> list[str]:
+    """The database takes writes, and every merchant's signing material and images are usable
+    (the problems with them, if any)."""
+    await check_writable(session)
+    return await designs.check_designs(session)
 
 
 Slug = Annotated[str, typer.Option("--merchant", help="The merchant's slug.")]
@@ -832,8 +852,8 @@ def campaigns_watch(
         final = asyncio.run(watch(settings, identifier, interval))
     except PasspostError as exc:
         _fail(exc.message)
-    except (OperationalError, ProgrammingError) as exc:
-        _fail(f"the database is not ready ({type(exc.orig).__name__}); run `passpost migrate`")
+    except DBAPIError as exc:
+        _fail(f"cannot watch the campaign in {_where(settings)}: {describe(exc)}")
     _print(final)
 
 

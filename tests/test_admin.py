@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.settings import Settings
 from services.merchants.models import Merchant
+from services.onboarding import DEV_TEAM_IDENTIFIER
 from services.passes.models import PassDesign
 from tests.factories import create_merchant
 
@@ -80,11 +80,11 @@ async def test_onboard_a_merchant_and_issue_a_card(
 async def test_google_settings_are_never_returned(
     client: httpx.AsyncClient,
     admin: dict[str, str],
-    tmp_path: Path,
+    settings: Settings,
     service_account_info: dict[str, str],
 ) -> None:
     await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
-    key_file = tmp_path / "sa.json"
+    key_file = settings.keys_dir / "sa.json"
     key_file.write_text(json.dumps(service_account_info))
     answer = await client.put(
         f"{ADMIN}/merchants/shop/google",
@@ -100,11 +100,12 @@ async def test_google_settings_are_never_returned(
     assert service_account_info["private_key"][40:80] not in answer.text
     bad = await client.put(
         f"{ADMIN}/merchants/shop/google",
-        json={"issuer_id": "3388000000012345678", "service_account_file": str(tmp_path / "no")},
+        json={"issuer_id": "3388000000012345678", "service_account_file": "no.json"},
         headers=admin,
     )
     assert bad.status_code == 422
     assert bad.json()["details"]["setting"] == "google.service_account_file"
+    assert bad.json()["details"]["path"] == str(settings.keys_dir.resolve() / "no.json")
 
 
 async def test_signing_secret_shown_once(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
@@ -118,10 +119,10 @@ async def test_signing_secret_shown_once(client: httpx.AsyncClient, admin: dict[
 
 
 async def test_unusable_apple_files_named_by_the_caller_are_its_input(
-    client: httpx.AsyncClient, admin: dict[str, str], tmp_path: Path
+    client: httpx.AsyncClient, admin: dict[str, str], settings: Settings
 ) -> None:
     await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
-    missing = str(tmp_path / "missing.pem")
+    missing = str(settings.keys_dir.resolve() / "missing.pem")
     answer = await client.put(
         f"{ADMIN}/merchants/shop/apple",
         json={
@@ -358,3 +359,81 @@ async def test_bad_marketing_settings_are_a_422_naming_the_field(
     assert answer.status_code == 422, answer.text
     assert [error["path"] for error in answer.json()["errors"]] == [path]
     assert (await client.get(url, headers=admin)).json()["weekly_cap"] == 3, "nothing changed"
+
+
+def _apple(certificate: str) -> dict[str, str]:
+    return {
+        "pass_type_identifier": "pass.dev.passpost.shop",
+        "team_identifier": DEV_TEAM_IDENTIFIER,
+        "certificate_path": certificate,
+        "key_path": "pass.dev.passpost.shop.key",
+        "wwdr_path": "dev-wwdr.pem",
+    }
+
+
+def _named_file_requests(named: str) -> list[tuple[str, str, dict[str, Any], str]]:
+    """Every admin request that names a server file: (method, path, body, the field's path)."""
+    return [
+        ("PUT", "/merchants/shop/apple", _apple(named), "body.certificate_path"),
+        (
+            "POST",
+            "/merchants",
+            {"slug": "other", "name": "Other", "apple": _apple(named)},
+            "body.apple.certificate_path",
+        ),
+        (
+            "PUT",
+            "/merchants/shop/google",
+            {"issuer_id": "3388000000012345678", "service_account_file": named},
+            "body.service_account_file",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink", "outside_dir_setting"])
+async def test_the_admin_api_reads_only_files_in_the_admin_files_directory(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    settings: Settings,
+    service_account_info: dict[str, str],
+    where: str,
+) -> None:
+    """A file outside ``PASSPOST_ADMIN_FILES_DIR`` is a 422 naming the field, and the server
+    never looks at it (the answer is the same whether the file exists or not)."""
+    await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
+    outside = settings.data_dir / "outside"
+    outside.mkdir()
+    secret = outside / "secret.json"
+    secret.write_text(json.dumps(service_account_info))
+    named = {
+        "absolute": str(secret),
+        "dotdot": "../outside/secret.json",
+        "symlink": "link.json",
+        "outside_dir_setting": str(settings.keys_dir / "pass.dev.passpost.shop.pem"),
+    }[where]
+    (settings.keys_dir / "link.json").symlink_to(secret)
+    if where == "outside_dir_setting":  # the keys are not where the setting points
+        settings.admin_files_dir = outside
+    for method, path, body, field in _named_file_requests(named):
+        answer = await client.request(method, f"{ADMIN}{path}", json=body, headers=admin)
+        assert answer.status_code == 422, (path, answer.text)
+        assert [e["path"] for e in answer.json()["errors"]] == [field], answer.text
+        assert "secret" not in json.dumps(answer.json().get("details", {}))
+
+
+async def test_files_in_the_admin_files_directory_may_be_named_relative_to_it(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    settings: Settings,
+    session: AsyncSession,
+) -> None:
+    await client.post(f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop"}, headers=admin)
+    answer = await client.put(
+        f"{ADMIN}/merchants/shop/apple", json=_apple("pass.dev.passpost.shop.pem"), headers=admin
+    )
+    assert answer.status_code == 204, answer.text
+    design = await session.scalar(select(PassDesign))
+    assert design is not None
+    assert design.certificate_path == str(
+        settings.keys_dir.resolve() / "pass.dev.passpost.shop.pem"
+    )

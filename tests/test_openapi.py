@@ -215,13 +215,14 @@ async def test_a_device_log_is_a_list_of_strings(client: httpx.AsyncClient, logs
 async def test_onboarding_with_missing_files_of_the_callers_is_422(
     client: httpx.AsyncClient, admin: dict[str, str]
 ) -> None:
-    """Files the caller names are its input: a 503 (ops must fix the server) was wrong."""
+    """Files the caller names are its input: a 503 (ops must fix the server) was wrong.
+    (Named within the admin files directory, where they may be, but are not.)"""
     apple = {
         "pass_type_identifier": "pass.example.shop",
         "team_identifier": "ABCDE12345",
-        "certificate_path": "/nonexistent/cert.pem",
-        "key_path": "/nonexistent/key.pem",
-        "wwdr_path": "/nonexistent/wwdr.pem",
+        "certificate_path": "missing/cert.pem",
+        "key_path": "missing/key.pem",
+        "wwdr_path": "missing/wwdr.pem",
     }
     answer = await client.post(
         f"{ADMIN}/merchants", json={"slug": "shop", "name": "Shop", "apple": apple}, headers=admin

@@ -23,7 +23,7 @@ from services.admin.schemas import (
     SigningSecret,
     SigningSecretChange,
 )
-from services.core.admin import AdminSettings, admin_router
+from services.core.admin import AdminSettings, admin_file, admin_router
 from services.core.db import Session
 from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound
 from services.merchants import google_wallet, marketing
@@ -32,6 +32,7 @@ from services.merchants.marketing import MarketingChange, MarketingSettings
 from services.merchants.schemas import MerchantCreate, MerchantRead, SlugPath
 from services.onboarding import onboard_merchant
 from services.passes import changes
+from services.passes.admin import apple_files
 
 router = admin_router()
 _missing = NotFound.openapi("No such merchant")
@@ -50,7 +51,7 @@ async def create_merchant(
         session,
         settings,
         MerchantCreate(slug=body.slug, name=body.name, default_locale=body.default_locale),
-        body.apple,
+        body.apple and apple_files(settings, body.apple, ("body", "apple")),
         body.branding,
     )
     return MerchantOnboarded(
@@ -93,13 +94,18 @@ async def change_signing_secret(
     response_model=GoogleSettingsRead,
     responses={**_missing, **InvalidInput.openapi(), **NotConfigured.openapi()},
 )
-async def set_google(slug: SlugPath, body: GoogleSettings, session: Session) -> GoogleSettingsRead:
+async def set_google(
+    slug: SlugPath, body: GoogleSettings, session: Session, settings: AdminSettings
+) -> GoogleSettingsRead:
+    account_file = admin_file(
+        settings, body.service_account_file, field=("body", "service_account_file")
+    )
     merchant = await merchants.get_merchant_by_slug(session, slug)
     await google_wallet.configure(
         session,
         merchant,
         issuer_id=body.issuer_id,
-        service_account_file=Path(body.service_account_file),
+        service_account_file=Path(account_file),
         origins=body.origins,
     )
     announced = await changes.announce_all(session, merchant)

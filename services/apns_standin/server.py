@@ -3,9 +3,10 @@
 It speaks raw HTTP/2 over TLS through `h2` because an ASGI server cannot play APNs: those always
 end a response with an (empty) DATA frame, and aioapns drops the connection on any DATA frame
 that is not a JSON reason. Like APNs, a 200 is HEADERS only (END_STREAM, `apns-id`) and an error
-is HEADERS plus one JSON DATA frame `{"reason": ...}`. Faults (error answers, slow answers,
-dropped connections, a 200 without `apns-id`) are programmed through the Python API of
-`ApnsStandin`, from the process that runs it.
+is HEADERS plus one JSON DATA frame `{"reason": ...}`. Faults (error answers, to a share of
+requests at random too, slow answers, dropped connections, a 200 without `apns-id`, provider
+tokens called expired) are programmed through the Python API of `ApnsStandin`, from the process
+that runs it; none is on unless programmed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import itertools
 import json
 import logging
+import random
 import re
 import ssl
 import time
@@ -115,6 +117,14 @@ class _Failure:
 
 
 @dataclass(slots=True)
+class _RandomFailure:
+    fraction: float
+    status: int
+    reason: str
+    generator: random.Random
+
+
+@dataclass(slots=True)
 class _DropRule:
     answer_first: int
     remaining: int | None
@@ -184,6 +194,9 @@ class ApnsStandin:
         self._delays: dict[str | None, float] = {}
         self._drops: dict[str | None, _DropRule] = {}
         self._omit_apns_id: set[str | None] = set()
+        self._random_failure: _RandomFailure | None = None
+        self._seen_provider_tokens: set[str] = set()
+        self._expired_provider_tokens: set[str] = set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -260,6 +273,27 @@ class ApnsStandin:
             raise ValueError(f"give the reason APNs sends with status {status}")
         self._failures[token] = _Failure(status, resolved_reason, times)
 
+    def fail_randomly(
+        self, fraction: float, status: int = 500, reason: str | None = None, *, seed: int = 0
+    ) -> None:
+        """Answer `status` to `fraction` of the requests (0 stops), chosen by a random
+        generator seeded with `seed`; failures programmed with `fail` come first."""
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"a fraction between 0 and 1, not {fraction}")
+        resolved_reason = reason or _DEFAULT_REASONS.get(status)
+        if status < 400 or resolved_reason is None:
+            raise ValueError(f"an error status with its reason, not {status} {reason}")
+        self._random_failure = (
+            _RandomFailure(fraction, status, resolved_reason, random.Random(seed))  # noqa: S311
+            if fraction
+            else None
+        )
+
+    def expire_provider_tokens(self) -> None:
+        """Answer 403 `ExpiredProviderToken` from now on to every provider token presented so
+        far, as APNs does to a token past its hour: the client must make a new one."""
+        self._expired_provider_tokens |= self._seen_provider_tokens
+
     def delay(self, token: str | None, seconds: float) -> None:
         """Answer requests for `token` (None: every token) after `seconds`; 0 removes the delay."""
         if seconds > 0:
@@ -288,6 +322,8 @@ class ApnsStandin:
         self._delays.clear()
         self._drops.clear()
         self._omit_apns_id.clear()
+        self._random_failure = None
+        self._expired_provider_tokens.clear()
         self.received.clear()
         self.push_count = 0
 
@@ -357,6 +393,9 @@ class ApnsStandin:
         key: str | None = token if token in self._failures else None
         failure = self._failures.get(key)
         if failure is None:
+            chance = self._random_failure
+            if chance is not None and chance.generator.random() < chance.fraction:
+                return chance.status, chance.reason
             return None
         if failure.remaining is not None:
             failure.remaining -= 1
@@ -550,7 +589,11 @@ class _ApnsConnection(asyncio.Protocol):
                 return None, "InvalidProviderToken"
             issued_at = checked
             self._accepted_provider_token = (authorization, issued_at)
-        if issued_at < now - PROVIDER_TOKEN_LIFETIME_SECONDS:
+        self._standin._seen_provider_tokens.add(authorization)
+        if (
+            issued_at < now - PROVIDER_TOKEN_LIFETIME_SECONDS
+            or authorization in self._standin._expired_provider_tokens
+        ):
             return None, "ExpiredProviderToken"
         return "token", None
 

@@ -8,9 +8,11 @@ passes service's (designs, cards) in ``services/passes/admin.py``.
 from __future__ import annotations
 
 import hmac
+from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.core.errors import Unauthorized
@@ -49,4 +51,24 @@ def admin_router() -> APIRouter:
         tags=["admin"],
         dependencies=[Depends(require_admin)],
         responses=Unauthorized.openapi(),
+    )
+
+
+def admin_file(settings: Settings, path: str, *, field: tuple[str, ...]) -> str:
+    """``path`` resolved inside the admin files directory (``PASSPOST_ADMIN_FILES_DIR``), or a
+    422 naming ``field``: whoever holds the admin token must not make the server read, or
+    report on, any file it can (``/etc/shadow`` as a certificate, say).
+
+    A relative path is taken within the directory. ``..`` is refused outright; symlinks are
+    followed, so one pointing out of the directory is refused too.
+    """
+    root = settings.resolved_admin_files_dir
+    if ".." in PurePath(path).parts:
+        problem = "may not contain '..'"
+    elif not (resolved := (root / path).resolve()).is_relative_to(root):
+        problem = f"must be a file in {root} (PASSPOST_ADMIN_FILES_DIR)"
+    else:
+        return str(resolved)
+    raise RequestValidationError(
+        [{"loc": field, "msg": f"the file {problem}", "type": "value_error", "input": path}]
     )

@@ -75,15 +75,27 @@ class PayloadTooLarge(PasspostError):
     code = "payload_too_large"
 
 
-class TooManyRequests(PasspostError):
-    """A client asked too often; ``retry_after`` (seconds) goes out as ``Retry-After``."""
-
-    status_code = 429
-    code = "too_many_requests"
+class RetryLater(PasspostError):
+    """An error the same request may not meet later: ``retry_after`` (seconds) goes out as
+    ``Retry-After``."""
 
     def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
         super().__init__(message, **details)
         self.retry_after = retry_after
+
+
+class TooManyRequests(RetryLater):
+    """A client asked too often."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+
+class DatabaseUnavailable(RetryLater):
+    """The database cannot serve now (``core/dbfaults.py``): the request may succeed later."""
+
+    status_code = 503
+    code = "database_unavailable"
 
 
 class InvalidInput(PasspostError):
@@ -146,14 +158,9 @@ def allowed_methods(request: Request) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PasspostError)
     async def _domain_error(_request: Request, exc: PasspostError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, Unauthorized):
-            headers = {"WWW-Authenticate": "Bearer"}
-        elif isinstance(exc, TooManyRequests):
-            headers = {"Retry-After": str(exc.retry_after)}
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message, extra={"error": exc.code})
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -168,8 +175,12 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        body = {"error": "internal_error", "message": "an internal error occurred"}
-        return JSONResponse(body, status_code=500)
+
+def error_response(exc: PasspostError) -> JSONResponse:
+    """The answer for one of our errors, with the headers its status asks for."""
+    headers = None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, RetryLater):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)

@@ -46,6 +46,10 @@ DEVICE_LOG_REFUSED = Counter(
     "passpost_device_log_refused_total",
     "PassKit log requests refused (429): their address logged too often",
 )
+REGISTRATIONS_REFUSED = Counter(
+    "passpost_registrations_refused_total",
+    "PassKit (un)registrations refused (429): their card or device registered too often",
+)
 
 router = APIRouter()
 

@@ -59,13 +59,24 @@ class Settings(BaseSettings):
     """Recycle an APNs connection after this many pushes (aioapns keeps per-stream state)."""
     push_max_attempts: int = Field(default=8, ge=1)
 
+    max_devices_per_card: int = Field(default=32, ge=1)
+    """Devices one card may be registered on (an Apple account has a handful); more are 429."""
+    max_passes_per_device: int = Field(default=100, ge=1)
+    """Passes one device library identifier may register for; more are 429."""
+
     google_api_url: str = "https://walletobjects.googleapis.com/walletobjects/v1"
     google_root_keys_file: Path | None = None
     """Google's callback signing keys (JSON, as Google publishes them); unset, callbacks are 503."""
 
+    admin_files_dir: Path | None = None
+    """The only directory whose files the admin API may name (certificates, keys, service
+    accounts); unset means ``data_dir/keys``. The CLI, run on the machine, may name any file."""
+
     log_level: str = "INFO"
     log_json: bool = True
     max_request_bytes: int = Field(default=256 * 1024, gt=0)
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's headers, from its first byte (``core/http.py``)."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -74,6 +85,10 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def resolved_admin_files_dir(self) -> Path:
+        return (self.admin_files_dir or self.keys_dir).resolve()
 
     @property
     def is_sqlite(self) -> bool:

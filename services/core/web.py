@@ -14,16 +14,23 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core import metrics
 from services.core.db import create_engine, create_sessionmaker, read_only
+from services.core.dbfaults import (
+    DESCRIPTIONS,
+    RETRY_AFTER_SECONDS,
+    database_fault,
+    database_ready,
+    describe,
+)
 from services.core.errors import (
     BadRequest,
+    DatabaseUnavailable,
     ErrorBody,
-    PasspostError,
     PayloadTooLarge,
+    error_response,
     install_error_handlers,
 )
 from services.core.jsonbody import MAX_JSON_DEPTH, nested_too_deep, too_deep_error
@@ -216,15 +223,14 @@ async def healthz() -> dict[str, str]:
 
 @health_router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready: the database (and with it the ``db`` queue) answers, and NATS is connected when
-    the ``nats`` backend carries the queue."""
+    """Ready: the database (and with it the ``db`` queue) answers within two seconds and has
+    room to write (``"database"`` says why not: ``full``, ``unreachable``, ...), and NATS is
+    connected when the ``nats`` backend carries the queue."""
     answer = {"status": "ok", "database": "ok"}
-    try:
-        async with request.app.state.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure means not ready; say which
-        log.warning("not ready: database unreachable", extra={"error": type(exc).__name__})
-        answer |= {"status": "unavailable", "database": "unreachable"}
+    fault = await database_ready(request.app.state.engine)
+    if fault is not None:
+        log.warning("not ready: database", extra={"reason": fault.value})
+        answer |= {"status": "unavailable", "database": fault.value}
     queue = getattr(request.app.state, "queue", None)
     if isinstance(queue, NatsQueue):
         answer["queue"] = "ok" if queue.connected else "unreachable"
@@ -235,14 +241,15 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 class RequestContextMiddleware:
-    """Request ids, metrics, the body-size limit and the JSON depth limit, as one ASGI layer.
+    """Request ids, metrics, the body-size limit, the JSON limits and the answer to an
+    exception no handler took (``_failure``), as one ASGI layer.
 
     A JSON body (``application/json``, ``*+json``, or no content type, which FastAPI also
     parses as JSON) is read here, within the size limit, and refused with 400 when it nests
-    deeper than ``jsonbody.MAX_JSON_DEPTH``: FastAPI parses the bodies of pydantic parameters
-    with ``json.loads`` before any route code runs, so here is the one place that covers them
-    all. The routes that parse bodies themselves use ``jsonbody.parse_json_body``, which
-    answers the same, whatever the content type.
+    deeper than ``jsonbody.MAX_JSON_DEPTH`` or is not UTF-8: FastAPI parses the bodies of
+    pydantic parameters with ``json.loads`` before any route code runs, so here is the one
+    place that covers them all. The routes that parse bodies themselves use
+    ``jsonbody.parse_json_body``, which answers the same, whatever the content type.
     """
 
     def __init__(self, app: ASGIApp, max_body: int, body_limits: Sequence[BodyLimit] = ()) -> None:
@@ -265,40 +272,24 @@ class RequestContextMiddleware:
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         token = request_id.set(rid)
         started = time.perf_counter()
-        status = 500
-
-        declared = headers.get(b"content-length")
-        max_body = self._limit(scope)
-        if declared is not None and declared.isdigit() and int(declared) > max_body:
-            await self._too_large(max_body, scope, receive, send)
-            request_id.reset(token)
-            return
-
-        json_body = _is_json(headers.get(b"content-type"))
-        if scope.get("method") in {"POST", "PUT", "PATCH"} and (declared is None or json_body):
-            # A chunked body has no declared size, a JSON one a depth to check: read it here,
-            # within the limit, and replay it.
-            body = await self._read_limited(receive, max_body)
-            if body is None:
-                await self._too_large(max_body, scope, receive, send)
-                request_id.reset(token)
-                return
-            refusal = _unreadable_json(body) if json_body else None
-            if refusal is not None:
-                await self._refuse(refusal, scope, receive, send)
-                request_id.reset(token)
-                return
-            receive = _replay(body, receive)
+        status, started_response = 500, False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self._checked(scope, receive, send_with_id, headers)
+        except Exception as exc:
+            # Answered here, not re-raised: the server would log it a second time and close
+            # the keep-alive connection, and its 500 would carry no request id.
+            if not started_response:
+                await _failure(exc)(scope, receive, send_with_id)
+            else:
+                log.exception("unhandled error after the response started")
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
@@ -307,30 +298,68 @@ class RequestContextMiddleware:
             metrics.HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
             request_id.reset(token)
 
-    @staticmethod
-    async def _read_limited(receive: Receive, max_body: int) -> bytes | None:
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > max_body:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+    async def _checked(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
+    ) -> None:
+        """The app, behind the body-size and JSON limits."""
+        declared = headers.get(b"content-length")
+        max_body = self._limit(scope)
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
+            await _too_large(max_body)(scope, receive, send)
+            return
+        json_body = _is_json(headers.get(b"content-type"))
+        if scope.get("method") in {"POST", "PUT", "PATCH"} and (declared is None or json_body):
+            # A chunked body has no declared size, a JSON one a depth to check: read it here,
+            # within the limit, and replay it.
+            body = await _read_limited(receive, max_body)
+            if body is None:
+                await _too_large(max_body)(scope, receive, send)
+                return
+            refusal = _unreadable_json(body) if json_body else None
+            if refusal is not None:
+                await error_response(refusal)(scope, receive, send)
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
 
-    async def _too_large(self, max_body: int, scope: Scope, receive: Receive, send: Send) -> None:
-        error = PayloadTooLarge(f"the request body is larger than {max_body} bytes")
-        await self._refuse(error, scope, receive, send)
 
-    @staticmethod
-    async def _refuse(error: PasspostError, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(error.to_dict(), status_code=error.status_code)
-        await response(scope, receive, send)
+async def _read_limited(receive: Receive, max_body: int) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _too_large(max_body: int) -> JSONResponse:
+    return error_response(PayloadTooLarge(f"the request body is larger than {max_body} bytes"))
+
+
+def _failure(exc: Exception) -> JSONResponse:
+    """The answer for an exception no handler took: 503 for a database fault, else 500.
+
+    Logged once here: a fault with its cause in a line, anything else with its traceback.
+    """
+    fault = database_fault(exc)
+    if fault is None:
+        log.exception("unhandled error")
+        body = {"error": "internal_error", "message": "an internal error occurred"}
+        return JSONResponse(body, status_code=500)
+    log.warning("database unavailable", extra={"reason": fault.value, "error": describe(exc)})
+    error = DatabaseUnavailable(
+        f"{DESCRIPTIONS[fault]}; try again later",
+        retry_after=RETRY_AFTER_SECONDS,
+        reason=fault.value,
+    )
+    return error_response(error)
 
 
 def _unreadable_json(body: bytes) -> BadRequest | None:

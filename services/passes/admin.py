@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from services.contracts.cards import CardLinks
-from services.core.admin import AdminSettings, admin_router
+from services.core.admin import AdminSettings, admin_file, admin_router
 from services.core.db import Session
 from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound
+from services.core.settings import Settings
 from services.merchants import service as merchants
 from services.merchants.schemas import SlugPath
 from services.passes import designs, issuing
@@ -21,14 +22,24 @@ _missing = NotFound.openapi("No such merchant")
     responses={
         **_missing,
         **Conflict.openapi(),
-        **InvalidInput.openapi("A named file is unusable"),
+        **InvalidInput.openapi("A named file is unusable, or outside the admin files directory"),
         **NotConfigured.openapi(),
     },
 )
-async def set_apple(slug: SlugPath, body: AppleSettings, session: Session) -> None:
+async def set_apple(
+    slug: SlugPath, body: AppleSettings, session: Session, settings: AdminSettings
+) -> None:
     merchant = await merchants.get_merchant_by_slug(session, slug)
     design = await designs.get_design(session, merchant)
-    await designs.update_apple(session, merchant, design, body)
+    await designs.update_apple(session, merchant, design, apple_files(settings, body, ("body",)))
+
+
+def apple_files(settings: Settings, apple: AppleSettings, at: tuple[str, ...]) -> AppleSettings:
+    """``apple`` with its files resolved in the admin files directory (422 for one outside)."""
+    fields = ("certificate_path", "key_path", "wwdr_path")
+    return apple.model_copy(
+        update={f: admin_file(settings, getattr(apple, f), field=(*at, f)) for f in fields}
+    )
 
 
 @router.patch("/merchants/{slug}/branding", status_code=204, responses=_missing)

@@ -17,6 +17,7 @@ from services.passes.handlers import order_changed, push_token_rejected
 async def _start(app: FastAPI) -> None:
     app.state.pass_builder = PassBuilder(app.state.settings)
     app.state.device_log_limit = webservice.device_log_limit()
+    app.state.registration_floods = webservice.RegistrationFloods.of(app.state.settings)
 
 
 def component(settings: Settings) -> Component:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from services.core.errors import BadRequest, NotFound, Unauthorized
+from services.core.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
 from services.passes.models import Card, PassTypeCounter, Registration
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -78,8 +79,31 @@ def authenticate(card: Card | PassState, authorization: str | None) -> None:
         raise Unauthorized("missing or wrong ApplePass token")
 
 
-async def register(session: AsyncSession, card: Card, device: str, push_token: str) -> bool:
-    """Register ``device`` for ``card``; True when new. A new push token replaces the old one."""
+FULL_RETRY_AFTER_SECONDS = 3600
+"""What a device told "this card (or this device) has all the registrations it may" waits:
+Wallet tries again later, and succeeds once a registration was dropped meanwhile."""
+
+
+@dataclass(frozen=True)
+class RegistrationLimits:
+    """How many registrations one card, and one device, may have (``PASSPOST_MAX_*``).
+
+    Each registration is a push per change: without a bound, one card's token registering
+    2,000 made-up devices made one order event send 2,003 pushes.
+    """
+
+    devices_per_card: int
+    passes_per_device: int
+
+
+async def register(
+    session: AsyncSession, card: Card, device: str, push_token: str, limits: RegistrationLimits
+) -> bool:
+    """Register ``device`` for ``card``; True when new. A new push token replaces the old one.
+
+    A new registration beyond either limit is refused with 429: the card's row is locked
+    first, so registrations of one card counted at once cannot pass its limit together.
+    """
     if not PUSH_TOKEN.fullmatch(push_token):
         raise BadRequest("pushToken must be a hexadecimal APNs device token")
     existing = await session.scalar(
@@ -90,6 +114,8 @@ async def register(session: AsyncSession, card: Card, device: str, push_token: s
     if existing is not None:
         existing.push_token = push_token
         return False
+    await session.execute(select(Card.id).where(Card.id == card.id).with_for_update())
+    await _refuse_past_limits(session, card, device, limits)
     try:
         async with session.begin_nested():
             session.add(
@@ -100,6 +126,24 @@ async def register(session: AsyncSession, card: Card, device: str, push_token: s
     except IntegrityError:  # the same device registering twice at once
         return False
     return True
+
+
+async def _refuse_past_limits(
+    session: AsyncSession, card: Card, device: str, limits: RegistrationLimits
+) -> None:
+    counted = select(func.count()).select_from(Registration)
+    devices = await session.scalar(counted.where(Registration.card_id == card.id))
+    if (devices or 0) >= limits.devices_per_card:
+        raise TooManyRequests(
+            f"this pass is registered on {limits.devices_per_card} devices, as many as it may be",
+            retry_after=FULL_RETRY_AFTER_SECONDS,
+        )
+    passes = await session.scalar(counted.where(Registration.device_library_identifier == device))
+    if (passes or 0) >= limits.passes_per_device:
+        raise TooManyRequests(
+            f"this device is registered for {limits.passes_per_device} passes, as many as it may",
+            retry_after=FULL_RETRY_AFTER_SECONDS,
+        )
 
 
 async def unregister(session: AsyncSession, card: Card, device: str) -> None:

@@ -8,9 +8,13 @@ aioapns is the design's client; these are its known faults and what guards each:
 - DATA frames (error bodies) are never acknowledged, so a connection's flow-control window runs
   dry after enough errors: our protocol acknowledges them;
 - a request timed out leaves a cancelled future that breaks the connection's clean-up when it
-  is lost: our protocol drops such futures first;
+  is lost, and whose late answer raises in ``data_received``, which closes the connection with
+  every push in flight on it: our protocol drops such futures first;
 - on a dropped connection aioapns resends at once, so a push APNs already accepted could go
-  twice: we allow one attempt and retry with backoff ourselves.
+  twice: we allow one attempt and retry with backoff ourselves;
+- its provider token is renewed every 30 minutes by the clock only, so a token APNs calls
+  expired (``403 ExpiredProviderToken``) would be sent again until then: ``ProviderToken``
+  renews it on that answer (and the push is retried like any other).
 """
 
 from __future__ import annotations
@@ -19,19 +23,22 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+import jwt
 from aioapns.common import NotificationRequest
 from aioapns.connection import (
     APNsBaseClientProtocol,
     APNsBaseConnectionPool,
     APNsProductionClientProtocol,
-    JWTAuthorizationHeaderProvider,
+    AuthorizationHeaderProvider,
 )
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 
@@ -108,8 +115,20 @@ class _PassProtocol(APNsProductionClientProtocol):
         if self.transport is not None and not self.transport.is_closing():
             super().flush()
 
+    def on_response_received(self, headers: dict[bytes, bytes]) -> None:
+        self._forget_abandoned(headers.get(b"apns-id", b"").decode("utf8"))
+        super().on_response_received(headers)
+
+    def _forget_abandoned(self, notification_id: str | None) -> None:
+        """A request we timed out is answered late: aioapns would set the result of its
+        cancelled future, which raises and takes the connection down."""
+        future = self.requests.get(notification_id or "")
+        if future is not None and future.done():
+            del self.requests[notification_id or ""]
+
     def on_data_received(self, raw_data: bytes, stream_id: int) -> None:
         self.conn.acknowledge_received_data(len(raw_data), stream_id)
+        self._forget_abandoned(self.request_streams.get(stream_id))
         try:
             super().on_data_received(raw_data, stream_id)
         except ValueError:  # not JSON: answer the stream instead of killing the connection
@@ -137,6 +156,51 @@ def protocol_for(url: str) -> type[APNsProductionClientProtocol]:
     return type("EndpointProtocol", (_PassProtocol,), attributes)
 
 
+class ProviderToken(AuthorizationHeaderProvider):
+    """A merchant's provider token (an ES256 JWT), made anew every ``LIFETIME`` seconds, as
+    aioapns does, and when APNs answers ``ExpiredProviderToken`` (``expired``).
+
+    Renewed on that answer at most once a ``RENEWAL_PAUSE``: every push in flight with the old
+    token is answered the same, and APNs refuses tokens changed too often
+    (``TooManyProviderTokenUpdates``; Apple asks for no more than one update in 20 minutes,
+    which the lifetime keeps to).
+    """
+
+    LIFETIME = 30 * 60
+    RENEWAL_PAUSE = 60
+
+    def __init__(
+        self, key: str, key_id: str | None, team_id: str | None, *, clock: Callable[[], float]
+    ) -> None:
+        self._key, self._key_id, self._team_id = key, key_id, team_id
+        self._clock = clock
+        self._header: str | None = None
+        self._issued_at = 0.0
+        self._renewed_for_expiry_at: float | None = None
+
+    def get_header(self) -> str:
+        now = self._clock()
+        if self._header is None or now - self._issued_at >= self.LIFETIME:
+            self._issued_at = now
+            token = jwt.encode(
+                {"iss": self._team_id, "iat": int(now)},
+                self._key,
+                algorithm="ES256",
+                headers={"kid": self._key_id},
+            )
+            self._header = f"bearer {token}"
+        return self._header
+
+    def expired(self) -> None:
+        """APNs called the token expired: the next push carries a new one."""
+        now = self._clock()
+        last = self._renewed_for_expiry_at
+        if last is None or now - last >= self.RENEWAL_PAUSE:
+            self._renewed_for_expiry_at = now
+            self._header = None
+            log.warning("APNs called the provider token expired; renewing it")
+
+
 class _Pool(APNsBaseConnectionPool):
     """One merchant's connections, authenticated by certificate (TLS) or by token (JWT)."""
 
@@ -146,12 +210,12 @@ class _Pool(APNsBaseConnectionPool):
         ssl_context: ssl.SSLContext,
         topic: str,
         max_connections: int,
-        auth_provider: JWTAuthorizationHeaderProvider | None,
+        auth_provider: ProviderToken | None,
     ) -> None:
         super().__init__(topic=topic, max_connections=max_connections, max_connection_attempts=1)
         self.protocol_class = protocol
         self.ssl_context = ssl_context
-        self._auth_provider = auth_provider
+        self.auth_provider = auth_provider
         self.requests_sent = 0
         self._topic = topic
 
@@ -161,7 +225,7 @@ class _Pool(APNsBaseConnectionPool):
             self._topic,
             self.loop,
             self.discard_connection,  # type: ignore[arg-type]  # aioapns says NoReturn
-            self._auth_provider,
+            self.auth_provider,
         )
         _, connection = await self.loop.create_connection(
             factory,
@@ -210,10 +274,11 @@ class AioApnsSender:
         if pool is None:
             auth = None
             if credentials.auth == "token":
-                auth = JWTAuthorizationHeaderProvider(
-                    key=Path(credentials.key_path).read_text(),
-                    key_id=credentials.key_id,
-                    team_id=credentials.team_id,
+                auth = ProviderToken(
+                    Path(credentials.key_path).read_text(),
+                    credentials.key_id,
+                    credentials.team_id,
+                    clock=time.time,
                 )
             pool = _Pool(
                 self._protocol, self._ssl_context(credentials), topic, self._max_connections, auth
@@ -248,6 +313,8 @@ class AioApnsSender:
             return ApnsResult(status=0, reason="Timeout")
         except (ConnectionClosed, MaxAttemptsExceeded, ConnectionError, OSError) as exc:
             return ApnsResult(status=0, reason=f"ConnectionError: {type(exc).__name__}")
+        if result.description == "ExpiredProviderToken" and pool.auth_provider is not None:
+            pool.auth_provider.expired()
         return ApnsResult(
             status=int(result.status or 0),
             reason=result.description,

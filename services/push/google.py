@@ -34,9 +34,9 @@ from services.core import metrics
 from services.core.clock import clock
 from services.core.leases import Lease
 from services.core.models import utcnow
-from services.core.queue import publish, publish_all
+from services.core.queue import batch_of, publish, publish_all
 from services.core.queue.apply import retry_delay
-from services.core.transaction import after_commit
+from services.core.transaction import Slot, after_commit
 from services.integrations.google_wallet.auth import AccessTokens, ServiceAccount
 from services.integrations.google_wallet.client import GoogleWalletClient, GoogleWalletError
 from services.integrations.google_wallet.objects import WalletMessage, add_message_request
@@ -57,7 +57,7 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
     if google is None:
         return False
     card_id, version = change.card_id, change.version
-    target = await session.get(GoogleTarget, card_id)
+    target = await _locked_target(session, change)
     if target is None:
         target = GoogleTarget(
             card_id=card_id,
@@ -78,6 +78,7 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
             available_at=utcnow(),
         )
         session.add(target)
+        _LOCKED.get(session)[card_id] = target
     if version <= target.wanted_version:
         return False  # an older change arriving late: the object already has a newer one
     target.object_body, target.merchant_id = google.object, change.merchant_id
@@ -101,6 +102,34 @@ def _withdraw(target: GoogleTarget, ids: Iterable[str]) -> None:
     target.pending_messages = [m for m in target.pending_messages if m["id"] not in withdrawn]
     target.withdrawn_messages = sorted(withdrawn | set(target.withdrawn_messages))
     target.messages_due = True
+
+
+_LOCKED: Slot[dict[uuid.UUID, GoogleTarget | None]] = Slot("google targets locked", dict)
+"""The Google targets of the transaction's batch, locked: card id -> target (None: none yet)."""
+
+
+async def _locked_target(session: AsyncSession, change: CardUpdated) -> GoogleTarget | None:
+    """The card's Google target, locked with those of the whole batch, once, in card order
+    (as ``_record`` locks them).
+
+    The worker recording what it sent rewrites a target's pending messages: without the lock,
+    one of the two would undo the other's change on PostgreSQL (a message sent twice, or
+    lost). One order for everyone keeps the two from deadlocking. One query for the batch, so
+    the hot path costs no statement per card beyond its write.
+    """
+    locked = _LOCKED.get(session)
+    if change.card_id not in locked:
+        cards = sorted({c.card_id for c in batch_of(session, CardUpdated)} | {change.card_id})
+        found = await session.scalars(
+            select(GoogleTarget)
+            .where(GoogleTarget.card_id.in_(cards))
+            .order_by(GoogleTarget.card_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        locked.update(dict.fromkeys(cards))
+        locked.update({target.card_id: target for target in found})
+    return locked[change.card_id]
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,8 +349,17 @@ class GoogleWorker(LeasedWorker):
     async def _record(self, done: list[tuple[_Claimed, _Outcome]]) -> None:
         now = utcnow()
         async with self._sessionmaker() as session, session.begin():
+            locked = await session.scalars(
+                select(GoogleTarget)
+                .where(GoogleTarget.card_id.in_(sorted(item.card_id for item, _ in done)))
+                .order_by(GoogleTarget.card_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            rows = {row.card_id: row for row in locked}
             for item, outcome in done:
-                row = await session.get(GoogleTarget, item.card_id)
+                # Locked, like ``schedule``'s: messages added meanwhile are kept, not undone.
+                row = rows.get(item.card_id)
                 if row is not None:
                     session.add_all(outcome.log)
                     self._apply_outcome(row, item, outcome, now)

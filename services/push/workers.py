@@ -9,6 +9,8 @@ from abc import ABC, abstractmethod
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core.dbfaults import FailedRounds
+
 log = logging.getLogger(__name__)
 
 
@@ -34,7 +36,9 @@ class LeasedWorker(ABC):
     """Claims due rows with a lease, works on them outside any transaction, records outcomes.
 
     Subclasses say what one round is (``deliver_once``); this class runs rounds until stopped,
-    sleeping when there was nothing to do, and lets a shutdown finish the round in flight.
+    sleeping when there was nothing to do, and lets a shutdown finish the round in flight. A
+    round that fails (the database unreachable, say) is followed by another after a pause: a
+    worker outlives an outage, and what it had leased is claimed again once the leases end.
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class LeasedWorker(ABC):
         self._poll_interval = poll_interval
         self._stopping = False
         self._idle = asyncio.Event()
+        self._failures = FailedRounds(type(self).__name__, first=poll_interval)
 
     @abstractmethod
     async def deliver_once(self) -> int:
@@ -65,7 +70,14 @@ class LeasedWorker(ABC):
         try:
             while not self._stopping:
                 self._idle.clear()
-                if await self.deliver_once():
+                try:
+                    worked = await self.deliver_once()
+                except Exception as exc:  # the database away: what is leased goes again later
+                    self._idle.set()
+                    await self._wakeup.wait(self._failures.failed(exc))
+                    continue
+                self._failures.succeeded()
+                if worked:
                     continue
                 self._idle.set()
                 await self._wakeup.wait(self._poll_interval)

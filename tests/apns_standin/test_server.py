@@ -475,6 +475,48 @@ async def test_global_failure_applies_to_every_token(standin: ApnsStandin, cert_
     assert [result.status for result in results] == ["503", "503"]
 
 
+async def test_random_failures_hit_about_their_share_and_stop_at_zero(
+    standin: ApnsStandin, cert_apns: APNs
+) -> None:
+    standin.fail_randomly(0.3, 500, seed=7)
+    results = [await send(cert_apns) for _ in range(200)]
+    failed = sum(result.status == "500" for result in results)
+    assert 40 <= failed <= 80  # 30% of 200, give or take the seeded draw
+    assert all(r.status in ("200", "500") for r in results)
+    standin.fail_randomly(0)
+    after = [await send(cert_apns) for _ in range(20)]
+    assert all(result.is_successful for result in after)
+
+
+async def test_expired_provider_tokens_are_refused_and_a_new_one_is_accepted(
+    standin: ApnsStandin, pki: Pki
+) -> None:
+    def client() -> APNs:
+        return standin_apns(
+            standin.port,
+            pki.ca_file,
+            key=provider_key_pem(pki.provider_key),
+            key_id=KEY_ID,
+            team_id=TEAM_ID,
+            topic=TOPIC,
+        )
+
+    first = client()
+    try:
+        assert (await send(first)).is_successful
+        standin.expire_provider_tokens()
+        refused = await send(first)
+    finally:
+        await close_apns(first)
+    renewed = client()  # a new client signs a new token (ECDSA: another signature)
+    try:
+        accepted = await send(renewed)
+    finally:
+        await close_apns(renewed)
+    assert (refused.status, refused.description) == ("403", "ExpiredProviderToken")
+    assert accepted.is_successful
+
+
 async def test_delayed_answer_does_not_hold_up_other_streams(
     standin: ApnsStandin, cert_apns: APNs
 ) -> None:
@@ -792,8 +834,17 @@ async def test_reset_forgets_faults_and_pushes(standin: ApnsStandin, cert_apns: 
         lambda standin: standin.fail(TOKEN, 403),
         lambda standin: standin.fail(TOKEN, 410, times=0),
         lambda standin: standin.drop_connection(TOKEN, times=0),
+        lambda standin: standin.fail_randomly(1.5),
+        lambda standin: standin.fail_randomly(0.5, 403),
     ],
-    ids=["success-status", "status-without-default-reason", "fail-zero-times", "drop-zero-times"],
+    ids=[
+        "success-status",
+        "status-without-default-reason",
+        "fail-zero-times",
+        "drop-zero-times",
+        "fraction-above-one",
+        "random-status-without-default-reason",
+    ],
 )
 def test_impossible_faults_are_refused(pki: Pki, program: Callable[[ApnsStandin], None]) -> None:
     standin = ApnsStandin(certfile=pki.server_cert, keyfile=pki.server_key)

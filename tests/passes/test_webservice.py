@@ -9,15 +9,20 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.queue import OutboxMessage
 from services.core.ratelimit import RateLimit
 from services.core.settings import Settings
-from services.passes.apple.webservice import DEVICE_LOG_BURST, DEVICE_LOG_PER_MINUTE
+from services.passes.apple.webservice import (
+    DEVICE_LOG_BURST,
+    DEVICE_LOG_PER_MINUTE,
+    RegistrationFloods,
+)
 from services.passes.changes import record_change
 from services.passes.models import Card, PassBundle, Registration
+from services.passes.registrations import FULL_RETRY_AFTER_SECONDS
 from tests.factories import WS, create_card, create_merchant, pass_auth, registration_url
 
 DEVICE = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
@@ -339,3 +344,111 @@ async def test_polling_calls_document_what_they_read_from_the_request(
         ("path", "pass_type"),
         ("query", "passesUpdatedSince"),
     }
+
+
+def _limited(app: FastAPI, *, devices_per_card: int, passes_per_device: int) -> Clock:
+    """The app's registration bounds set lower (its floods on a clock of the test's)."""
+    settings: Settings = app.state.settings
+    settings.max_devices_per_card = devices_per_card
+    settings.max_passes_per_device = passes_per_device
+    clock = Clock()
+    app.state.registration_floods = RegistrationFloods(
+        per_card=RateLimit(burst=devices_per_card, per_second=1 / 60, clock=clock),
+        per_device=RateLimit(burst=passes_per_device, per_second=1 / 60, clock=clock),
+    )
+    return clock
+
+
+async def _register(client: httpx.AsyncClient, card: Card, device: str) -> httpx.Response:
+    return await client.post(
+        _registration(card, device), json={"pushToken": TOKEN}, headers=pass_auth(card)
+    )
+
+
+async def _registered(sessionmaker: async_sessionmaker[AsyncSession], card: Card) -> int:
+    """In a session of its own, ended at once: on SQLite the app's writes wait for none."""
+    counted = select(func.count()).select_from(Registration).where(Registration.card_id == card.id)
+    async with sessionmaker() as session:
+        return int(await session.scalar(counted) or 0)
+
+
+async def test_a_flood_of_devices_on_one_card_stops_at_its_bound_and_spares_other_cards(
+    client: httpx.AsyncClient,
+    card: Card,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    """Finding 8: one card's token registered 2,000 made-up devices (2,003 pushes per change).
+    With the default bound the card keeps 32; the rest are 429 with Retry-After."""
+    answers = [(await _register(client, card, f"flood-{n}")).status_code for n in range(300)]
+    assert answers == [201] * settings.max_devices_per_card + [429] * (
+        300 - settings.max_devices_per_card
+    )
+    assert await _registered(sessionmaker, card) == settings.max_devices_per_card
+    refused = await _register(client, card, "one-more")
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    other = await create_card(session, await create_merchant(session, settings, "other"))
+    assert (await _register(client, other, "flood-1")).status_code == 201
+
+
+async def test_a_card_with_all_its_devices_refuses_a_new_one_but_not_the_old_ones(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    card: Card,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = _limited(app, devices_per_card=3, passes_per_device=10)
+    for n in range(3):
+        assert (await _register(client, card, f"phone-{n}")).status_code == 201
+    clock.now += 3600  # the flood allowance is back: what refuses now is the bound
+    full = await _register(client, card, "phone-3")
+    assert full.status_code == 429
+    assert full.headers["retry-after"] == str(FULL_RETRY_AFTER_SECONDS)
+    assert full.json()["error"] == "too_many_requests"
+    assert (await _register(client, card, "phone-0")).status_code == 200  # a new push token
+    unregistered = await client.delete(_registration(card, "phone-1"), headers=pass_auth(card))
+    assert unregistered.status_code == 200
+    clock.now += 60
+    assert (await _register(client, card, "phone-3")).status_code == 201
+    assert await _registered(sessionmaker, card) == 3
+
+
+async def test_a_device_registering_for_too_many_passes_is_refused(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession, settings: Settings
+) -> None:
+    clock = _limited(app, devices_per_card=5, passes_per_device=2)
+    shop = await create_merchant(session, settings)
+    cards = [await create_card(session, shop) for _ in range(4)]
+    assert (await _register(client, cards[0], DEVICE)).status_code == 201
+    assert (await _register(client, cards[1], DEVICE)).status_code == 201
+    clock.now += 3600
+    refused = await _register(client, cards[2], DEVICE)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == str(FULL_RETRY_AFTER_SECONDS)
+    assert (await _register(client, cards[2], "another-device")).status_code == 201
+
+
+async def test_registering_too_often_is_429_per_card_and_per_device_until_a_minute_passes(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession, settings: Settings
+) -> None:
+    clock = _limited(app, devices_per_card=2, passes_per_device=3)
+    shop = await create_merchant(session, settings)
+    card, other = await create_card(session, shop), await create_card(session, shop)
+    # The same device re-registering changes nothing but still counts against the card.
+    answers = [(await _register(client, card, DEVICE)).status_code for _ in range(4)]
+    assert answers == [201, 200, 429, 429]
+    flooded = await _register(client, card, DEVICE)
+    assert flooded.headers["retry-after"] == "60"
+    assert (await _register(client, other, "elsewhere")).status_code == 201
+    deleted = await client.delete(_registration(card, DEVICE), headers=pass_auth(card))
+    assert deleted.status_code == 429  # unregistering counts too
+    clock.now += 60
+    assert (await _register(client, card, DEVICE)).status_code == 200
+    # The device's own allowance: 3 at once, over every card.
+    clock.now += 3600
+    third = await create_card(session, shop)
+    answers = [(await _register(client, c, "busy")).status_code for c in (card, other, third)]
+    assert answers == [201, 201, 201]
+    assert (await _register(client, card, "busy")).status_code == 429

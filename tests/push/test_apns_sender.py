@@ -17,7 +17,7 @@ from services.passes.apple.devchain import (
     ensure_dev_chain,
     ensure_pass_type_certificate,
 )
-from services.push.apns import AioApnsSender, ApnsCredentials, protocol_for
+from services.push.apns import AioApnsSender, ApnsCredentials, ProviderToken, protocol_for
 
 TOPIC = "pass.dev.passpost.shop"
 TOKEN = "ab" * 32
@@ -76,15 +76,7 @@ def test_apns_url_must_be_https(url: str) -> None:
 
 
 async def test_token_key_authentication(dev_keys: Path, tmp_path: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    key_file = tmp_path / "AuthKey_ABCDE12345.p8"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key, key_file = _token_key(tmp_path)
     chain = ensure_dev_chain(dev_keys)
     credentials = ApnsCredentials(
         auth="token", key_path=str(key_file), key_id="ABCDE12345", team_id=DEV_TEAM_IDENTIFIER
@@ -146,3 +138,66 @@ async def test_pushes_sent_together_go_out_in_few_writes(dev_keys: Path) -> None
             await sender.close()
     assert {r.status for r in results} == {200}
     assert counting.writes < 10  # aioapns alone writes once per push
+
+
+def _token_key(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "AuthKey_ABCDE12345.p8"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return key, key_file
+
+
+def test_the_provider_token_is_renewed_when_expired_at_most_once_a_minute(
+    tmp_path: Path,
+) -> None:
+    _key, key_file = _token_key(tmp_path)
+    now = [1_000_000.0]
+    token = ProviderToken(key_file.read_text(), "ABCDE12345", "TEAM", clock=lambda: now[0])
+    first = token.get_header()
+    now[0] += 10
+    assert token.get_header() == first  # kept while it lives
+    token.expired()
+    renewed = token.get_header()
+    assert renewed != first
+    now[0] += 10
+    token.expired()  # the answers to pushes still in flight with the old one
+    assert token.get_header() == renewed
+    now[0] += ProviderToken.RENEWAL_PAUSE
+    token.expired()
+    assert token.get_header() != renewed
+    later = token.get_header()
+    now[0] += ProviderToken.LIFETIME
+    assert token.get_header() != later
+
+
+async def test_a_push_answered_expired_provider_token_goes_with_a_new_token(
+    dev_keys: Path, tmp_path: Path
+) -> None:
+    key, key_file = _token_key(tmp_path)
+    chain = ensure_dev_chain(dev_keys)
+    credentials = ApnsCredentials(
+        auth="token", key_path=str(key_file), key_id="ABCDE12345", team_id=DEV_TEAM_IDENTIFIER
+    )
+    async with ApnsStandin(
+        certfile=chain.apns_standin_certificate,
+        keyfile=chain.apns_standin_key,
+        token_keys={"ABCDE12345": key.public_key()},
+    ) as standin:
+        sender = AioApnsSender(standin.url, ca_file=chain.root_certificate, timeout=2)
+        try:
+            assert (await sender.send(credentials, TOKEN, TOPIC)).status == 200
+            standin.expire_provider_tokens()
+            expired = await sender.send(credentials, TOKEN, TOPIC)
+            again = await sender.send(credentials, TOKEN, TOPIC)
+        finally:
+            await sender.close()
+    assert (expired.status, expired.reason) == (403, "ExpiredProviderToken")
+    assert again.status == 200
+    tokens = [push.headers["authorization"] for push in standin.received]
+    assert tokens[0] == tokens[1] != tokens[2]

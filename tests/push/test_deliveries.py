@@ -17,6 +17,7 @@ from services.push.apns import ApnsCredentials, ApnsResult
 from services.push.deliveries import DeliveryWorker, schedule
 from services.push.models import Delivery, PushTarget
 from services.push.workers import Wakeup
+from tests.waiting import eventually
 
 CARD = uuid.uuid4()
 CREDENTIALS = {"auth": "certificate", "certificate_path": "c.pem", "key_path": "k.pem"}
@@ -347,30 +348,49 @@ async def test_shutdown_records_every_push_in_flight(
     assert len(sent) == 6
 
 
-async def test_a_failed_record_stops_the_worker_and_the_push_is_sent_again(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+async def test_a_failed_record_pauses_the_worker_and_the_push_is_sent_again(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    """The outcome was never committed: once the lease runs out the target is due again."""
-    failing = True
+    """The outcome was never committed (the database failed): the worker keeps going, and
+    once the lease runs out the target is due again."""
+    failing, failures = True, 0
 
     def fail_the_record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        nonlocal failures
         if failing and statement.startswith("INSERT INTO push_deliveries"):
+            failures += 1
             raise RuntimeError("disk full")
 
+    async def failed() -> bool:
+        return failures > 0
+
+    async def leased() -> PushTarget:
+        async with sessionmaker() as session:
+            return (await session.scalars(select(PushTarget))).one()
+
     event.listen(engine.sync_engine, "before_cursor_execute", fail_the_record)
+    sender = ScriptedSender()
+    worker = _worker(sessionmaker, sender, poll_interval=0.05)
+    running = asyncio.create_task(worker.run())
     try:
         await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
-        sender = ScriptedSender()
-        with pytest.raises(RuntimeError, match="disk full"):
-            await asyncio.wait_for(_worker(sessionmaker, sender).run(), 30)
-        target = (await session.scalars(select(PushTarget))).one()
+        await eventually(failed)
+        target = await leased()
         assert target.sent_version == 0
         assert target.locked_until is not None, "still leased"
-        target.locked_until = target.locked_until.replace(year=2000)  # the lease ran out
-        await session.commit()
+        assert not running.done(), "the worker outlived the failure"
         failing = False
-        assert await _round(_worker(sessionmaker, sender)) == 1
+        async with sessionmaker() as session, session.begin():
+            row = (await session.scalars(select(PushTarget))).one()
+            row.locked_until = row.locked_until.replace(year=2000)  # the lease ran out
+
+        async def delivered() -> bool:
+            async with sessionmaker() as session:
+                return await _deliveries(session) == [("d1", 2, "delivered")]
+
+        await eventually(delivered)
         assert sender.sent == [("aa" * 32, "pass.test.shop")] * 2
-        assert await _deliveries(session) == [("d1", 2, "delivered")]
     finally:
+        await worker.stop(grace=5)
+        await running
         event.remove(engine.sync_engine, "before_cursor_execute", fail_the_record)

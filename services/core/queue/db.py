@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core.dbfaults import FailedRounds
 from services.core.leases import Lease
 from services.core.queue import Message, Subscription
 from services.core.queue.apply import BatchApplier
@@ -36,6 +37,7 @@ class DatabaseQueue:
         self._lease_seconds = lease_seconds
         self._applier = BatchApplier(sessionmaker, max_attempts=max_attempts)
         self._wakeup = asyncio.Event()
+        self._failures = FailedRounds("queue", first=poll_interval)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -45,13 +47,20 @@ class DatabaseQueue:
         while True:
             # Cleared before the drain: a commit during it wakes the next wait at once.
             self._wakeup.clear()
-            # Behind a backlog, claim straight away: the read-only look first costs a query.
-            if claimed := await self.drain_once(subscriptions, look_first=not claimed):
-                continue
+            pause = self._poll_interval
+            try:
+                # Behind a backlog, claim straight away: the read-only look first costs a query.
+                claimed = await self.drain_once(subscriptions, look_first=not claimed)
+            except Exception as exc:  # the database away: claimed rows wait for their lease
+                claimed, pause = 0, self._failures.failed(exc)
+            else:
+                self._failures.succeeded()
+                if claimed:
+                    continue
             # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
             # that arrives with a wake-up, and the queue would then outlive its shutdown.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_interval):
+                async with asyncio.timeout(pause):
                     await self._wakeup.wait()
 
     async def drain_once(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from services.core.db import Session, read_connection
 from services.core.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
 from services.core.jsonbody import parse_json_body
 from services.core.ratelimit import RateLimit
+from services.core.settings import Settings
 from services.passes import registrations
 from services.passes.apple.pkpass import MEDIA_TYPE
 from services.passes.bundles import SignedPass, cached_content
@@ -112,6 +114,48 @@ _REGISTRATION_BODY = {
 }
 
 
+@dataclass(frozen=True)
+class RegistrationFloods:
+    """How often one card, and one device, may (un)register (``app.state``).
+
+    Each may do it as often at once as it may have registrations (a card on all its devices
+    at once; a device restored from a backup registering all its passes), then once a minute:
+    a device registers a pass once, and again only when its push token changes. The counts
+    are kept per process, in memory, after the pass's token was checked: nobody without it
+    can use up a card's allowance.
+    """
+
+    per_card: RateLimit
+    per_device: RateLimit
+
+    @classmethod
+    def of(cls, settings: Settings) -> RegistrationFloods:
+        return cls(
+            per_card=RateLimit(burst=settings.max_devices_per_card, per_second=1 / 60),
+            per_device=RateLimit(burst=settings.max_passes_per_device, per_second=1 / 60),
+        )
+
+    def check(self, card: Card, device: str) -> None:
+        wait = self.per_card.take(str(card.id)) or self.per_device.take(device)
+        if wait is not None:
+            metrics.REGISTRATIONS_REFUSED.inc()
+            raise TooManyRequests("too many registrations; see Retry-After", retry_after=wait)
+
+
+def _registration_limits(request: Request) -> registrations.RegistrationLimits:
+    settings: Settings = request.app.state.settings
+    return registrations.RegistrationLimits(
+        devices_per_card=settings.max_devices_per_card,
+        passes_per_device=settings.max_passes_per_device,
+    )
+
+
+_too_many = TooManyRequests.openapi(
+    "Registered too often, or the pass (or the device) has all the registrations it may; "
+    "see Retry-After"
+)
+
+
 @router.post(
     REGISTRATION_PATH,
     status_code=201,
@@ -120,6 +164,7 @@ _REGISTRATION_BODY = {
         201: {"description": "Registered"},
         200: {"description": "Already registered"},
         **_device_errors,
+        **_too_many,
     },
     openapi_extra={"requestBody": _REGISTRATION_BODY},
 )
@@ -127,20 +172,25 @@ async def register_device(
     device: Device, card: AuthorizedCard, request: Request, session: Session
 ) -> Response:
     """Register a device to receive push notifications for a pass."""
+    request.app.state.registration_floods.check(card, device)
     push_token = (await _json_object(request)).get("pushToken")
     if not isinstance(push_token, str):
         raise BadRequest("pushToken is missing")
-    created = await registrations.register(session, card, device, push_token)
+    limits = _registration_limits(request)
+    created = await registrations.register(session, card, device, push_token, limits)
     return Response(status_code=201 if created else 200)
 
 
 @router.delete(
     REGISTRATION_PATH,
     response_class=Response,
-    responses={200: {"description": "Unregistered"}, **_device_errors},
+    responses={200: {"description": "Unregistered"}, **_device_errors, **_too_many},
 )
-async def unregister_device(device: Device, card: AuthorizedCard, session: Session) -> Response:
+async def unregister_device(
+    device: Device, card: AuthorizedCard, request: Request, session: Session
+) -> Response:
     """Stop pushes for a pass to a device."""
+    request.app.state.registration_floods.check(card, device)
     await registrations.unregister(session, card, device)
     return Response(status_code=200)
 
