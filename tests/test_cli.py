@@ -102,6 +102,31 @@ def test_broken_certificate_is_named_at_startup(cli: Any, settings: Settings) ->
         assert "Traceback" not in result.output
 
 
+def test_serve_starts_beside_a_broken_merchant_and_names_it(cli: Any, settings: Settings) -> None:
+    assert cli("init").exit_code == 0
+    assert cli("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
+    (settings.keys_dir / "pass.dev.passpost.shop.pem").write_text("garbage")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "services", "serve", "all"],
+        env=_serve_env(settings, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for(lambda: _healthy(port))
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert ready.status_code == 200
+    assert ready.json()["signing"]["broken_merchants"] == [
+        {"merchant": "shop", "setting": "apple.certificate_path"}
+    ]
+    assert "warning: merchant 'shop': apple.certificate_path" in stderr.decode()
+    assert cli("check").exit_code == 2
+
+
 def test_non_png_image_is_refused(cli: Any, settings: Settings) -> None:
     assert cli("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
     not_png = settings.data_dir / "logo.jpg"

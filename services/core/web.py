@@ -30,6 +30,8 @@ from services.core.settings import Settings
 log = logging.getLogger(__name__)
 
 AppHook = Callable[[FastAPI], Coroutine[Any, Any, None]]
+ReadinessDetails = Callable[[FastAPI], Coroutine[Any, Any, dict[str, Any]]]
+"""What a component adds to ``/readyz``'s answer (details only: they never make it 503)."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class Component:
     """What one service contributes to a process.
 
     Routes, queue subscriptions, hooks run at startup and (in reverse) at shutdown, and
-    long-running tasks, started after every startup hook and cancelled after every shutdown hook.
+    long-running tasks, started after every startup hook and cancelled after every shutdown hook;
+    ``readiness``: details it adds to ``/readyz``.
     """
 
     name: str
@@ -46,6 +49,7 @@ class Component:
     on_startup: Sequence[AppHook] = field(default_factory=tuple)
     on_shutdown: Sequence[AppHook] = field(default_factory=tuple)
     tasks: Sequence[AppHook] = field(default_factory=tuple)
+    readiness: Sequence[ReadinessDetails] = field(default_factory=tuple)
 
 
 def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
@@ -117,6 +121,7 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.settings = settings
+    app.state.readiness = [check for c in components for check in c.readiness]
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(metrics.router)
@@ -148,7 +153,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     """Ready: the database (and with it the ``db`` queue) answers, and NATS is connected when
     the ``nats`` backend carries the queue."""
-    answer = {"status": "ok", "database": "ok"}
+    answer: dict[str, Any] = {"status": "ok", "database": "ok"}
     try:
         async with request.app.state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
@@ -161,6 +166,9 @@ async def readyz(request: Request) -> JSONResponse:
         if not queue.connected:
             log.warning("not ready: NATS unreachable")
             answer["status"] = "unavailable"
+    if answer["database"] == "ok":
+        for details in request.app.state.readiness:
+            answer |= await details(request.app)
     return JSONResponse(answer, status_code=200 if answer["status"] == "ok" else 503)
 
 

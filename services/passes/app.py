@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.contracts.messages import OrderChanged, PushTokenRejected
+from services.core.errors import NotConfigured
 from services.core.queue import Subscription
 from services.core.settings import Settings
 from services.core.web import Component
@@ -13,10 +18,37 @@ from services.passes.apple import webservice
 from services.passes.bundles import PassBuilder
 from services.passes.handlers import order_changed, push_token_rejected
 
+log = logging.getLogger(__name__)
+
 
 async def _start(app: FastAPI) -> None:
     app.state.pass_builder = PassBuilder(app.state.settings)
     app.state.device_log_limit = webservice.device_log_limit()
+    for problem in await _broken_merchants(app):
+        log.error(
+            "merchant's passes answer 503 until its signing material is fixed: %s",
+            problem.message,
+            extra={"merchant": problem.details.get("merchant")},
+        )
+
+
+async def _broken_merchants(app: FastAPI) -> list[NotConfigured]:
+    builder: PassBuilder = app.state.pass_builder
+    sessionmaker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
+    async with sessionmaker() as session:
+        return await builder.broken_merchants(session)
+
+
+async def signing_readiness(app: FastAPI) -> dict[str, Any]:
+    """``/readyz`` details: the merchants whose passes answer 503 (by setting, never a path).
+
+    They do not make the process unready: every other merchant is served.
+    """
+    broken = [
+        {"merchant": p.details.get("merchant"), "setting": p.details.get("setting", "images")}
+        for p in await _broken_merchants(app)
+    ]
+    return {"signing": {"status": "degraded" if broken else "ok", "broken_merchants": broken}}
 
 
 def component(settings: Settings) -> Component:
@@ -28,4 +60,5 @@ def component(settings: Settings) -> Component:
             Subscription("passes", PushTokenRejected, push_token_rejected),
         ],
         on_startup=[_start],
+        readiness=[signing_readiness],
     )
