@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from services.cli import SERVED_SERVICE_ENV, ServiceName, app, components_of, web_app
@@ -231,12 +232,50 @@ def test_a_second_serve_with_workers_on_the_same_port_is_refused(
         assert _healthy(port)
 
 
+def test_metrics_of_any_worker_count_the_whole_group(settings: Settings, tmp_path: Path) -> None:
+    """Every scrape, whichever worker answers it, counts every worker's requests, a dead
+    worker's too; a previous group's files are cleared at start (one unreadable would fail
+    every scrape)."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"left by a previous group")
+    port = _free_port()
+    with _serving_with_two_workers(settings, port, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as s:
+        before = _healthz_count(port)
+        for _ in range(20):  # a connection each: the kernel spreads them over both workers
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert [_healthz_count(port) - before for _ in range(6)] == [20] * 6
+        first, _ = _children(s.pid)
+        os.kill(first, signal.SIGKILL)
+        _wait_for(lambda: first not in _children(s.pid) and len(_children(s.pid)) == 2)
+        _wait_for(lambda: _healthy(port))
+        after_restart = _healthz_count(port)
+        assert after_restart >= before + 20
+        assert [_healthz_count(port) for _ in range(4)] == [after_restart] * 4
+
+
+def _healthz_count(port: int) -> int:
+    """``/healthz`` requests answered 200, as one scrape of ``/metrics`` counts them."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = [
+        sample
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "passpost_http_requests_total"
+        and sample.labels == {"method": "GET", "route": "/healthz", "status": "200"}
+    ]
+    assert len(samples) == 1, samples
+    return int(samples[0].value)
+
+
 @contextlib.contextmanager
-def _serving_with_two_workers(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def _serving_with_two_workers(
+    settings: Settings, port: int, **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """``passpost serve passes --workers 2`` on ``port``, once both workers answer."""
     server = subprocess.Popen(
         [sys.executable, "-m", "services", "serve", "passes", "--workers", "2"],
-        env=_serve_env(settings, port),
+        env={**_serve_env(settings, port), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

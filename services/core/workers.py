@@ -7,21 +7,35 @@ while the other idles (28 of 32 seen here; the PassKit 304 path then ran at 1,40
 3,900 requests/s). With ``SO_REUSEPORT`` each worker binds its own socket to the port and the
 kernel spreads connections over the sockets evenly. The supervisor restarts a worker that dies
 and passes SIGTERM/SIGINT on, so a container stops gracefully.
+
+The workers share one ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode), so
+``/metrics`` of whichever worker answers shows the whole group: the operator's directory if
+set, else a private one; emptied at start, a dead worker's live gauges dropped
+(``mark_process_dead``), a private one removed at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from multiprocessing.context import SpawnProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from prometheus_client import multiprocess
+
+from services.core.metrics import MULTIPROCESS_DIR_ENV
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +92,23 @@ def _stop_when_orphaned(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+@contextlib.contextmanager
+def shared_metrics_dir() -> Iterator[Path]:
+    """The workers' multiprocess metrics directory, set in the environment they inherit."""
+    given = os.environ.get(MULTIPROCESS_DIR_ENV)
+    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="passpost-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # a previous group's counts are not this group's
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        if not given:
+            os.environ.pop(MULTIPROCESS_DIR_ENV, None)
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 class WorkerPool:
     """Runs ``count`` worker processes until SIGTERM or SIGINT, restarting any that dies."""
 
@@ -88,12 +119,15 @@ class WorkerPool:
         self._context = multiprocessing.get_context("spawn")
         self._processes: list[SpawnProcess] = []
         self._stopping = threading.Event()
+        self._metrics_dir = Path()
 
     def run(self) -> None:
         # Checked here first: a port in use fails at once, in the parent, with a clear error.
         with claim_port(self._options["port"]):
             listening_socket(self._options["host"], self._options["port"]).close()
-            self._supervise()
+            with shared_metrics_dir() as directory:
+                self._metrics_dir = directory
+                self._supervise()
 
     def _supervise(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -102,6 +136,10 @@ class WorkerPool:
         while not self._stopping.wait(0.5):
             for index, process in enumerate(self._processes):
                 if not process.is_alive() and not self._stopping.is_set():
+                    if process.pid is not None:
+                        multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
+                            process.pid, str(self._metrics_dir)
+                        )
                     log.error(
                         "server worker died; starting another",
                         extra={"pid": process.pid, "exitcode": process.exitcode},

@@ -73,12 +73,13 @@ class PassBuilder:
                 "material is unusable and its operator has been told; try again later",
                 merchant=merchant.slug,
             ) from None
-        content = build_pkpass(
-            pass_document(design, card, self._settings),
-            pass_strings_for(design, card),
-            assets.static,
-            assets.signer,
-        )
+        with metrics.PASS_BUILD_SECONDS.time():
+            content = build_pkpass(
+                pass_document(design, card, self._settings),
+                pass_strings_for(design, card),
+                assets.static,
+                assets.signer,
+            )
         metrics.PASSES_BUILT.inc()
         if bundle is None:
             try:
