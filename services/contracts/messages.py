@@ -29,6 +29,8 @@ class Customer(Part):
     id: str
     name: str | None = None
     locale: str | None = None
+    time_zone: str | None = None
+    """An IANA zone name (``Europe/Prague``): the customer's quiet hours and calendar days."""
 
 
 class Money(Part):
@@ -116,12 +118,18 @@ class Device(Part):
 
 
 class GoogleMessage(Part):
-    """A message for the card's Google object; ``important`` ones may notify (3 a day)."""
+    """A message for the card's Google object; ``important`` ones may notify (3 a day).
+
+    ``kind`` says whose budget it draws on: order statuses are never held back by marketing,
+    so a marketing message notifies only while the day's budget leaves room for statuses."""
 
     id: str
     header: str
     body: str
     important: bool
+    kind: Literal["status", "marketing"] = "status"
+    display_until: datetime | None = None
+    """The end of the message's ``displayInterval`` (an offer's ``valid_until``)."""
 
 
 class GoogleObject(Part):
@@ -132,6 +140,8 @@ class GoogleObject(Part):
     service_account_path: str
     object: dict[str, Any]
     message: GoogleMessage | None = None
+    withdrawn_messages: tuple[str, ...] = ()
+    """Ids of messages to take off the object (an offer expired, redeemed or cancelled)."""
 
 
 class CardUpdated(Contract):
@@ -149,6 +159,8 @@ class CardUpdated(Contract):
     apns: ApnsAuth
     devices: list[Device]
     google: GoogleObject | None = None
+    notification: Literal["status", "marketing"] | None = None
+    """What this version announces on the lock screen, if anything (for the channel's stats)."""
 
 
 # push_token.rejected ---------------------------------------------------------------------
@@ -168,4 +180,174 @@ class PushTokenRejected(Contract):
     """When APNs says the token stopped being valid (milliseconds), with 410 only."""
 
 
-CONTRACTS: tuple[type[Contract], ...] = (OrderChanged, CardUpdated, PushTokenRejected)
+# offers and campaigns -------------------------------------------------------------------
+
+
+class OfferText(Part):
+    title: str
+    text: str
+
+
+class OfferView(Part):
+    """An offer as a card shows it. ``texts`` are the shop's own per locale and win over
+    ``title``/``text``; ``created_at`` orders several offers (the newest on the front)."""
+
+    id: str
+    title: str
+    text: str
+    coupon_code: str | None = None
+    url: str | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime
+    texts: dict[str, OfferText] = Field(default_factory=dict)
+    notify: bool = True
+    created_at: datetime
+
+
+class OrderCriteria(Part):
+    """What the orders service answers of a segment (all that are set must hold)."""
+
+    ordered_within_days: int | None = None
+    not_ordered_for_days: int | None = None
+    min_orders: int | None = None
+    min_total_spent: Money | None = None
+    delivered_within_days: int | None = None
+
+    def any(self) -> bool:
+        return any(value is not None for value in self.model_dump().values())
+
+
+class CardCriteria(Part):
+    """What the passes service answers of a segment: the card's language and where it is."""
+
+    locales: list[str] | None = None
+    has_wallet: Literal["apple", "google", "any"] | None = None
+
+
+class CampaignStarted(Contract):
+    """offers -> orders: find the customers a segment's order criteria hold for, a page at a
+    time. The orders service answers each page with a ``campaign.audience`` and, while more
+    customers remain, publishes this message again with ``after`` set to the page's last
+    customer id, so no transaction handles more than a page."""
+
+    topic: ClassVar[str] = "campaign.started"
+
+    campaign_id: uuid.UUID
+    merchant_id: uuid.UUID
+    offer: OfferView
+    orders: OrderCriteria
+    cards: CardCriteria
+    after: str | None = None
+    part: int = 1
+    """The number of the audience part the page will be."""
+
+
+class CampaignAudience(Contract):
+    """offers or orders -> passes: put the offer on these customers' cards (those the card
+    criteria hold for). ``customer_ids`` None means every card of the merchant: passes then
+    takes a page of its cards after ``after`` and publishes the rest as a further part itself.
+    ``parts`` is set on the last part only: how many parts the campaign's audience has."""
+
+    topic: ClassVar[str] = "campaign.audience"
+
+    campaign_id: uuid.UUID
+    merchant_id: uuid.UUID
+    offer: OfferView
+    cards: CardCriteria = CardCriteria()
+    customer_ids: list[str] | None = None
+    after: str | None = None
+    part: int
+    parts: int | None = None
+
+
+class CampaignProgress(Contract):
+    """passes -> offers: what a part of a campaign's audience (``part``) or a later step for
+    some of its cards (a deferred send that went out or expired: ``part`` None) did. Counts are
+    deltas the campaign adds; ``deferred`` falls again when a held notification is sent or
+    dropped. Reasons: silent ``capped``; skipped ``opted_out``, ``not_on_a_device``,
+    ``no_card``, ``expired``."""
+
+    topic: ClassVar[str] = "campaign.progress"
+
+    campaign_id: uuid.UUID
+    merchant_id: uuid.UUID
+    part: int | None = None
+    parts: int | None = None
+    targeted: int = 0
+    updated: int = 0
+    notified: int = 0
+    silent: dict[str, int] = Field(default_factory=dict)
+    deferred: int = 0
+    skipped: dict[str, int] = Field(default_factory=dict)
+    failed: int = 0
+
+
+class OfferWithdrawn(Contract):
+    """offers -> passes: take an offer off one customer's card (redeemed) or off every card
+    (cancelled), quietly. For every card passes works a page at a time, publishing the rest
+    again with ``after`` set."""
+
+    topic: ClassVar[str] = "offer.withdrawn"
+
+    merchant_id: uuid.UUID
+    offer_id: str
+    reason: Literal["cancelled", "redeemed"]
+    customer_id: str | None = None
+    after: str | None = None
+
+
+class MarketingConsentSet(Contract):
+    """offers -> passes: the shop recorded the customer's consent to marketing on the card
+    (``POST /v1/customers/{id}/marketing``). The latest ``at`` wins over the customer's own
+    choice on the card's page and over earlier records."""
+
+    topic: ClassVar[str] = "marketing.consent"
+
+    merchant_id: uuid.UUID
+    customer_id: str
+    consent: bool
+    at: datetime
+
+
+# google_wallet.changed -------------------------------------------------------------------
+
+
+class GoogleWalletChanged(Contract):
+    """push -> passes: the customer saved the card's Google object or removed it (a verified
+    callback), so passes knows which cards are on a device without reading push's tables."""
+
+    topic: ClassVar[str] = "google_wallet.changed"
+
+    card_id: uuid.UUID
+    saved: bool
+    at: datetime
+
+
+# channel.counted -------------------------------------------------------------------------
+
+
+class ChannelCounted(Contract):
+    """passes or push -> offers: what happened on a merchant's cards on one day (UTC), added to
+    the channel's stats. One message per handled batch, never one per card. Keys: ``cards.issued``,
+    ``apple.registered``, ``apple.unregistered``, ``google.saved``, ``google.removed``,
+    ``notifications.status``, ``notifications.marketing``, ``suppressed.<reason>``."""
+
+    topic: ClassVar[str] = "channel.counted"
+
+    merchant_id: uuid.UUID
+    day: date
+    counts: dict[str, int]
+
+
+CONTRACTS: tuple[type[Contract], ...] = (
+    OrderChanged,
+    CardUpdated,
+    PushTokenRejected,
+    CampaignStarted,
+    CampaignAudience,
+    CampaignProgress,
+    OfferWithdrawn,
+    MarketingConsentSet,
+    GoogleWalletChanged,
+    ChannelCounted,
+)

@@ -25,6 +25,7 @@ from services.core.queue import QueueBackend, Subscription, on_commit_of_publish
 from services.core.queue.db import DatabaseQueue
 from services.core.queue.nats import NatsQueue
 from services.core.queue.notify import CommitListener
+from services.core.schedule import Job, run_job
 from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,8 @@ class Component:
     """What one service contributes to a process.
 
     Routes, queue subscriptions, hooks run at startup and (in reverse) at shutdown, and
-    long-running tasks, started after every startup hook and cancelled after every shutdown hook;
-    ``readiness``: details it adds to ``/readyz``.
+    long-running tasks and scheduled jobs, started after every startup hook and cancelled after
+    every shutdown hook; ``readiness``: details it adds to ``/readyz``.
     """
 
     name: str
@@ -49,6 +50,8 @@ class Component:
     on_startup: Sequence[AppHook] = field(default_factory=tuple)
     on_shutdown: Sequence[AppHook] = field(default_factory=tuple)
     tasks: Sequence[AppHook] = field(default_factory=tuple)
+    jobs: Sequence[Job] = ()
+    """Scheduled work of the component's domain (``services.core.schedule``)."""
     readiness: Sequence[ReadinessDetails] = field(default_factory=tuple)
 
 
@@ -98,6 +101,9 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
             for component in components:
                 for task in component.tasks:
                     workers.append(asyncio.create_task(task(app), name=component.name))
+                for job in component.jobs:
+                    runner = run_job(job, app.state.sessionmaker)
+                    workers.append(asyncio.create_task(runner, name=f"job-{job.name}"))
             log.info("service started", extra={"services": names})
             yield
         finally:
