@@ -25,6 +25,7 @@ from services.core.queue import QueueBackend, Subscription, on_commit_of_publish
 from services.core.queue.db import DatabaseQueue
 from services.core.queue.nats import NatsQueue
 from services.core.queue.notify import CommitListener
+from services.core.queue.retention import queue_retention
 from services.core.schedule import Job, run_job
 from services.core.settings import Settings
 
@@ -101,9 +102,9 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
             for component in components:
                 for task in component.tasks:
                     workers.append(asyncio.create_task(task(app), name=component.name))
-                for job in component.jobs:
-                    runner = run_job(job, app.state.sessionmaker)
-                    workers.append(asyncio.create_task(runner, name=f"job-{job.name}"))
+            for job in [queue_retention(settings), *(j for c in components for j in c.jobs)]:
+                runner = run_job(job, app.state.sessionmaker)
+                workers.append(asyncio.create_task(runner, name=f"job-{job.name}"))
             log.info("service started", extra={"services": names})
             yield
         finally:

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.core.settings import Settings
 from services.core.web import Component
 from services.orders.intake import EventIntake
+from services.orders.retention import orders_retention
 from services.orders.router import router
 
 
@@ -18,5 +19,9 @@ def component(settings: Settings) -> Component:
         await app.state.order_intake.close()
 
     return Component(
-        name="orders", routers=[router], on_startup=[open_intake], on_shutdown=[close_intake]
+        name="orders",
+        routers=[router],
+        on_startup=[open_intake],
+        on_shutdown=[close_intake],
+        jobs=[orders_retention(settings)],
     )
