@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +233,59 @@ def _answers(port: int, path: str) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def _metric_families() -> dict[str, set[str]]:
+    """Every passpost metric family and the sample names it exposes."""
+    from prometheus_client import REGISTRY
+
+    from services.core import metrics
+
+    now = datetime.now(UTC)
+    backlog = metrics.BacklogCollector([metrics.TopicBacklog("t", 1, now, 0)], now)
+    families: dict[str, set[str]] = {}
+    for family in [*REGISTRY.collect(), *backlog.collect()]:
+        if family.name.startswith("passpost_"):
+            suffixes = {
+                "counter": ["_total"],
+                "histogram": ["_bucket", "_sum", "_count"],
+            }.get(family.type, [""])
+            families[family.name] = {family.name + s for s in suffixes}
+    return families
+
+
+def _queries() -> list[str]:
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    alerts = yaml.safe_load((DEPLOY / "prometheus-alerts.yaml").read_text())
+    panels = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    return panels + [r["expr"] for g in alerts["groups"] for r in g["rules"]]
+
+
+def test_the_dashboard_and_alerts_query_metrics_that_exist() -> None:
+    exposed = set().union(*_metric_families().values())
+    used = {name for query in _queries() for name in re.findall(r"passpost_\w+", query)}
+    assert used - exposed == set()
+    families = _metric_families()
+    unused = {f for f, samples in families.items() if not samples & used}
+    assert unused == set()  # every metric has a panel or an alert
+
+
+def test_the_alerts_cover_backlog_age_failures_and_apns() -> None:
+    alerts = yaml.safe_load((DEPLOY / "prometheus-alerts.yaml").read_text())
+    rules = {r["alert"]: r for g in alerts["groups"] for r in g["rules"]}
+    for rule in rules.values():
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+        assert rule["annotations"]["summary"]
+    exprs = " ".join(r["expr"] for r in rules.values())
+    for needed in (
+        "passpost_outbox_oldest_pending_age_seconds",
+        'outcome=~"failed|retried"',
+        'passpost_pushes_total{outcome=~"retry|failed"}',
+    ):
+        assert needed in exprs
+
+
+def test_every_metric_is_described_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = {f for f in _metric_families() if f"`{f}" not in readme}
+    assert missing == set()
