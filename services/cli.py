@@ -187,7 +187,7 @@ def serve(
             help="Processes sharing the port, each with a listening socket of its own "
             "(SO_REUSEPORT: the kernel spreads connections evenly) and each a whole copy of "
             "the service (its queue consumers and push workers included: leases keep them "
-            "from doing work twice). /metrics then shows the process that answered.",
+            "from doing work twice). /metrics of any of them shows the whole group.",
         ),
     ] = 1,
     apns_standin: Annotated[
