@@ -175,13 +175,14 @@ def test_production_runs_every_service_as_ops_need(tmp_path: Path) -> None:
     assert routes == _nginx_routes()
 
 
-def _dockerfile_final_stage() -> tuple[dict[str, str], list[str], list[str]]:
-    """The last stage's ENV, ENTRYPOINT and CMD, as the image runs them."""
+def _dockerfile_final_stage() -> tuple[dict[str, str], list[str], list[str], list[str]]:
+    """The last stage's ENV, ENTRYPOINT, CMD and HEALTHCHECK command, as the image runs them."""
     text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
     stage = text.split("\nFROM ")[-1]
     env: dict[str, str] = {}
     entrypoint: list[str] = []
     command: list[str] = []
+    healthcheck: list[str] = []
     for line in stage.splitlines():
         instruction, _, rest = line.strip().partition(" ")
         if instruction == "ENV":
@@ -190,13 +191,15 @@ def _dockerfile_final_stage() -> tuple[dict[str, str], list[str], list[str]]:
             entrypoint = json.loads(rest)
         elif instruction == "CMD":
             command = json.loads(rest)
-    return env, entrypoint, command
+        elif instruction == "HEALTHCHECK":
+            healthcheck = json.loads(rest.split(" CMD ", 1)[1])
+    return env, entrypoint, command, healthcheck
 
 
 def test_the_image_entry_command_migrates_then_serves(tmp_path: Path) -> None:
     """What ``docker run IMAGE migrate`` then ``docker run IMAGE`` run, outside a container:
     the Dockerfile's own ENV, ENTRYPOINT and CMD, with what an operator must add."""
-    image_env, entrypoint, command = _dockerfile_final_stage()
+    image_env, entrypoint, command, healthcheck = _dockerfile_final_stage()
     assert entrypoint == ["passpost"]
     assert command == ["serve", "all"]
     port = _free_port()
@@ -213,16 +216,21 @@ def test_the_image_entry_command_migrates_then_serves(tmp_path: Path) -> None:
     }
     assert env["PASSPOST_ENVIRONMENT"] == "production"
     executable = [_tool(entrypoint[0]), *entrypoint[1:]]
+    assert healthcheck[0] == "python"  # the image's, whose venv is this one's twin
+    probe = [sys.executable, *healthcheck[1:]]
     migrated = subprocess.run([*executable, "migrate"], env=env, capture_output=True, timeout=120)
     assert migrated.returncode == 0, migrated.stderr.decode()
     server = subprocess.Popen([*executable, *command], env=env, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: _answers(port, "/readyz"), seconds=60)
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
+        healthy = subprocess.run(probe, env=env, capture_output=True, timeout=30)
     finally:
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=60)
     assert ready["status"] == "ok", ready
+    assert healthy.returncode == 0, healthy.stderr.decode()
+    assert subprocess.run(probe, env=env, capture_output=True, timeout=30).returncode != 0
     # uvicorn exits by re-raising the SIGTERM it handled once shut down gracefully.
     assert server.returncode in (0, -signal.SIGTERM), stderr.decode()
     assert b"Traceback" not in stderr

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.contracts.messages import OrderChanged, PushTokenRejected
+from services.core.db import READ_ONLY_OPTION
 from services.core.errors import NotConfigured
 from services.core.queue import Subscription
 from services.core.settings import Settings
@@ -36,7 +37,11 @@ async def _broken_merchants(app: FastAPI) -> list[NotConfigured]:
     builder: PassBuilder = app.state.pass_builder
     sessionmaker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
     async with sessionmaker() as session:
-        return await builder.broken_merchants(session)
+        # Only reads: on SQLite, a probe every few seconds must not take the writers' lock.
+        await session.connection(execution_options={READ_ONLY_OPTION: True})
+        broken = await builder.broken_merchants(session)
+        await session.rollback()
+        return broken
 
 
 async def signing_readiness(app: FastAPI) -> dict[str, Any]:
