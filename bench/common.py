@@ -620,18 +620,20 @@ class Shop:
     async def card(
         self, link: str, customer: str, order_id: str, seconds: float = 120
     ) -> DeviceCard:
-        """Download the pass behind a card link once the card exists (as the customer does)."""
+        """Download the pass behind a card link once it shows its order (as the customer does;
+        a link answers at once, with the card "being prepared" until the order's event came)."""
         deadline = time.monotonic() + seconds
         while True:
             async with self._slots:
                 response = await self.client.get(link)
             if response.status_code == 200:
-                break
+                with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+                    document = json.loads(bundle.read("pass.json"))
+                if document["storeCard"]["primaryFields"][0]["value"] != "status.preparing":
+                    break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"card never appeared: {link} {response.status_code}")
+                raise RuntimeError(f"card never took its order: {link} {response.status_code}")
             await asyncio.sleep(0.05)
-        with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
-            document = json.loads(bundle.read("pass.json"))
         return DeviceCard(
             customer=customer,
             order_id=order_id,

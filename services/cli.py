@@ -28,7 +28,7 @@ from services.core.web import Component
 from services.core.workers import WorkerPool
 from services.integrations.google_wallet.auth import AccessTokens, ServiceAccount
 from services.integrations.google_wallet.client import GoogleWalletClient, GoogleWalletError
-from services.merchants import google_wallet
+from services.merchants import google_wallet, marketing
 from services.merchants import service as merchants
 from services.merchants.schemas import MerchantCreate, MerchantRead
 from services.onboarding import onboard_merchant
@@ -412,6 +412,48 @@ def merchants_signing_secret(
         merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
         secret = await merchants.rotate_signing_secret(session, merchant, enable=not disable)
         return {"merchant": merchant.slug, "signing_secret": secret}
+
+    _print(_in_transaction(settings, work))
+
+
+@merchants_app.command("marketing")
+def merchants_marketing(
+    merchant_slug: Slug,
+    daily_cap: Annotated[
+        int | None, typer.Option(help="Marketing notifications per card a day (default 1).")
+    ] = None,
+    weekly_cap: Annotated[
+        int | None, typer.Option(help="... and in any 7 days (default 3).")
+    ] = None,
+    quiet_hours: Annotated[
+        str | None,
+        typer.Option(help="No marketing notifications then, e.g. 21:00-08:00 (the default)."),
+    ] = None,
+    time_zone: Annotated[
+        str | None,
+        typer.Option(help="IANA zone for customers whose orders name none (default UTC)."),
+    ] = None,
+) -> None:
+    """Show a merchant's marketing settings, changing those given first."""
+    settings = _settings()
+    given: dict[str, Any] = {"daily_cap": daily_cap, "weekly_cap": weekly_cap}
+    if quiet_hours is not None:
+        try:
+            given["quiet_start"], given["quiet_end"] = marketing.quiet_hours(quiet_hours)
+        except ValueError as exc:
+            _fail(f"--quiet-hours: {exc}")
+    given["time_zone"] = time_zone
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        change = marketing.MarketingChange.model_validate(
+            {name: value for name, value in given.items() if value is not None}
+        )
+        if change.changes():
+            current = await marketing.update_marketing(session, merchant, change.changes())
+        else:
+            current = marketing.settings_of(merchant)
+        return {"merchant": merchant.slug, "marketing": current.model_dump(mode="json")}
 
     _print(_in_transaction(settings, work))
 

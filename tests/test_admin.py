@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core.settings import Settings
 from services.merchants.models import Merchant
 from services.passes.models import PassDesign
+from tests.factories import create_merchant
 
 ADMIN = "/admin/v1"
 
@@ -295,3 +296,65 @@ async def test_control_characters_on_a_card_or_its_design_are_422(
     response = await client.request(method, f"{ADMIN}/{url}", json=body, headers=admin)
     assert response.status_code == 422, response.text
     assert [e["path"] for e in response.json()["errors"]] == [path]
+
+
+async def test_marketing_settings_are_read_and_patched(
+    client: httpx.AsyncClient, admin: dict[str, str], session: AsyncSession, settings: Settings
+) -> None:
+    await create_merchant(session, settings)
+    url = f"{ADMIN}/merchants/shop/marketing"
+    assert (await client.get(url)).status_code == 401
+    assert (await client.get(url, headers=admin)).json() == {
+        "daily_cap": 1,
+        "weekly_cap": 3,
+        "quiet_start": "21:00:00",
+        "quiet_end": "08:00:00",
+        "time_zone": "UTC",
+    }
+
+    patched = await client.patch(
+        url, json={"daily_cap": 2, "weekly_cap": 5, "time_zone": "Europe/Bratislava"}, headers=admin
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["daily_cap"] == 2
+    reset = await client.patch(url, json={"daily_cap": None, "quiet_end": "07:00"}, headers=admin)
+    assert reset.json() == {
+        "daily_cap": 1,
+        "weekly_cap": 5,
+        "quiet_start": "21:00:00",
+        "quiet_end": "07:00:00",
+        "time_zone": "Europe/Bratislava",
+    }
+    assert (await client.get(url, headers=admin)).json() == reset.json()
+    assert (
+        await client.get(f"{ADMIN}/merchants/nobody/marketing", headers=admin)
+    ).status_code == 404
+    missing = await client.patch(f"{ADMIN}/merchants/nobody/marketing", json={}, headers=admin)
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"time_zone": "Mars/Olympus"}, "body.time_zone"),
+        ({"daily_cap": 11}, "body.daily_cap"),
+        ({"weekly_cap": 0}, "body.weekly_cap"),  # below the daily cap it joins
+        ({"quiet_start": "21:00:30"}, "body.quiet_start"),
+        ({"quiet_start": "late"}, "body.quiet_start"),
+        ({"colour": "red"}, "body.colour"),
+    ],
+)
+async def test_bad_marketing_settings_are_a_422_naming_the_field(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    session: AsyncSession,
+    settings: Settings,
+    body: dict[str, Any],
+    path: str,
+) -> None:
+    await create_merchant(session, settings)
+    url = f"{ADMIN}/merchants/shop/marketing"
+    answer = await client.patch(url, json=body, headers=admin)
+    assert answer.status_code == 422, answer.text
+    assert [error["path"] for error in answer.json()["errors"]] == [path]
+    assert (await client.get(url, headers=admin)).json()["weekly_cap"] == 3, "nothing changed"

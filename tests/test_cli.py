@@ -171,12 +171,16 @@ def test_serve_refuses_several_workers_with_the_apns_standin(cli: Any) -> None:
 
 def _children(pid: int) -> list[int]:
     """The server workers ``pid`` started (not multiprocessing's resource tracker)."""
-    children = [
-        int(child)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for child in (task / "children").read_text().split()
-    ]
+    children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in _read(task)]
     return [c for c in children if b"spawn_main" in _command_line(c)]
+
+
+def _read(task: Path) -> list[str]:
+    """A thread's children; none once the thread has ended (its directory goes with it)."""
+    try:
+        return (task / "children").read_text().split()
+    except FileNotFoundError:
+        return []
 
 
 def _command_line(pid: int) -> bytes:
@@ -367,3 +371,53 @@ def test_link_templates_with_a_format_spec_are_refused(cli: Any) -> None:
         assert bad.exit_code == 2, bad.output
         assert "order_url_template" in bad.stderr
         assert "write {order_id} alone" in bad.stderr
+
+
+def test_a_merchants_marketing_settings_are_shown_and_changed(cli: Any) -> None:
+    assert cli("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
+    shown = cli("merchants", "marketing", "--merchant", "shop")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["marketing"] == {
+        "daily_cap": 1,
+        "weekly_cap": 3,
+        "quiet_start": "21:00:00",
+        "quiet_end": "08:00:00",
+        "time_zone": "UTC",
+    }
+
+    changed = cli(
+        "merchants", "marketing", "--merchant", "shop", "--weekly-cap", "2",
+        "--quiet-hours", "22:00-07:30", "--time-zone", "Europe/Prague",
+    )  # fmt: skip
+    assert changed.exit_code == 0, changed.output
+    again = json.loads(cli("merchants", "marketing", "--merchant", "shop").stdout)["marketing"]
+    assert again == {
+        "daily_cap": 1,
+        "weekly_cap": 2,
+        "quiet_start": "22:00:00",
+        "quiet_end": "07:30:00",
+        "time_zone": "Europe/Prague",
+    }
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("--quiet-hours", "22:00", "--quiet-hours"),
+        ("--quiet-hours", "22:00-7", "--quiet-hours"),
+        ("--time-zone", "Europe/Atlantis", "time_zone"),
+        ("--daily-cap", "5", "weekly_cap"),
+        ("--daily-cap", "-1", "daily_cap"),
+    ],
+)
+def test_bad_marketing_settings_are_named_and_change_nothing(
+    cli: Any, option: str, value: str, named: str
+) -> None:
+    assert cli("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
+    refused = cli("merchants", "marketing", "--merchant", "shop", option, value)
+    assert refused.exit_code == 2
+    assert named in refused.stderr
+    assert "Traceback" not in refused.output
+    shown = json.loads(cli("merchants", "marketing", "--merchant", "shop").stdout)
+    assert shown["marketing"]["daily_cap"] == 1
+    assert shown["marketing"]["time_zone"] == "UTC"

@@ -36,6 +36,21 @@ async def queue_drained(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
         return await session.scalar(waiting) == 0
 
 
+async def relayed(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
+    """The ``nats`` backend's relay has handed every message published so far to JetStream."""
+    waiting = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.relayed_at.is_(None),
+            OutboxMessage.processed_at.is_(None),
+            OutboxMessage.failed_at.is_(None),
+        )
+    )
+    async with sessionmaker() as session:
+        return await session.scalar(waiting) == 0
+
+
 async def nothing_to_push(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
     """The queue is drained and no device waits for a push: every push due was sent (and the
     stand-in recorded it before the sender recorded the delivery)."""

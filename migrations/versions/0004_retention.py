@@ -1,7 +1,7 @@
 """Retention: the indexes each prune finds its expired rows by.
 
 Revision ID: 0004_retention
-Revises: 0002
+Revises: 0007_merchant_marketing
 Create Date: 2026-12-01 22:10:00.000000
 
 On a large PostgreSQL database, create these first with ``CREATE INDEX CONCURRENTLY`` (same
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_retention"
-down_revision: str | None = "0002"
+down_revision: str | None = "0007_merchant_marketing"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

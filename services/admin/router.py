@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
 from services.admin.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -23,8 +26,9 @@ from services.admin.schemas import (
 from services.core.admin import AdminSettings, admin_router
 from services.core.db import Session
 from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound
-from services.merchants import google_wallet
+from services.merchants import google_wallet, marketing
 from services.merchants import service as merchants
+from services.merchants.marketing import MarketingChange, MarketingSettings
 from services.merchants.schemas import MerchantCreate, MerchantRead, SlugPath
 from services.onboarding import onboard_merchant
 from services.passes import changes
@@ -102,3 +106,28 @@ async def set_google(slug: SlugPath, body: GoogleSettings, session: Session) -> 
     return GoogleSettingsRead(
         issuer_id=body.issuer_id, origins=body.origins, cards_announced=announced
     )
+
+
+@router.get("/merchants/{slug}/marketing", response_model=MarketingSettings, responses=_missing)
+async def read_marketing(slug: SlugPath, session: Session) -> MarketingSettings:
+    """How often the merchant's cards may notify offers, and when not (defaults if never set)."""
+    return marketing.settings_of(await merchants.get_merchant_by_slug(session, slug))
+
+
+@router.patch(
+    "/merchants/{slug}/marketing",
+    response_model=MarketingSettings,
+    responses=_missing,
+)
+async def change_marketing(
+    slug: SlugPath, body: MarketingChange, session: Session
+) -> MarketingSettings:
+    """Change some marketing settings; fields left out stay, ``null`` resets one to its default.
+    They apply to the next marketing decisions; order statuses never depend on them."""
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    try:
+        return await marketing.update_marketing(session, merchant, body.changes())
+    except ValidationError as exc:  # the change does not fit the settings it joins
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None

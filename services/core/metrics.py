@@ -74,7 +74,8 @@ GOOGLE_CALLS = Counter(
 )
 GOOGLE_MESSAGES = Counter(
     "passpost_google_messages_total",
-    "Google Wallet messages: notified, plain, or downgraded (plain, over the daily budget)",
+    "Google Wallet messages: notified, plain, downgraded (plain, over the daily budget),"
+    " or expired (its display ended before it could go: dropped)",
     ["kind"],
 )
 PASSES_BUILT = Counter("passpost_passes_built_total", "Signed .pkpass bundles built")

@@ -1,15 +1,17 @@
-"""A merchant's Google Wallet settings, and the save link they sign.
+"""A merchant's Google Wallet settings, and the save links they sign.
 
 They live in the tenant registry because two services need them: the orders API answers a shop
-with the card's save link (signed with the merchant's service account key), and passes builds
-the card's object under the merchant's issuer.
+with the card's links (with the Google one whenever the merchant's key can sign), and passes
+builds the card's object under the merchant's issuer and signs it into the save link.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +20,7 @@ from services.contracts.cards import CardLinks, Identified, card_links
 from services.core.errors import InvalidInput, NotConfigured, named_by_caller
 from services.integrations.google_wallet.auth import InvalidServiceAccount, ServiceAccount
 from services.integrations.google_wallet.client import object_id
-from services.integrations.google_wallet.jwt import save_url
+from services.integrations.google_wallet.jwt import SaveUrlTooLong, save_url
 from services.merchants.models import Merchant
 
 log = logging.getLogger(__name__)
@@ -87,13 +89,12 @@ def card_object_id(merchant: Merchant, serial_number: str) -> str:
     return object_id(str(merchant.google_issuer_id), serial_number)
 
 
-def save_link(merchant: Merchant, serial_number: str) -> str | None:
-    """``https://pay.google.com/gp/v/save/<jwt>`` naming the card's object by its id.
+def signing_account(merchant: Merchant) -> ServiceAccount | None:
+    """The service account that signs the merchant's save links.
 
-    None without Google Wallet, and while the merchant's Google settings cannot sign one (the
-    key file gone or broken, origins that make the link too long): the order event is still
-    accepted and the landing page still shown, without the Google button, and the problem is
-    logged once per state of the key file (``passpost check`` names it too).
+    None without Google Wallet, and while its key file is gone or broken: the order event is
+    still accepted and the landing page still shown, without the Google button, and the
+    problem is logged once per state of the key file (``passpost check`` names it too).
     """
     if not enabled(merchant):
         return None
@@ -103,36 +104,53 @@ def save_link(merchant: Merchant, serial_number: str) -> str | None:
     except OSError:
         mtime = -1
     try:
-        return _save_link(
-            merchant.slug,
-            path,
-            mtime,
-            card_object_id(merchant, serial_number),
-            tuple(merchant.google_origins or ()),
-        )
-    except (OSError, ValueError) as exc:  # unreadable or invalid key, SaveUrlTooLong
+        return _account(path, mtime)
+    except (OSError, ValueError) as exc:  # unreadable or invalid key
         _unusable(merchant.slug, mtime, f"{type(exc).__name__}: {exc}"[:300])
         return None
 
 
+def save_link(merchant: Merchant, card_object: Mapping[str, Any]) -> str | None:
+    """``https://pay.google.com/gp/v/save/<jwt>`` carrying the card's whole object, so that
+    Google can create it on save even before push has inserted it (Google keeps an object it
+    has already and ignores the copy in the link).
+
+    None while the merchant's key cannot sign (``signing_account``) or the link would be
+    longer than browsers carry (``SaveUrlTooLong``: too many or too long origins).
+    """
+    account = signing_account(merchant)
+    if account is None:
+        return None
+    origins = tuple(merchant.google_origins or ())
+    try:
+        return save_url(account, card_object, origins=origins)
+    except SaveUrlTooLong:
+        _unusable(merchant.slug, hash(origins), "google.origins: the save link is too long")
+        return None
+
+
 def links_at(merchant: Merchant, card: Identified, base_url: str) -> CardLinks:
-    """A card's links as a shop and a customer get them: the derived ones, and with Google
-    Wallet the save link signed with the merchant's key. The orders API answers with these
-    before the card exists; the passes service shows the same ones for the card it made."""
-    google_save_url = save_link(merchant, card.serial_number)
-    return card_links(card, base_url, google_save_url=google_save_url)
+    """A card's links as a shop and a customer get them; with Google Wallet, passpost's own
+    save link (``/c/{link}/google``), whenever the merchant's key can sign. The orders API
+    answers with these before the card exists; the passes service shows the same ones."""
+    return card_links(card, base_url, google=signs_save_links(merchant))
+
+
+def signs_save_links(merchant: Merchant) -> bool:
+    """Whether the merchant's cards get a Google save link (``signing_account``)."""
+    return signing_account(merchant) is not None
 
 
 @lru_cache(maxsize=256)
-def _unusable(slug: str, _mtime: int, error: str) -> None:
-    """Log an unusable Google setup once per merchant and state of its key file."""
+def _unusable(slug: str, _state: int, error: str) -> None:
+    """Log an unusable Google setup once per merchant and state of its key file (or origins)."""
     log.warning(
         "Google save links cannot be signed; cards are linked without them",
         extra={"merchant": slug, "setting": "google.service_account_file", "error": error},
     )
 
 
-@lru_cache(maxsize=4096)
-def _save_link(slug: str, path: Path, _mtime: int, object_id: str, origins: tuple[str, ...]) -> str:
-    """Signing takes a millisecond; the link never expires, so sign once per card and key."""
-    return save_url(ServiceAccount.from_file(path), object_id, origins=list(origins))
+@lru_cache(maxsize=256)
+def _account(path: Path, _mtime: int) -> ServiceAccount:
+    """Read once per state of the key file."""
+    return ServiceAccount.from_file(path)

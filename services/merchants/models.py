@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -24,6 +25,8 @@ class Merchant(IdMixin, TimestampMixin, Base):
     google_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     signing_secret: Mapped[str | None] = mapped_column(String(100))
     """When set, order events must carry a valid ``Passpost-Signature``; never shown again."""
+    marketing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Marketing settings that differ from the defaults (``merchants/marketing.py``)."""
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant", lazy="raise")
 

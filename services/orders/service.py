@@ -18,7 +18,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.contracts.cards import CardLinks, card_identity
+from services.contracts.cards import CardLinks, customer_links
 from services.contracts.messages import OrderChanged
 from services.contracts.orders import OrderStatus
 from services.core.errors import Conflict, NotFound, PasspostError, Unauthorized
@@ -117,8 +117,13 @@ def order_read(order: Order, history: list[OrderEvent] | None = None) -> OrderRe
 
 def links_for(merchant: Merchant, customer_id: str, settings: Settings) -> CardLinks:
     """The links of the customer's card, whether or not passes has made it yet."""
-    identity = card_identity(settings.resolved_secret_key(), merchant.id, customer_id)
-    return google_wallet.links_at(merchant, identity, settings.base_url())
+    return customer_links(
+        settings.resolved_secret_key(),
+        merchant.id,
+        customer_id,
+        settings.base_url(),
+        google=google_wallet.signs_save_links(merchant),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.messages import OrderChanged
 from services.merchants.models import Merchant
-from services.passes.card_view import Order, current_order
+from services.passes.card_view import PREPARING, Order, current_order
 from services.passes.changes import announce, record_change
 from services.passes.issuing import CardsOfBatch, find_or_issue, update_customer
 from services.passes.models import Card
@@ -47,7 +47,8 @@ def take_order_change(content: dict[str, Any], change: OrderChanged) -> OrdersTa
     }
     newest = sorted(orders.values(), key=lambda o: o["placed_at"])[-MAX_ORDERS_KEPT:]
     shown = current_order(content)
-    taken = {**content, "orders": {o["id"]: o for o in newest}}
+    kept = {key: value for key, value in content.items() if key != PREPARING}
+    taken = {**kept, "orders": {o["id"]: o for o in newest}}
     now_shown = current_order(taken)
     return OrdersTaken(
         content=taken,

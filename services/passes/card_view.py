@@ -29,6 +29,17 @@ Order = dict[str, Any]
 """An order as a card keeps it in ``Card.content["orders"]`` (``card_orders.take_order_change``)."""
 
 
+PREPARING = "preparing"
+"""Set in the content of a card issued on demand from its link (``issuing.card_behind_link``)
+until its shop's first event arrives with what it should show."""
+
+
+def idle_status(content: dict[str, Any]) -> str:
+    """The status a card without orders shows: being prepared while its shop's event is on its
+    way (a card made on demand from its link), welcome otherwise (a card issued by hand)."""
+    return "status.preparing" if content.get(PREPARING) else "status.welcome"
+
+
 def current_order(content: dict[str, Any]) -> Order | None:
     """The most recently placed open order; with none open, the most recently placed."""
     orders = list((content.get("orders") or {}).values())

@@ -25,6 +25,7 @@ from services.merchants.models import Merchant
 from services.passes.card_view import (
     back_links,
     current_order,
+    idle_status,
     is_open,
     order_number,
     status_sentence,
@@ -63,7 +64,7 @@ def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str,
     locale, own = card.locale, design.texts
     order = current_order(card.content)
     shipping = (order or {}).get("shipping") or {}
-    status_key = f"status.{order['status']}" if order else "status.welcome"
+    status_key = f"status.{order['status']}" if order else idle_status(card.content)
     eta = shipping.get("estimated_delivery") if is_open(order) else None
     links = [
         CardLink(id=key, uri=url, description=text(f"back.{key}", locale, own))

@@ -5,29 +5,43 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.contracts.cards import LINK_TOKEN, CardIdentity, CardLinks, card_identity
+from services.contracts.cards import (
+    LINK_TOKEN,
+    CardIdentity,
+    CardLinks,
+    card_identity,
+    open_link,
+)
 from services.core.errors import NotFound
 from services.core.models import utcnow
 from services.core.settings import Settings
 from services.merchants import google_wallet as merchant_google
 from services.merchants.models import Merchant
+from services.passes.card_view import PREPARING
 from services.passes.changes import announce, record_change, update_tag, whole_second
 from services.passes.designs import get_design
 from services.passes.models import Card, PassDesign
 from services.passes.schemas import CardIssue
 from services.passes.texts import LOCALES
 
+NO_SUCH_CARD = "no such card"
+
 Customer = tuple[uuid.UUID, str]
 """(merchant id, the shop's customer id): whose card."""
 
 
 def new_card(
-    merchant: Merchant, design: PassDesign, data: CardIssue, identity: CardIdentity
+    merchant: Merchant,
+    design: PassDesign,
+    data: CardIssue,
+    identity: CardIdentity,
+    content: dict[str, Any] | None = None,
 ) -> Card:
     return Card(
         id=uuid.uuid4(),
@@ -40,7 +54,7 @@ def new_card(
         authentication_token=secrets.token_urlsafe(24),
         link_token=identity.link_token,
         version=1,
-        content={},
+        content=content or {},
         changed_at=whole_second(utcnow()),
     )
 
@@ -101,11 +115,14 @@ async def find_or_issue(
     secret_key: bytes,
     *,
     known: CardsOfBatch | None = None,
+    locale: str | None = None,
+    content: dict[str, Any] | None = None,
 ) -> tuple[Card, bool]:
     """The customer's card, and whether it was made just now.
 
     ``known``: cards looked up already (``lock_cards``); a customer among them is not looked
-    up again, and a card issued now is added to them.
+    up again, and a card issued now is added to them. ``locale`` and ``content``: what a card
+    made now starts with (the merchant's default language and nothing shown, unless said).
     """
     customer = (merchant.id, customer_id)
     if known is not None and known.knows(customer):
@@ -116,7 +133,8 @@ async def find_or_issue(
         return card, False
     design = await get_design(session, merchant)  # refuse before a card that cannot be built
     identity = card_identity(secret_key, merchant.id, customer_id)
-    card = new_card(merchant, design, CardIssue(customer_id=customer_id), identity)
+    data = CardIssue(customer_id=customer_id, locale=locale)
+    card = new_card(merchant, design, data, identity, content)
     # The tag before the savepoint: a refused insert then cannot undo the counter's bump.
     card.update_tag = await update_tag(session, card.pass_type_identifier)
     try:
@@ -155,12 +173,47 @@ def update_customer(card: Card, merchant: Merchant, data: CardIssue) -> bool:
     return changed
 
 
-async def get_card_by_link(session: AsyncSession, link_token: str) -> Card:
-    card = None
-    if LINK_TOKEN.fullmatch(link_token):
-        card = await session.scalar(select(Card).where(Card.link_token == link_token))
-    if card is None:
-        raise NotFound("no such card")
+async def card_behind_link(
+    session: AsyncSession, link_token: str, secret_key: bytes, *, locale: str | None = None
+) -> Card:
+    """The card a link of ours names, issued now if its shop's event has not made it yet.
+
+    A link is its card's stored token (every card issued so far, the HMAC links of those
+    issued before links were sealed among them), or else (merchant, customer) sealed by
+    ``contracts.cards.seal_customer``: then the card is found or issued exactly as the
+    ``order.changed`` consumer would (same identity; the unique keys decide a race), showing
+    "being prepared" in ``locale`` (the visitor's language, else the merchant's default) until
+    the event arrives. Any other link (forged, mistyped, sealed under another key, naming no
+    merchant of ours) is the same ``NotFound``: only we can seal a link, so an open one says
+    nothing about whether its customer exists, and a link that does not open costs the
+    same lookup and decryption whoever it names.
+    """
+    if not LINK_TOKEN.fullmatch(link_token):
+        raise NotFound(NO_SUCH_CARD)
+    card = await session.scalar(select(Card).where(Card.link_token == link_token))
+    if card is not None:
+        return card
+    customer = open_link(secret_key, link_token)
+    merchant = None if customer is None else await session.get(Merchant, customer.merchant_id)
+    if customer is None or merchant is None:
+        raise NotFound(NO_SUCH_CARD)
+    card = await session.scalar(  # issued with its HMAC link, before links were sealed
+        select(Card).where(
+            Card.merchant_id == merchant.id, Card.customer_id == customer.customer_id
+        )
+    )
+    if card is not None:
+        return card
+    card, created = await find_or_issue(
+        session,
+        merchant,
+        customer.customer_id,
+        secret_key,
+        locale=locale,
+        content={PREPARING: True},
+    )
+    if created:
+        await announce(session, card)  # Google may insert the object before the event comes
     return card
 
 

@@ -16,7 +16,7 @@ from typing import Literal
 import segno
 
 from services.merchants.models import Merchant
-from services.passes.card_view import current_order, status_sentence
+from services.passes.card_view import current_order, idle_status, status_sentence
 from services.passes.models import Card, PassDesign
 from services.passes.texts import LOCALES, text
 
@@ -31,6 +31,20 @@ PAGE_TEXTS: dict[str, dict[str, str]] = {
         "ru": "Сохраните эту карту в кошельке: она покажет ваш заказ и сообщит о каждом шаге.",
         "de": "Legen Sie diese Karte in Ihre Wallet: Sie zeigt Ihre Bestellung und meldet jeden "
         "Schritt.",
+    },
+    "page.preparing": {
+        "en": "Your card is being prepared: your order shows on it in a moment. You can add it "
+        "to your wallet now.",
+        "sk": "Vašu kartu pripravujeme: objednávka sa na nej o chvíľu zobrazí. Do peňaženky si "
+        "ju môžete pridať už teraz.",
+        "cs": "Vaši kartu připravujeme: objednávka se na ní za chvíli zobrazí. Do peněženky si "
+        "ji můžete přidat už teď.",
+        "pl": "Przygotowujemy Twoją kartę: zamówienie pojawi się na niej za chwilę. Możesz już "
+        "dodać ją do portfela.",
+        "ru": "Мы готовим вашу карту: заказ появится на ней через минуту. Добавить её в кошелёк "
+        "можно уже сейчас.",
+        "de": "Ihre Karte wird vorbereitet: Ihre Bestellung erscheint gleich darauf. Sie können "
+        "sie schon jetzt in Ihre Wallet legen.",
     },
     "page.apple": {
         "en": "Add to Apple Wallet",
@@ -77,6 +91,16 @@ def platform_of(user_agent: str) -> Platform:
     return "desktop"
 
 
+def locale_of(accept_language: str) -> str | None:
+    """The first of the visitor's languages (``Accept-Language``, in the order given) that
+    cards are worded in; ``None`` when there is none."""
+    for item in accept_language.split(",")[:20]:
+        language = item.split(";", 1)[0].strip().split("-", 1)[0].lower()
+        if language in LOCALES:
+            return language
+    return None
+
+
 def _page_text(key: str, locale: str) -> str:
     values = PAGE_TEXTS[key]
     return values.get(locale, values["en"])
@@ -110,7 +134,12 @@ def render(
     locale = card.locale if card.locale in LOCALES else merchant.default_locale
     own = design.texts
     order = current_order(card.content)
-    status = status_sentence(order, locale, own) if order else text("status.welcome", locale, own)
+    if order is not None:
+        status = status_sentence(order, locale, own)
+    elif idle_status(card.content) == "status.preparing":
+        status = _page_text("page.preparing", locale)
+    else:
+        status = text("status.welcome", locale, own)
     apple = _button("apple", apple_url, _page_text("page.apple", locale), APPLE_ICON)
     buttons = [apple]
     if google_url:

@@ -1,4 +1,6 @@
-"""The customer-facing links of a card: unguessable, one card each."""
+"""The customer-facing links of a card: unguessable, one card each, working from the moment
+the shop has them (``issuing.card_behind_link`` issues a card its shop's event has not made
+yet)."""
 
 from __future__ import annotations
 
@@ -6,20 +8,22 @@ from email.utils import format_datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
-from services.contracts.cards import LINK_PATH
+from services.contracts.cards import GOOGLE_LINK_SUFFIX, LINK_PATH
 from services.core.db import Session
 from services.core.errors import NotConfigured, NotFound
 from services.core.web import AppSettings
+from services.merchants import google_wallet as merchant_google
 from services.merchants.models import Merchant
 from services.passes import landing
 from services.passes.apple.pkpass import MEDIA_TYPE
 from services.passes.bundles import PassBuilder, SignedPass
 from services.passes.designs import get_design
-from services.passes.issuing import get_card_by_link, links_of
-from services.passes.models import DesignImage, PassDesign
+from services.passes.google_wallet import object_body
+from services.passes.issuing import card_behind_link, links_of
+from services.passes.models import Card, DesignImage, PassDesign
 
 router = APIRouter(prefix=LINK_PATH, tags=["customer links"])
 
@@ -30,6 +34,24 @@ async def get_pass_builder(request: Request) -> PassBuilder:
 
 
 Builder = Annotated[PassBuilder, Depends(get_pass_builder)]
+
+
+async def linked_card(
+    link_token: str,
+    session: Session,
+    settings: AppSettings,
+    accept_language: Annotated[str, Header()] = "",
+) -> Card:
+    """The card behind the link, issued now if need be, in the visitor's language."""
+    return await card_behind_link(
+        session,
+        link_token,
+        settings.resolved_secret_key(),
+        locale=landing.locale_of(accept_language),
+    )
+
+
+LinkedCard = Annotated[Card, Depends(linked_card)]
 
 
 def pkpass_response(signed: SignedPass) -> Response:
@@ -53,9 +75,35 @@ def pkpass_response(signed: SignedPass) -> Response:
         **NotConfigured.openapi("The merchant's signing material is unusable"),
     },
 )
-async def download_pass(link_token: str, session: Session, builder: Builder) -> Response:
-    card = await get_card_by_link(session, link_token)
+async def download_pass(session: Session, builder: Builder, card: LinkedCard) -> Response:
     return pkpass_response(await builder.signed_pass(session, card))
+
+
+@router.get(
+    "/{link_token}" + GOOGLE_LINK_SUFFIX,
+    status_code=303,
+    response_class=RedirectResponse,
+    responses={
+        303: {"description": "To Google's save page, with the card's object signed in"},
+        **NotFound.openapi("No card behind this link"),
+        **NotConfigured.openapi("The merchant's Google Wallet key cannot sign"),
+    },
+)
+async def save_to_google(session: Session, card: LinkedCard) -> Response:
+    """The Google save link, signed now with the card as it is now, so Google can create the
+    object even before push has inserted it (what Google's Wallet team advises for links in
+    mail: google-wallet/rest-samples#8)."""
+    merchant = await session.get_one(Merchant, card.merchant_id)
+    url = None
+    if merchant_google.signs_save_links(merchant):
+        design = await get_design(session, merchant)
+        url = merchant_google.save_link(merchant, object_body(merchant, design, card))
+    if url is None:
+        raise NotConfigured(
+            f"merchant {merchant.slug!r}: Google Wallet cannot sign save links",
+            setting="google.service_account_file",
+        )
+    return RedirectResponse(url, status_code=303, headers=LINK_HEADERS)
 
 
 @router.get(
@@ -64,13 +112,12 @@ async def download_pass(link_token: str, session: Session, builder: Builder) -> 
     responses={200: {"description": "The add-to-wallet page"}, **NotFound.openapi()},
 )
 async def landing_page(
-    link_token: str,
     session: Session,
     settings: AppSettings,
+    card: LinkedCard,
     user_agent: Annotated[str, Header()] = "",
 ) -> HTMLResponse:
     """The page a shop links from its thank-you page: add the card to Apple or Google Wallet."""
-    card = await get_card_by_link(session, link_token)
     merchant = await session.get_one(Merchant, card.merchant_id)
     design = await get_design(session, merchant)
     links = links_of(merchant, card, settings)
@@ -87,6 +134,8 @@ async def landing_page(
     return HTMLResponse(page, headers=LANDING_HEADERS)
 
 
+LINK_HEADERS = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
+"""A redirect carrying a signed link: never cached, never passed on as a referrer."""
 LANDING_HEADERS = {
     "Cache-Control": "private, no-cache",
     "Referrer-Policy": "no-referrer",

@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from services.contracts.cards import MAX_LINK_TOKEN_LENGTH
 from services.core.models import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
 
 
@@ -88,7 +89,9 @@ class Card(IdMixin, Base):
     locale: Mapped[str] = mapped_column(String(16))
     serial_number: Mapped[str] = mapped_column(String(64), unique=True)
     authentication_token: Mapped[str] = mapped_column(String(64))
-    link_token: Mapped[str] = mapped_column(String(64), unique=True)
+    link_token: Mapped[str] = mapped_column(String(MAX_LINK_TOKEN_LENGTH), unique=True)
+    """The link the card was issued with: sealed (``contracts.cards.seal_customer``), or the
+    HMAC token of a card issued before links were sealed, which keeps working."""
     version: Mapped[int] = mapped_column(Integer, default=1)
     content: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """What the card currently shows beyond the customer (the latest order, later offers)."""

@@ -41,6 +41,14 @@ TEXTS: dict[str, dict[str, str]] = {
     "status.welcome": _t(
         "Welcome", "Vitajte", "Vítejte", "Witamy", "Добро пожаловать", "Willkommen"
     ),
+    "status.preparing": _t(
+        "Being prepared",
+        "Pripravujeme",
+        "Připravujeme",
+        "Przygotowujemy",
+        "Готовим",
+        "Wird vorbereitet",
+    ),
     "status.placed": _t(
         "Order received",
         "Objednávka prijatá",

@@ -4,18 +4,24 @@ Like APNs pushes, the work is recorded in the ``card.updated`` consumer's transa
 (``schedule``) and done by a worker outside any transaction. Notifications are budgeted: Google
 allows 3 per object in 24 hours (a 4th is refused with 403 ``quotaExceeded``), so they go to the
 changes that matter most and everything else, or anything over budget, is added as a plain
-message and recorded as downgraded.
+message and recorded as downgraded. Order statuses and marketing share that budget, and
+marketing must never cost a status its notification: see ``notification_allowed``.
+
+Messages taken back (an offer expired, redeemed or cancelled) leave the object by a PATCH of
+its whole ``messages`` list without them; Google keeps at most 10, so the oldest (those whose
+display ended first) are dropped the same way. Downgrades are counted for the channel's stats
+in one ``channel.counted`` per merchant and batch, never one per message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,10 +29,12 @@ import httpx
 from sqlalchemy import Table, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.contracts.messages import CardUpdated
+from services.contracts.messages import CardUpdated, ChannelCounted, GoogleWalletChanged
 from services.core import metrics
+from services.core.clock import clock
 from services.core.leases import Lease
 from services.core.models import utcnow
+from services.core.queue import publish, publish_all
 from services.core.queue.apply import retry_delay
 from services.core.transaction import after_commit
 from services.integrations.google_wallet.auth import AccessTokens, ServiceAccount
@@ -53,6 +61,7 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
     if target is None:
         target = GoogleTarget(
             card_id=card_id,
+            merchant_id=change.merchant_id,
             object_id=google.object_id,
             issuer_id=google.issuer_id,
             service_account_path=google.service_account_path,
@@ -60,6 +69,7 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
             wanted_version=0,
             synced_version=0,
             pending_messages=[],
+            withdrawn_messages=[],
             messages_due=False,
             kept_messages=[],
             notified_at=[],
@@ -70,15 +80,27 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
         session.add(target)
     if version <= target.wanted_version:
         return False  # an older change arriving late: the object already has a newer one
-    target.object_body = google.object
+    target.object_body, target.merchant_id = google.object, change.merchant_id
     target.service_account_path = google.service_account_path
     target.wanted_version, target.attempts, target.available_at = version, 0, utcnow()
+    if google.withdrawn_messages:
+        _withdraw(target, google.withdrawn_messages)
     if google.message is not None and not target.removed:
-        target.pending_messages = [*target.pending_messages, google.message.model_dump()]
+        message = google.message.model_dump(mode="json")
+        target.pending_messages = [*target.pending_messages, message]
         target.messages_due = True
     if wakeup is not None:
         after_commit(session, wakeup.set)
     return True
+
+
+def _withdraw(target: GoogleTarget, ids: Iterable[str]) -> None:
+    """Messages to take off: one not sent yet never goes; one on the object (or on its way
+    there, in a worker's hands right now) is removed by the next round."""
+    withdrawn = set(ids)
+    target.pending_messages = [m for m in target.pending_messages if m["id"] not in withdrawn]
+    target.withdrawn_messages = sorted(withdrawn | set(target.withdrawn_messages))
+    target.messages_due = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +108,14 @@ class _Claimed:
     """A leased target as it was when claimed; the work never changes it."""
 
     card_id: uuid.UUID
+    merchant_id: uuid.UUID | None
     object_id: str
     service_account_path: str
     version: int
     synced: bool
     object_body: dict[str, Any]
     pending: tuple[dict[str, Any], ...]
+    withdrawn: frozenset[str]
     kept: tuple[dict[str, Any], ...]
     notified_at: tuple[float, ...]
 
@@ -102,7 +126,9 @@ class _Outcome:
 
     object_synced: bool
     sent_ids: frozenset[str]
-    """The pending messages now on the object."""
+    """The pending messages done with: now on the object, or dropped as expired."""
+    withdrawn_done: bool
+    """The claimed withdrawn messages are off the object."""
     kept: list[dict[str, Any]]
     """The messages on the object, oldest first, as the work left it."""
     notified_at: list[float]
@@ -111,8 +137,21 @@ class _Outcome:
     error: GoogleWalletError | None
 
 
-def notification_allowed(important: bool, notified_at: Sequence[float], now: float) -> bool:
+def notification_allowed(
+    important: bool, notified_at: Sequence[float], now: float, kind: str = "status"
+) -> bool:
+    """Whether a message may notify, given the object's notifications of the last 24 hours.
+
+    An order status may take any of Google's 3 slots. A marketing message notifies only into
+    an empty window: none in the last 24 hours, of either kind. So there is at most one
+    marketing notification a day on the object, it leaves two slots for the statuses after it,
+    and it never follows a status notification of the last day, which says an order is on its
+    way with more statuses due (shipped, out for delivery, delivered can fill 3 slots in one
+    day). Marketing yields; statuses are never downgraded to make room for an offer.
+    """
     recent = [moment for moment in notified_at if now - moment < DAY_SECONDS]
+    if kind == "marketing":
+        return important and not recent
     return important and len(recent) < NOTIFICATIONS_PER_DAY
 
 
@@ -182,12 +221,14 @@ class GoogleWorker(LeasedWorker):
             order_by=_google_targets.c.available_at,
             returning=(
                 _google_targets.c.card_id,
+                _google_targets.c.merchant_id,
                 _google_targets.c.object_id,
                 _google_targets.c.service_account_path,
                 _google_targets.c.wanted_version,
                 _google_targets.c.synced_version,
                 _google_targets.c.object_body,
                 _google_targets.c.pending_messages,
+                _google_targets.c.withdrawn_messages,
                 _google_targets.c.kept_messages,
                 _google_targets.c.notified_at,
             ),
@@ -206,12 +247,14 @@ class GoogleWorker(LeasedWorker):
         return [
             _Claimed(
                 card_id=row.card_id,
+                merchant_id=row.merchant_id,
                 object_id=row.object_id,
                 service_account_path=row.service_account_path,
                 version=row.wanted_version,
                 synced=row.synced_version >= row.wanted_version,
                 object_body=row.object_body,
                 pending=tuple(row.pending_messages),
+                withdrawn=frozenset(row.withdrawn_messages),
                 kept=tuple(row.kept_messages),
                 notified_at=tuple(row.notified_at),
             )
@@ -219,26 +262,39 @@ class GoogleWorker(LeasedWorker):
         ]
 
     async def _work(self, item: _Claimed) -> _Outcome:
-        """Sync the object if it is behind, then add the pending messages, in order; the first
-        failure ends the work (what was done before it is kept)."""
-        object_synced = False
+        """Sync the object if it is behind, take withdrawn messages off, then add the pending
+        messages, in order; the first failure ends the work (what was done before it is kept).
+        A message whose display ended meanwhile (a retry after the offer expired) is dropped."""
+        object_synced = withdrawn_done = False
         sent: set[str] = set()
         kept, notified_at = list(item.kept), list(item.notified_at)
         entries: list[GoogleDelivery] = []
         error: GoogleWalletError | None = None
+        now = clock.now()
         try:
             client = self._clients.for_account(item.service_account_path)
             if not item.synced:
                 await client.upsert_object(item.object_body)
                 object_synced = True
                 entries.append(_entry(item, "object", "delivered"))
+            remaining = [m for m in kept if m["id"] not in item.withdrawn]
+            if len(remaining) < len(kept):
+                await _rewrite_messages(client, item.object_id, remaining)
+                kept = remaining
+                entries.append(_entry(item, "withdrawn", "delivered"))
+            withdrawn_done = True
             for message in item.pending:
+                if _ended(message.get("display_until"), now):
+                    sent.add(message["id"])
+                    metrics.GOOGLE_MESSAGES.labels(kind="expired").inc()
+                    entries.append(_logged(item, "expired", "dropped", None, None))
+                    continue
                 if len(kept) >= MESSAGES_KEPT:
-                    # Google keeps at most 10 messages on an object: drop the oldest ourselves.
-                    kept = kept[-(MESSAGES_KEPT - 1) :]
-                    await client.patch_object(item.object_id, {"messages": kept})
+                    # Google keeps at most 10 messages on an object: make room ourselves.
+                    kept = _room_for_one(kept, now)
+                    await _rewrite_messages(client, item.object_id, kept)
                 kind, added, notified_at = await _add_message(
-                    client, item.object_id, message, notified_at
+                    client, item.object_id, message, notified_at, now
                 )
                 kept.append(added)
                 sent.add(message["id"])
@@ -248,7 +304,7 @@ class GoogleWorker(LeasedWorker):
             entries.append(
                 _entry(
                     item,
-                    "object" if not object_synced else "message",
+                    "message" if object_synced or item.synced else "object",
                     "failed",
                     exc.status,
                     f"{exc.reason or ''} {exc.message}".strip(),
@@ -257,7 +313,9 @@ class GoogleWorker(LeasedWorker):
         except (OSError, ValueError) as exc:  # the service account file went missing or bad
             error = GoogleWalletError(0, str(exc))
             entries.append(_entry(item, "object", "failed", None, str(exc)))
-        return _Outcome(object_synced, frozenset(sent), kept, notified_at, entries, error)
+        return _Outcome(
+            object_synced, frozenset(sent), withdrawn_done, kept, notified_at, entries, error
+        )
 
     async def _record(self, done: list[tuple[_Claimed, _Outcome]]) -> None:
         now = utcnow()
@@ -267,6 +325,7 @@ class GoogleWorker(LeasedWorker):
                 if row is not None:
                     session.add_all(outcome.log)
                     self._apply_outcome(row, item, outcome, now)
+            await publish_all(session, _budget_counts(done, clock.now().date()))
 
     def _apply_outcome(
         self, row: GoogleTarget, item: _Claimed, outcome: _Outcome, now: datetime
@@ -278,8 +337,10 @@ class GoogleWorker(LeasedWorker):
         if outcome.object_synced:
             row.synced_version = max(row.synced_version, item.version)
         row.pending_messages = [m for m in row.pending_messages if m["id"] not in outcome.sent_ids]
+        if outcome.withdrawn_done:
+            row.withdrawn_messages = [i for i in row.withdrawn_messages if i not in item.withdrawn]
         row.kept_messages, row.notified_at = outcome.kept, outcome.notified_at
-        row.messages_due = bool(row.pending_messages)
+        row.messages_due = bool(row.pending_messages or row.withdrawn_messages)
         if outcome.error is None:
             row.attempts, row.last_error = 0, None
             return
@@ -287,9 +348,62 @@ class GoogleWorker(LeasedWorker):
         if row.attempts >= self._max_attempts:
             log.warning("Google delivery given up", extra={"status": outcome.error.status})
             row.synced_version = max(row.synced_version, item.version)
-            row.pending_messages, row.messages_due, row.attempts = [], False, 0
+            row.pending_messages, row.withdrawn_messages = [], []
+            row.messages_due, row.attempts = False, 0
         else:
             row.available_at = now + timedelta(seconds=retry_delay(row.attempts))
+
+
+def _budget_counts(
+    done: Iterable[tuple[_Claimed, _Outcome]], day: date
+) -> list[tuple[ChannelCounted, str | None]]:
+    """One ``channel.counted`` per merchant for a batch: its notifications downgraded by
+    Google's budget (``suppressed.google_budget``)."""
+    downgraded: Counter[uuid.UUID] = Counter()
+    for item, outcome in done:
+        if item.merchant_id is not None:
+            downgraded[item.merchant_id] += sum(e.kind == "downgraded" for e in outcome.log)
+    return [
+        (
+            ChannelCounted(
+                merchant_id=merchant_id, day=day, counts={"suppressed.google_budget": count}
+            ),
+            str(merchant_id),
+        )
+        for merchant_id, count in downgraded.items()
+        if count
+    ]
+
+
+async def _rewrite_messages(
+    client: GoogleWalletClient, object_id: str, messages: list[dict[str, Any]]
+) -> None:
+    """PATCH the object's whole message list (Google replaces a list as a whole), every one as
+    ``TEXT``: Google advises TEXT for updates that must not notify again."""
+    body = [{**message, "messageType": "TEXT"} for message in messages]
+    await client.patch_object(object_id, {"messages": body})
+
+
+def _instant(value: str) -> datetime:
+    """A stored time; one without a zone is taken as UTC, as the contracts' times are."""
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _ended(display_until: str | None, now: datetime) -> bool:
+    return display_until is not None and _instant(display_until) <= now
+
+
+def _room_for_one(kept: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The kept messages less enough for one more to fit in Google's 10: those no longer
+    displayed (their ``displayInterval`` ended) go first, then the oldest."""
+    shown = [m for m in kept if not _ended(_display_end(m), now)]
+    return shown[-(MESSAGES_KEPT - 1) :]
+
+
+def _display_end(message: dict[str, Any]) -> str | None:
+    end: str | None = message.get("displayInterval", {}).get("end", {}).get("date")
+    return end
 
 
 async def _add_message(
@@ -297,14 +411,21 @@ async def _add_message(
     object_id: str,
     message: dict[str, Any],
     notified_at: list[float],
+    moment: datetime,
 ) -> tuple[str, dict[str, Any], list[float]]:
     """Add one message, notifying if it is important and the budget allows; returns its kind
-    (``notified``, ``plain`` or ``downgraded``), the message as kept on the object, and the
-    budget after it."""
-    wallet_message = WalletMessage(message["id"], message["header"], message["body"])
-    now = time.time()
+    (``notified``, ``plain`` or ``downgraded``), the message as kept on the object (``TEXT``,
+    the form a rewrite of the list sends), and the budget after it."""
+    display_until = message.get("display_until")
+    wallet_message = WalletMessage(
+        message["id"],
+        message["header"],
+        message["body"],
+        _instant(display_until) if display_until else None,
+    )
+    now = moment.timestamp()
     important = bool(message.get("important"))
-    notify = notification_allowed(important, notified_at, now)
+    notify = notification_allowed(important, notified_at, now, message.get("kind", "status"))
     kind = "notified" if notify else "downgraded" if important else "plain"
     try:
         await client.add_message(object_id, wallet_message, notify=notify)
@@ -320,13 +441,19 @@ async def _add_message(
     elif kind == "downgraded":
         log.info("Google notification downgraded to a plain message (budget spent)")
     metrics.GOOGLE_MESSAGES.labels(kind=kind).inc()
-    return kind, add_message_request(wallet_message, notify=notify)["message"], notified_at
+    return kind, add_message_request(wallet_message, notify=False)["message"], notified_at
 
 
 def _entry(
     item: _Claimed, kind: str, outcome: str, status: int | None = 200, reason: str | None = None
 ) -> GoogleDelivery:
     metrics.GOOGLE_CALLS.labels(kind=kind, outcome=outcome, status=str(status or 0)).inc()
+    return _logged(item, kind, outcome, status, reason)
+
+
+def _logged(
+    item: _Claimed, kind: str, outcome: str, status: int | None, reason: str | None
+) -> GoogleDelivery:
     return GoogleDelivery(
         card_id=item.card_id,
         version=item.version,
@@ -338,7 +465,10 @@ def _entry(
 
 
 async def apply_callback(session: AsyncSession, object_id: str, event: str, nonce: str) -> bool:
-    """A verified save or delete callback; False when its nonce was seen already."""
+    """A verified save or delete callback; False when its nonce was seen already.
+
+    For a card of ours, passes hears of it (``google_wallet.changed``: which cards are on a
+    device) and the channel's stats count it, both in this transaction."""
     if await session.get(GoogleCallbackNonce, nonce) is not None:
         return False
     session.add(GoogleCallbackNonce(nonce=nonce))
@@ -346,5 +476,20 @@ async def apply_callback(session: AsyncSession, object_id: str, event: str, nonc
     if target is not None:
         target.removed = event == "del"
         if target.removed:
-            target.pending_messages, target.messages_due = [], False
+            target.pending_messages = []
+            target.messages_due = bool(target.withdrawn_messages)
+        now = clock.now()
+        key = str(target.card_id)
+        publish(
+            session,
+            GoogleWalletChanged(card_id=target.card_id, saved=not target.removed, at=now),
+            key=key,
+        )
+        if target.merchant_id is not None:
+            counted = "google.removed" if target.removed else "google.saved"
+            publish(
+                session,
+                ChannelCounted(merchant_id=target.merchant_id, day=now.date(), counts={counted: 1}),
+                key=str(target.merchant_id),
+            )
     return True

@@ -80,6 +80,8 @@ class GoogleTarget(Base):
     )
 
     card_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    """Whose card: the channel's stats (``channel.counted``) are per merchant."""
     object_id: Mapped[str] = mapped_column(String(255), unique=True)
     issuer_id: Mapped[str] = mapped_column(String(32))
     service_account_path: Mapped[str] = mapped_column(String(1024))
@@ -87,12 +89,18 @@ class GoogleTarget(Base):
     wanted_version: Mapped[int] = mapped_column(Integer, default=0)
     synced_version: Mapped[int] = mapped_column(Integer, default=0)
     pending_messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    """Messages not yet on the object: ``{"id", "header", "body", "important"}``."""
+    """Messages not yet on the object: ``GoogleMessage`` as JSON (``id``, ``header``, ``body``,
+    ``important``, ``kind``, ``display_until``)."""
+    withdrawn_messages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Ids of messages to take off the object (an offer expired, redeemed or cancelled)."""
     messages_due: Mapped[bool] = mapped_column(default=False)
+    """Messages to add or to take off: the worker has work even when the object is current."""
     kept_messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    """The messages we put on the object, oldest first (at most 10 stay)."""
+    """The messages we put on the object, oldest first (at most 10 stay), as a rewrite of the
+    list sends them: ``TEXT``, so rewriting never notifies again."""
     notified_at: Mapped[list[float]] = mapped_column(JSON, default=list)
-    """When notifications went out: Google allows 3 per object in 24 hours."""
+    """When notifications went out (seconds on ``core.clock``): Google allows 3 per object in
+    24 hours, shared by order statuses and marketing (``push/google.py:notification_allowed``)."""
     removed: Mapped[bool] = mapped_column(default=False)
     """The customer removed the card from Google Wallet: no more notifications."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -84,6 +84,7 @@ async def test_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None:
 async def test_openapi_document_is_served(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     assert "/c/{link_token}/pass.pkpass" in document["paths"]
+    assert "303" in document["paths"]["/c/{link_token}/google"]["get"]["responses"]
 
 
 def _echo_app(settings: Settings) -> FastAPI:

@@ -19,6 +19,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.contracts.messages import ChannelCounted, GoogleWalletChanged
+from services.core.queue import OutboxMessage
 from services.core.settings import Settings
 from services.integrations.google_wallet.client import DEFAULT_API_URL
 from services.merchants import google_wallet
@@ -91,6 +93,17 @@ async def _deliveries(sessionmaker: async_sessionmaker[AsyncSession]) -> list[tu
         return [(row.kind, row.outcome) for row in rows]
 
 
+async def _published(
+    sessionmaker: async_sessionmaker[AsyncSession], topic: str
+) -> list[dict[str, Any]]:
+    """The payloads published on ``topic`` so far, in order."""
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(OutboxMessage).where(OutboxMessage.topic == topic).order_by(OutboxMessage.id)
+        )
+        return [row.payload for row in rows]
+
+
 def _messages(api: WalletApi) -> list[tuple[str, str]]:
     return [
         (body["message"]["messageType"], body["message"]["header"])
@@ -155,9 +168,13 @@ async def test_order_life_in_google_wallet(
     _on_add_message(wallet_api)
 
     accepted = await post_order_event(client, shop.api_key, order_event("confirmed"))
-    url = accepted["card"]["google_save_url"]
+    ours = accepted["card"]["google_save_url"]
+    assert ours == f"{accepted['card']['landing_url']}/google"
+    saved = await client.get(ours)
+    assert saved.status_code == 303
+    url = saved.headers["location"]
     assert url.startswith("https://pay.google.com/gp/v/save/")
-    assert len(url) < 1800
+    assert len(url) <= 1800
     public_key = serialization.load_pem_private_key(
         service_account_info["private_key"].encode(), password=None
     ).public_key()
@@ -166,7 +183,12 @@ async def test_order_life_in_google_wallet(
     assert claims["iss"] == service_account_info["client_email"]
     assert claims["typ"] == "savetowallet"
     assert claims["origins"] == ["https://shop.example.com"]
-    assert claims["payload"] == {"loyaltyObjects": [{"id": object_id}]}
+    [saved_object] = claims["payload"]["loyaltyObjects"]
+    assert saved_object["id"] == object_id  # Google can create it on save, inserted or not
+    assert saved_object["classId"] == f"{ISSUER_ID}.customer-card"
+    schema = request_schema("POST", OBJECTS)
+    assert schema is not None
+    validate(schema, saved_object)
 
     async def synced() -> bool:
         kinds = {
@@ -303,9 +325,11 @@ async def test_callbacks_are_verified_and_a_removed_card_is_not_notified(
         message={**message, "expTimeMillis": now_ms - 1000}, key_expires=now_ms + HOUR_MS
     )
     assert (await client.post("/google/callbacks", content=expired)).status_code == 401
+    assert await _published(sessionmaker, GoogleWalletChanged.topic) == []
 
     assert (await client.post("/google/callbacks", content=body)).status_code == 200
     assert (await client.post("/google/callbacks", content=body)).status_code == 200  # retried
+    assert len(await _published(sessionmaker, GoogleWalletChanged.topic)) == 1
 
     async with sessionmaker() as session:
         target = (await session.scalars(select(GoogleTarget))).one()
@@ -321,6 +345,60 @@ async def test_callbacks_are_verified_and_a_removed_card_is_not_notified(
 
     await eventually(patched)
     assert len(_messages(wallet_api)) == before, "a removed card gets no more messages"
+
+
+async def test_saves_and_removals_tell_passes_and_the_channels_stats(
+    client: httpx.AsyncClient,
+    shop: Any,
+    wallet_api: WalletApi,
+    signer: GoogleSigner,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A verified callback for one of our cards publishes, in its own transaction, that the
+    card is (or is no longer) on a device, and counts it for the merchant; a retried callback
+    (same nonce) publishes nothing again."""
+    _on_patch(wallet_api)
+    _on_add_message(wallet_api)
+    accepted = await post_order_event(client, shop.api_key, order_event("confirmed"))
+    object_id = f"{ISSUER_ID}.{accepted['card']['serial_number']}"
+
+    async def has_target() -> bool:
+        async with sessionmaker() as session:
+            return await session.scalar(select(GoogleTarget.card_id)) is not None
+
+    await eventually(has_target)
+    now_ms = int(time.time() * 1000)
+    bodies = [
+        signer.callback(
+            message={
+                "classId": f"{ISSUER_ID}.customer-card",
+                "objectId": object_id,
+                "expTimeMillis": now_ms + HOUR_MS,
+                "eventType": event,
+                "nonce": str(uuid.uuid4()),
+            },
+            key_expires=now_ms + HOUR_MS,
+        )
+        for event in ("save", "del")
+    ]
+    for body in (bodies[0], bodies[0], bodies[1]):
+        assert (await client.post("/google/callbacks", content=body)).status_code == 200
+
+    async with sessionmaker() as session:
+        card_id = await session.scalar(select(GoogleTarget.card_id))
+    changed = [
+        GoogleWalletChanged.model_validate(payload)
+        for payload in await _published(sessionmaker, GoogleWalletChanged.topic)
+    ]
+    counts = [
+        ChannelCounted.model_validate(payload)
+        for payload in await _published(sessionmaker, ChannelCounted.topic)
+    ]
+    assert [(c.card_id, c.saved) for c in changed] == [(card_id, True), (card_id, False)]
+    assert [(c.merchant_id, c.counts) for c in counts] == [
+        (shop.merchant.id, {"google.saved": 1}),
+        (shop.merchant.id, {"google.removed": 1}),
+    ]
 
 
 async def test_a_callback_for_another_issuer_or_its_objects_is_refused(

@@ -140,7 +140,7 @@ async def test_landing_page_in_chromium(
         origins=[served.base_url()],
     )
     card: Card = await create_card(session, onboarded, locale="sk")
-    links = card_links(card, served.base_url())
+    links = card_links(card, served.base_url(), google=True)
     shot = _fresh_artifact(f"landing-{device}.png")
 
     dom = await _chromium(
@@ -154,7 +154,7 @@ async def test_landing_page_in_chromium(
     assert next(name for name, _ in buttons) == first
     hrefs = dict(buttons)
     assert hrefs["apple"] == links.apple_pass_url
-    assert hrefs["google"].startswith("https://pay.google.com/gp/v/save/")
+    assert hrefs["google"] == links.google_save_url
     await _chromium(
         chromium,
         f"--user-agent={user_agent}",
@@ -164,6 +164,9 @@ async def test_landing_page_in_chromium(
     )
     assert shot.exists()
     assert shot.read_bytes().startswith(b"\x89PNG")
-    async with httpx.AsyncClient() as client:  # the Apple button's target really is the pass
+    async with httpx.AsyncClient() as client:  # the buttons' targets really are the card
         response = await client.get(hrefs["apple"])
+        saved = await client.get(hrefs["google"])
     assert response.headers["content-type"] == "application/vnd.apple.pkpass"
+    assert saved.status_code == 303
+    assert saved.headers["location"].startswith("https://pay.google.com/gp/v/save/")

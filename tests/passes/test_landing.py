@@ -66,14 +66,13 @@ async def test_android_gets_google_first(
         origins=[],
     )
     await session.commit()
-    page = (
-        await client.get(
-            card_links(card, settings.base_url()).landing_url, headers={"User-Agent": ANDROID}
-        )
-    ).text
+    links = card_links(card, settings.base_url(), google=True)
+    page = (await client.get(links.landing_url, headers={"User-Agent": ANDROID})).text
     buttons = _buttons(page)
-    assert [name for name, _ in buttons] == ["google", "apple"]
-    assert buttons[0][1].startswith("https://pay.google.com/gp/v/save/")
+    assert buttons == [("google", links.google_save_url), ("apple", links.apple_pass_url)]
+    saved = await client.get(buttons[0][1])
+    assert saved.status_code == 303
+    assert saved.headers["location"].startswith("https://pay.google.com/gp/v/save/")
     assert 'class="qr"' in page
     assert "<svg" not in page.split('class="qr"')[1].split("</div>")[0]
 

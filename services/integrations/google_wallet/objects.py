@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 HEX_COLOR = re.compile(r"#(?:[0-9A-Fa-f]{3}){1,2}")
@@ -71,11 +72,16 @@ class GoogleCardView:
 
 @dataclass(frozen=True, slots=True)
 class WalletMessage:
-    """A message on the card; Google does not deduplicate by ``id``, it only labels it."""
+    """A message on the card; Google does not deduplicate by ``id``, it only labels it.
+
+    ``display_until`` ends its ``displayInterval``: Google shows it from when it is added until
+    then (without an end, indefinitely), so an offer's message leaves the card when it expires.
+    """
 
     id: str
     header: str
     body: str
+    display_until: datetime | None = None
 
 
 def loyalty_class(view: GoogleClassView) -> dict[str, Any]:
@@ -151,14 +157,23 @@ def loyalty_object(view: GoogleCardView) -> dict[str, Any]:
 
 def add_message_request(message: WalletMessage, *, notify: bool) -> dict[str, Any]:
     """An AddMessageRequest: TEXT_AND_NOTIFY notifies the phone, TEXT only adds the message."""
-    return {
-        "message": {
-            "id": message.id,
-            "header": message.header,
-            "body": message.body,
-            "messageType": "TEXT_AND_NOTIFY" if notify else "TEXT",
-        }
+    body: dict[str, Any] = {
+        "id": message.id,
+        "header": message.header,
+        "body": message.body,
+        "messageType": "TEXT_AND_NOTIFY" if notify else "TEXT",
     }
+    if message.display_until is not None:
+        body["displayInterval"] = {"end": {"date": rfc3339(message.display_until)}}
+    return {"message": body}
+
+
+def rfc3339(moment: datetime) -> str:
+    """An aware time as Google's ``DateTime.date`` takes it: ISO 8601 in UTC with ``Z`` (an
+    absolute instant, the same moment wherever the customer is)."""
+    if moment.tzinfo is None:
+        raise ValueError("an aware time: a naive one would be read in the customer's zone")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def tel_uri(phone: str) -> str:

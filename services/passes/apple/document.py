@@ -12,7 +12,13 @@ from typing import Any
 
 from services.core.settings import Settings
 from services.passes.apple.pkpass import check_field_limits, rgb
-from services.passes.card_view import back_links, current_order, is_open, order_number
+from services.passes.card_view import (
+    back_links,
+    current_order,
+    idle_status,
+    is_open,
+    order_number,
+)
 from services.passes.models import Card, PassDesign
 from services.passes.texts import LOCALES, pass_strings
 
@@ -63,7 +69,7 @@ def pass_document(design: PassDesign, card: Card, settings: Settings) -> dict[st
 
 
 def _front(card: Card, order: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
-    status = f"status.{order['status']}" if order else "status.welcome"
+    status = f"status.{order['status']}" if order else idle_status(card.content)
     front: dict[str, list[dict[str, Any]]] = {
         "headerFields": [],
         "primaryFields": [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from services.integrations.google_wallet.client import object_id
@@ -152,6 +154,18 @@ def test_message_request_fits_googles_schema(notify: bool, message_type: str) ->
             "messageType": message_type,
         }
     }
+
+
+def test_a_message_with_an_end_is_displayed_until_then() -> None:
+    ends = datetime(2026, 12, 24, 23, 0, tzinfo=timezone(timedelta(hours=1)))
+    body = add_message_request(WalletMessage("offer-x", "20 % off", "Today", ends), notify=True)
+    validate("AddMessageRequest", body)
+    assert body["message"]["displayInterval"] == {"end": {"date": "2026-12-24T22:00:00Z"}}
+    with pytest.raises(ValueError, match="aware"):
+        add_message_request(
+            WalletMessage("offer-x", "h", "b", datetime(2026, 12, 24)),
+            notify=False,
+        )
 
 
 @pytest.mark.parametrize(
