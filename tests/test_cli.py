@@ -217,6 +217,20 @@ def test_workers_of_a_killed_supervisor_stop_themselves(cli: Any, settings: Sett
         assert not _healthy(port)
 
 
+def test_a_worker_started_after_its_supervisor_died_stops_too() -> None:
+    """Killed right after it started a worker, the supervisor is gone before the worker looks:
+    the worker still stops (SIGTERM to itself), instead of serving the port forever."""
+    script = (
+        "import signal, sys\n"
+        "from services.core.workers import _stop_when_orphaned\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))\n"
+        "_stop_when_orphaned(1 << 22)\n"  # a pid that is not its parent: already orphaned
+        "signal.pause()\n"
+    )
+    stopped = subprocess.run([sys.executable, "-c", script], timeout=30)
+    assert stopped.returncode == 7
+
+
 def test_a_second_serve_with_workers_on_the_same_port_is_refused(
     cli: Any, settings: Settings
 ) -> None:

@@ -74,20 +74,25 @@ def claim_port(port: int) -> socket.socket:
     return claim
 
 
-def _serve(app: str, options: dict[str, Any]) -> None:
+def _serve(app: str, options: dict[str, Any], supervisor: int) -> None:
     """One worker: its own socket, the app built by the factory ``app`` ("module:function")."""
     import uvicorn
 
-    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_stop_when_orphaned, args=(supervisor,), daemon=True).start()
     sock = listening_socket(options["host"], options["port"])
     config = uvicorn.Config(app, factory=True, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _stop_when_orphaned(parent: int) -> None:
+def _stop_when_orphaned(supervisor: int) -> None:
     """A supervisor killed outright (SIGKILL, OOM) cannot stop its workers: they stop
-    themselves, gracefully, rather than keep serving the port unsupervised."""
-    while os.getppid() == parent:
+    themselves, gracefully, rather than keep serving the port unsupervised.
+
+    The supervisor's pid comes from the supervisor: a worker it started just before it was
+    killed would find itself orphaned already, and its own first ``getppid()`` (init's) would
+    never change.
+    """
+    while os.getppid() == supervisor:
         time.sleep(1)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -152,7 +157,7 @@ class WorkerPool:
             process.join()
 
     def _start(self) -> SpawnProcess:
-        process = self._context.Process(target=_serve, args=(self._app, self._options))
+        process = self._context.Process(target=_serve, args=(self._app, self._options, os.getpid()))
         process.start()
         return process
 
