@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.cli import SERVED_SERVICE_ENV, ServiceName, components_of, web_app
 from services.core.settings import Settings, get_settings
@@ -81,6 +82,31 @@ def test_broken_certificate_is_named_at_startup(cli: Any, settings: Settings) ->
         assert "apple.certificate_path" in result.stderr
         assert str(certificate) in result.stderr
         assert "Traceback" not in result.output
+
+
+def test_serve_starts_beside_a_broken_merchant_and_names_it(cli: Any, settings: Settings) -> None:
+    assert cli("init").exit_code == 0
+    assert cli("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
+    (settings.keys_dir / "pass.dev.passpost.shop.pem").write_text("garbage")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "services", "serve", "all"],
+        env=_serve_env(settings, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for(lambda: _healthy(port))
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert ready.status_code == 200
+    assert ready.json()["signing"]["broken_merchants"] == [
+        {"merchant": "shop", "setting": "apple.certificate_path"}
+    ]
+    assert "warning: merchant 'shop': apple.certificate_path" in stderr.decode()
+    assert cli("check").exit_code == 2
 
 
 def test_non_png_image_is_refused(cli: Any, settings: Settings) -> None:
@@ -172,6 +198,20 @@ def test_workers_of_a_killed_supervisor_stop_themselves(cli: Any, settings: Sett
         assert not _healthy(port)
 
 
+def test_a_worker_started_after_its_supervisor_died_stops_too() -> None:
+    """Killed right after it started a worker, the supervisor is gone before the worker looks:
+    the worker still stops (SIGTERM to itself), instead of serving the port forever."""
+    script = (
+        "import signal, sys\n"
+        "from services.core.workers import _stop_when_orphaned\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))\n"
+        "_stop_when_orphaned(1 << 22)\n"  # a pid that is not its parent: already orphaned
+        "signal.pause()\n"
+    )
+    stopped = subprocess.run([sys.executable, "-c", script], timeout=30)
+    assert stopped.returncode == 7
+
+
 def test_a_second_serve_with_workers_on_the_same_port_is_refused(
     cli: Any, settings: Settings
 ) -> None:
@@ -191,12 +231,50 @@ def test_a_second_serve_with_workers_on_the_same_port_is_refused(
         assert _healthy(port)
 
 
+def test_metrics_of_any_worker_count_the_whole_group(settings: Settings, tmp_path: Path) -> None:
+    """Every scrape, whichever worker answers it, counts every worker's requests, a dead
+    worker's too; a previous group's files are cleared at start (one unreadable would fail
+    every scrape)."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"left by a previous group")
+    port = _free_port()
+    with _serving_with_two_workers(settings, port, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as s:
+        before = _healthz_count(port)
+        for _ in range(20):  # a connection each: the kernel spreads them over both workers
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert [_healthz_count(port) - before for _ in range(6)] == [20] * 6
+        first, _ = _children(s.pid)
+        os.kill(first, signal.SIGKILL)
+        _wait_for(lambda: first not in _children(s.pid) and len(_children(s.pid)) == 2)
+        _wait_for(lambda: _healthy(port))
+        after_restart = _healthz_count(port)
+        assert after_restart >= before + 20
+        assert [_healthz_count(port) for _ in range(4)] == [after_restart] * 4
+
+
+def _healthz_count(port: int) -> int:
+    """``/healthz`` requests answered 200, as one scrape of ``/metrics`` counts them."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = [
+        sample
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "passpost_http_requests_total"
+        and sample.labels == {"method": "GET", "route": "/healthz", "status": "200"}
+    ]
+    assert len(samples) == 1, samples
+    return int(samples[0].value)
+
+
 @contextlib.contextmanager
-def _serving_with_two_workers(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def _serving_with_two_workers(
+    settings: Settings, port: int, **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """``passpost serve passes --workers 2`` on ``port``, once both workers answer."""
     server = subprocess.Popen(
         [sys.executable, "-m", "services", "serve", "passes", "--workers", "2"],
-        env=_serve_env(settings, port),
+        env={**_serve_env(settings, port), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

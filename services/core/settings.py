@@ -72,6 +72,34 @@ class Settings(BaseSettings):
     """The only directory whose files the admin API may name (certificates, keys, service
     accounts); unset means ``data_dir/keys``. The CLI, run on the machine, may name any file."""
 
+    retention_outbox_days: float = Field(default=7, gt=0)
+    """Applied outbox messages: a week to trace a change across services; the inbox keeps
+    their ids longer (a pending message is never pruned)."""
+    retention_failed_messages_days: float = Field(default=30, gt=0)
+    """Outbox messages given up on: a month for ops to see (``passpost_outbox_failed``),
+    fix and replay them."""
+    retention_inbox_days: float = Field(default=14, gt=0)
+    """Consumers' records of applied message ids, which make a redelivery a no-op: kept twice
+    as long as the outbox (at least as long, enforced), so no message that can still be
+    delivered (a row the ``db`` queue or the NATS relay could resend, or a JetStream
+    redelivery, which the stream's ``max_age`` bounds well below this) lacks its record."""
+    retention_push_deliveries_days: float = Field(default=30, gt=0)
+    """APNs attempt records (support: "did the phone get told?"): a month."""
+    retention_google_deliveries_days: float = Field(default=30, gt=0)
+    """Google Wallet call records: a month, as for APNs."""
+    retention_callback_nonces_days: float = Field(default=30, gt=0)
+    """Google callback nonces, which make Google's retries no-ops: a callback is refused once
+    its signed message expires (``expTimeMillis``, minutes to hours), so a month is far past
+    any retry that could still be accepted."""
+    retention_order_events_days: float = Field(default=400, gt=0)
+    """Order event history, also the idempotency record of each event id (a replayed id gets
+    its stored answer): 13 months, a year of audits plus the returns period, far past any
+    shop's retries. Orders themselves keep their last status."""
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    """Rows deleted per transaction: short transactions, however large the backlog."""
+    retention_interval_seconds: float = Field(default=600, gt=0)
+    """Seconds between prune rounds once a round finds nothing to delete."""
+
     log_level: str = "INFO"
     log_json: bool = True
     max_request_bytes: int = Field(default=256 * 1024, gt=0)
@@ -131,6 +159,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "PASSPOST_QUEUE_BACKEND=nats needs PASSPOST_NATS_URL "
                 "(where NATS JetStream runs, for example nats://127.0.0.1:4222)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_inbox_shorter_than_outbox(self) -> Settings:
+        # A failed message was never applied, so it has no record to keep.
+        if self.retention_inbox_days < self.retention_outbox_days:
+            raise ValueError(
+                "PASSPOST_RETENTION_INBOX_DAYS must be at least PASSPOST_RETENTION_OUTBOX_DAYS: "
+                "an applied message still kept (and so deliverable again) must find its record"
             )
         return self
 

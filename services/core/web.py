@@ -39,12 +39,15 @@ from services.core.queue import QueueBackend, Subscription, on_commit_of_publish
 from services.core.queue.db import DatabaseQueue
 from services.core.queue.nats import NatsQueue
 from services.core.queue.notify import CommitListener
+from services.core.queue.retention import queue_retention
 from services.core.schedule import Job, run_job
 from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 AppHook = Callable[[FastAPI], Coroutine[Any, Any, None]]
+ReadinessDetails = Callable[[FastAPI], Coroutine[Any, Any, dict[str, Any]]]
+"""What a component adds to ``/readyz``'s answer (details only: they never make it 503)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class Component:
 
     Routes, queue subscriptions, hooks run at startup and (in reverse) at shutdown, and
     long-running tasks and scheduled jobs, started after every startup hook and cancelled after
-    every shutdown hook.
+    every shutdown hook; ``readiness``: details it adds to ``/readyz``.
     """
 
     name: str
@@ -66,6 +69,7 @@ class Component:
     """Scheduled work of the component's domain (``services.core.schedule``)."""
     body_limits: Sequence[BodyLimit] = ()
     """Routes that take larger bodies than ``PASSPOST_MAX_REQUEST_BYTES``."""
+    readiness: Sequence[ReadinessDetails] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -127,9 +131,9 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
             for component in components:
                 for task in component.tasks:
                     workers.append(asyncio.create_task(task(app), name=component.name))
-                for job in component.jobs:
-                    runner = run_job(job, app.state.sessionmaker)
-                    workers.append(asyncio.create_task(runner, name=f"job-{job.name}"))
+            for job in [queue_retention(settings), *(j for c in components for j in c.jobs)]:
+                runner = run_job(job, app.state.sessionmaker)
+                workers.append(asyncio.create_task(runner, name=f"job-{job.name}"))
             log.info("service started", extra={"services": names})
             yield
         finally:
@@ -153,6 +157,7 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.settings = settings
+    app.state.readiness = [check for c in components for check in c.readiness]
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(metrics.router)
@@ -226,7 +231,7 @@ async def readyz(request: Request) -> JSONResponse:
     """Ready: the database (and with it the ``db`` queue) answers within two seconds and has
     room to write (``"database"`` says why not: ``full``, ``unreachable``, ...), and NATS is
     connected when the ``nats`` backend carries the queue."""
-    answer = {"status": "ok", "database": "ok"}
+    answer: dict[str, Any] = {"status": "ok", "database": "ok"}
     fault = await database_ready(request.app.state.engine)
     if fault is not None:
         log.warning("not ready: database", extra={"reason": fault.value})
@@ -237,6 +242,9 @@ async def readyz(request: Request) -> JSONResponse:
         if not queue.connected:
             log.warning("not ready: NATS unreachable")
             answer["status"] = "unavailable"
+    if answer["database"] == "ok":
+        for details in request.app.state.readiness:
+            answer |= await details(request.app)
     return JSONResponse(answer, status_code=200 if answer["status"] == "ok" else 503)
 
 

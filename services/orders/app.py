@@ -9,6 +9,7 @@ from services.core.queue import Subscription
 from services.core.settings import Settings
 from services.core.web import Component
 from services.orders.intake import EventIntake
+from services.orders.retention import orders_retention
 from services.orders.router import router
 from services.orders.segments import campaign_started
 
@@ -26,4 +27,5 @@ def component(settings: Settings) -> Component:
         subscriptions=[Subscription("orders", CampaignStarted, campaign_started)],
         on_startup=[open_intake],
         on_shutdown=[close_intake],
+        jobs=[orders_retention(settings)],
     )

@@ -3,6 +3,7 @@ database, so a device's download of an unchanged card never signs again."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,13 +13,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.core import metrics
+from services.core.errors import NotConfigured
 from services.core.models import utcnow
 from services.core.settings import Settings
 from services.merchants.models import Merchant
 from services.passes.apple.document import pass_document, pass_strings_for
 from services.passes.apple.pkpass import build_pkpass
-from services.passes.designs import DesignAssetCache, get_design
+from services.passes.designs import DesignAssetCache, design_problems, get_design
 from services.passes.models import Card, PassBundle
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +54,32 @@ class PassBuilder:
         self._settings = settings
         self._assets = DesignAssetCache()
 
+    async def broken_merchants(self, session: AsyncSession) -> list[NotConfigured]:
+        """The merchants whose passes cannot be signed now (``designs.design_problems``)."""
+        return await design_problems(session, self._assets)
+
     async def signed_pass(self, session: AsyncSession, card: Card) -> SignedPass:
         bundle = await session.get(PassBundle, card.id)
         if bundle is not None and bundle.version == card.version:
             return SignedPass(bundle.content, card.version, card.changed_at)
         merchant = await session.get_one(Merchant, card.merchant_id)
         design = await get_design(session, merchant)
-        assets = await self._assets.get(session, merchant, design)
-        content = build_pkpass(
-            pass_document(design, card, self._settings),
-            pass_strings_for(design, card),
-            assets.static,
-            assets.signer,
-        )
+        try:
+            assets = await self._assets.get(session, merchant, design)
+        except NotConfigured as exc:
+            log.error("cannot sign a pass: %s", exc.message, extra={"merchant": merchant.slug})
+            raise NotConfigured(
+                f"passes of merchant {merchant.slug!r} cannot be signed now: its signing "
+                "material is unusable and its operator has been told; try again later",
+                merchant=merchant.slug,
+            ) from None
+        with metrics.PASS_BUILD_SECONDS.time():
+            content = build_pkpass(
+                pass_document(design, card, self._settings),
+                pass_strings_for(design, card),
+                assets.static,
+                assets.signer,
+            )
         metrics.PASSES_BUILT.inc()
         if bundle is None:
             try:

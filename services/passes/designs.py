@@ -256,16 +256,28 @@ def _mtime(path: Path) -> int:
         return -1
 
 
-async def check_designs(session: AsyncSession) -> list[str]:
-    """Every merchant's signing material and images, checked; one line per problem."""
+async def design_problems(
+    session: AsyncSession, cache: DesignAssetCache | None = None
+) -> list[NotConfigured]:
+    """Every merchant whose signing material or images are unusable, with what is wrong.
+
+    One merchant's broken material stops only that merchant's passes (their builds answer 503),
+    so the server starts anyway and reports these; ``cache`` (the builder's) keeps a recheck
+    down to a query and a ``stat`` per file while nothing changed.
+    """
     problems = []
     rows = await session.execute(
         select(Merchant, PassDesign).join(PassDesign, PassDesign.merchant_id == Merchant.id)
     )
-    cache = DesignAssetCache()
+    cache = cache or DesignAssetCache()
     for merchant, design in rows:
         try:
             await cache.get(session, merchant, design)
         except NotConfigured as exc:
-            problems.append(exc.message)
+            problems.append(exc)
     return problems
+
+
+async def check_designs(session: AsyncSession) -> list[str]:
+    """Every merchant's signing material and images, checked; one line per problem."""
+    return [problem.message for problem in await design_problems(session)]

@@ -13,6 +13,7 @@ from services.push.apns import AioApnsSender
 from services.push.deliveries import DeliveryWorker
 from services.push.google import GoogleClients, GoogleWorker
 from services.push.handlers import card_updated
+from services.push.retention import push_retention
 from services.push.workers import Wakeup
 
 
@@ -63,4 +64,5 @@ def component(settings: Settings) -> Component:
         on_startup=[start],
         on_shutdown=[stop],
         tasks=[deliver_apns, deliver_google],
+        jobs=[push_retention(settings)],
     )

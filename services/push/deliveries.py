@@ -386,7 +386,7 @@ class DeliveryWorker(LeasedWorker):
         now = utcnow()
         sent: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
-        counts: Counter[tuple[str, int]] = Counter()
+        counts: Counter[tuple[str, int, str]] = Counter()
         async with self._sessionmaker() as session, session.begin():
             for target, result in outcomes:
                 if result.delivered:
@@ -419,13 +419,13 @@ class DeliveryWorker(LeasedWorker):
                         "created_at": now,
                     }
                 )
-                counts[outcome, result.status] += 1
+                counts[outcome, result.status, _reason_label(result)] += 1
             if sent:
                 await session.execute(_MARK_SENT, sent)
             if deliveries:
                 await session.execute(insert(_deliveries), deliveries)
-        for (outcome, status), count in counts.items():
-            metrics.PUSHES.labels(outcome=outcome, status=str(status)).inc(count)
+        for (outcome, status, reason), count in counts.items():
+            metrics.PUSHES.labels(outcome=outcome, status=str(status), reason=reason).inc(count)
 
     def _apply(
         self,
@@ -466,3 +466,10 @@ def _reject_token(session: AsyncSession, target: DueTarget, result: ApnsResult) 
         ),
         key=str(target.card_id),
     )
+
+
+def _reason_label(result: ApnsResult) -> str:
+    """APNs's reason (a short fixed word such as ``BadDeviceToken``), or for a push that got no
+    answer the exception's type: the rest of its text would make a label per message."""
+    reason = (result.reason or "").split(":", 1)[0]
+    return reason[:40] if reason.isidentifier() else ("none" if not reason else "other")

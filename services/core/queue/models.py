@@ -48,6 +48,21 @@ class OutboxMessage(Base):
             postgresql_where=text(_UNRELAYED),
             sqlite_where=text(_UNRELAYED),
         ),
+        # Retention finds applied and failed rows by age; the failed ones are also counted
+        # per topic at every scrape (``passpost_outbox_failed``).
+        Index(
+            "ix_outbox_messages_processed_at",
+            "processed_at",
+            postgresql_where=text("processed_at IS NOT NULL"),
+            sqlite_where=text("processed_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_outbox_messages_failed",
+            "failed_at",
+            "topic",
+            postgresql_where=text("failed_at IS NOT NULL"),
+            sqlite_where=text("failed_at IS NOT NULL"),
+        ),
     )
 
 
@@ -70,4 +85,4 @@ class InboxMessage(Base):
 
     consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
     message_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
