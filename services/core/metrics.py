@@ -92,6 +92,12 @@ REGISTRATIONS_REFUSED = Counter(
     "passpost_registrations_refused_total",
     "PassKit (un)registrations refused (429): their card or device registered too often",
 )
+CAMPAIGN_CARDS = Counter(
+    "passpost_campaign_cards_total",
+    "Campaigns' cards by what they got: targeted, updated, notified, silent, deferred (held for "
+    "quiet hours; falls back as they go), skipped, failed",
+    ["outcome"],
+)
 PRUNED_ROWS = Counter(
     "passpost_pruned_rows_total", "Rows deleted by retention, by table", ["table"]
 )

@@ -35,10 +35,12 @@ from services.contracts.messages import (
     OfferWithdrawn,
     OrderCriteria,
 )
+from services.core import metrics
 from services.core.db import dialect_insert
 from services.core.errors import Conflict, NotFound
 from services.core.queue import publish, publish_all
 from services.core.queue.contract import Contract
+from services.core.transaction import after_commit
 from services.merchants.models import Merchant
 from services.offers.models import Campaign, ChannelCount, Offer, Redemption
 from services.offers.schemas import (
@@ -532,9 +534,28 @@ async def add_progress(session: AsyncSession, progress: CampaignProgress, now: d
     campaign.failed += progress.failed
     campaign.silent = _added(campaign.silent, progress.silent)
     campaign.skipped = _added(campaign.skipped, progress.skipped)
+    after_commit(session, lambda: _count(progress))
     complete = campaign.parts is not None and len(campaign.parts_done) >= campaign.parts
     if campaign.state == "running" and complete and campaign.deferred <= 0:
         campaign.state, campaign.finished_at = "done", now
+
+
+def _count(progress: CampaignProgress) -> None:
+    """The progress in ``passpost_campaign_cards_total`` (what on-call watches of campaigns;
+    per campaign it is ``GET /v1/campaigns/{id}``)."""
+    counts = {
+        "targeted": progress.targeted,
+        "updated": progress.updated,
+        "notified": progress.notified,
+        "silent": sum(progress.silent.values()),
+        "skipped": sum(progress.skipped.values()),
+        "failed": progress.failed,
+    }
+    for outcome, count in counts.items():
+        if count > 0:
+            metrics.CAMPAIGN_CARDS.labels(outcome).inc(count)
+    if progress.deferred > 0:  # held; their later sends count as notified or skipped
+        metrics.CAMPAIGN_CARDS.labels("deferred").inc(progress.deferred)
 
 
 def _added(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -333,6 +334,8 @@ async def test_the_campaign_adds_up_what_passes_reports_until_done(
     client: httpx.AsyncClient, shop: Onboarded, session: AsyncSession
 ) -> None:
     ids = [f"c-{n}" for n in range(700)]
+    outcomes = ("targeted", "updated", "notified", "silent", "deferred", "skipped")
+    before = {outcome: _campaign_cards(outcome) for outcome in outcomes}
     offer = await create(client, shop, target={"customer_ids": ids})
     await progress(
         session,
@@ -387,6 +390,21 @@ async def test_the_campaign_adds_up_what_passes_reports_until_done(
     assert (campaign["notified"], campaign["deferred"]) == (618, 0)
     assert campaign["skipped"]["expired"] == 2
     assert campaign["finished_at"] == "2026-12-01T21:00:00Z"
+    # On-call sees the same across campaigns (the replayed part not counted again).
+    added = {outcome: _campaign_cards(outcome) - before[outcome] for outcome in outcomes}
+    assert added == {
+        "targeted": 700,
+        "updated": 670,
+        "notified": 618,
+        "silent": 50,
+        "deferred": 30,
+        "skipped": 32,
+    }
+
+
+def _campaign_cards(outcome: str) -> float:
+    sample = REGISTRY.get_sample_value("passpost_campaign_cards_total", {"outcome": outcome})
+    return sample or 0.0
 
 
 async def test_a_segment_campaign_is_done_once_the_last_part_says_how_many(
