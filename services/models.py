@@ -5,10 +5,12 @@ from services.core.queue import models as queue_models
 from services.merchants import models as merchant_models
 from services.orders import models as order_models
 from services.passes import models as pass_models
+from services.passes.marketing import models as marketing_models
 from services.push import models as push_models
 
 __all__ = [
     "Base",
+    "marketing_models",
     "merchant_models",
     "order_models",
     "pass_models",
