@@ -80,6 +80,8 @@ async def apply_order_change(
         merchant,
         CardIssue(customer_id=customer.id, customer_name=customer.name, locale=customer.locale),
     )
+    if customer.time_zone and customer.time_zone != card.time_zone:
+        card.time_zone = customer.time_zone  # quiet hours and days: nothing the card shows
     status_moved = False
     if (taken := take_order_change(card.content, change)) is not None:
         card.content = taken.content

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.core.errors import BadRequest, NotFound, Unauthorized
+from services.passes.channel import count
 from services.passes.models import Card, PassTypeCounter, Registration
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -96,6 +97,7 @@ async def register(session: AsyncSession, card: Card, device: str, push_token: s
             )
     except IntegrityError:  # the same device registering twice at once
         return False
+    count(session, card.merchant_id, "apple.registered")
     return True
 
 
@@ -107,6 +109,7 @@ async def unregister(session: AsyncSession, card: Card, device: str) -> None:
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotFound("this device has no registration for the pass")
+    count(session, card.merchant_id, "apple.unregistered")
 
 
 _UPDATED_SERIALS = (

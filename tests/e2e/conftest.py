@@ -16,6 +16,7 @@ from services.passes.app import component as passes_component
 from services.passes.apple.devchain import ensure_dev_chain
 from services.push.app import component as push_component
 from tests.conftest import BASE_URL, QUEUE_BACKENDS, on_queue_backend
+from tests.e2e import offers_standin
 
 
 @pytest.fixture(params=QUEUE_BACKENDS)
@@ -48,7 +49,11 @@ def push_settings(settings: Settings, standin: ApnsStandin) -> Settings:
 
 
 def installation(settings: Settings, *, push: bool = True) -> FastAPI:
-    components = [orders_component(settings), passes_component(settings)]
+    components = [
+        orders_component(settings),
+        passes_component(settings),
+        offers_standin.component(),  # until the offers service is merged: its messages
+    ]
     return create_app(settings, [*components, push_component(settings)] if push else components)
 
 
