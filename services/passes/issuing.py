@@ -16,8 +16,8 @@ from services.core.models import utcnow
 from services.core.settings import Settings
 from services.merchants import google_wallet as merchant_google
 from services.merchants.models import Merchant
-from services.passes.channel import count
 from services.passes.changes import announce, record_change, update_tag, whole_second
+from services.passes.channel import count
 from services.passes.designs import get_design
 from services.passes.models import Card, PassDesign
 from services.passes.schemas import CardIssue
