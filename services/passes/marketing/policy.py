@@ -2,8 +2,9 @@
 goes silently, waits for the end of the quiet hours, or is not shown at all.
 
 One place, pure: the caller reads the clock and the card's recent marketing notifications and
-passes them in. Order status notifications never come here: they always notify, and they are
-never counted against the marketing caps (``for_status``). Journeys (welcome, cart, refill
+passes them in. Order status notifications never come here: they always notify (the status
+field's ``changeMessage``, Google's status messages), and they are never counted against the
+marketing caps, which count only ``Card.marketing_notified``. Journeys (welcome, cart, refill
 messages) ask the same question as offers, so the policy knows "a marketing message", not
 offers.
 
@@ -77,12 +78,6 @@ def zone_of(name: str | None, fallback: str) -> ZoneInfo:
             except (ZoneInfoNotFoundError, ValueError):
                 continue
     return ZoneInfo("UTC")
-
-
-def for_status() -> Notify:
-    """An order status change: always notifies, whatever marketing did (never capped,
-    deferred or suppressed)."""
-    return Notify()
 
 
 def decide(
