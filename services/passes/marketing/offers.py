@@ -8,6 +8,7 @@ most once, so a redelivered or republished audience part shows and notifies noth
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -43,6 +44,8 @@ from services.passes.marketing.policy import (
     zone_of,
 )
 from services.passes.models import Card, Registration
+
+log = logging.getLogger(__name__)
 
 PAGE = 500
 """Cards per transaction when passes pages through a merchant's cards itself."""
@@ -107,6 +110,10 @@ async def apply_audience(session: AsyncSession, audience: CampaignAudience, now:
         parts = audience.parts
     found = [card for card in by_customer.values() if card is not None]
     done = await _cards_with_offer(session, found, audience.offer.id)
+    if found and len(done) == len(found):
+        # Applied in one transaction before (redelivered, or republished after a crash).
+        log.info("audience part applied before", extra={"campaign": str(audience.campaign_id)})
+        return
     context = await _context(session, merchant_id, found)
     offer = audience.offer.model_dump(mode="json")
     tally = Tally()
@@ -210,7 +217,8 @@ async def _page_of_cards(
 async def _cards_with_offer(
     session: AsyncSession, cards: Sequence[Card], offer_id: str
 ) -> set[uuid.UUID]:
-    """The cards that had this offer already (a redelivered or republished part)."""
+    """The cards that have a row for this offer already: each shows and notifies it at most
+    once, and a part whose cards all have one was applied before and is not counted again."""
     if not cards:
         return set()
     rows = await session.scalars(
