@@ -110,13 +110,9 @@ async def apply_audience(session: AsyncSession, audience: CampaignAudience, now:
         parts = audience.parts
     found = [card for card in by_customer.values() if card is not None]
     done = await _cards_with_offer(session, found, audience.offer.id)
-    if found and len(done) == len(found):
-        # Applied in one transaction before (redelivered, or republished after a crash).
-        log.info("audience part applied before", extra={"campaign": str(audience.campaign_id)})
-        return
     context = await _context(session, merchant_id, found)
     offer = audience.offer.model_dump(mode="json")
-    tally = Tally()
+    tally, added = Tally(), 0
     for card_or_none in by_customer.values():
         if card_or_none is None:
             tally.targeted += 1
@@ -135,12 +131,17 @@ async def apply_audience(session: AsyncSession, audience: CampaignAudience, now:
             valid_until=audience.offer.valid_until,
         )
         session.add(row)
+        added += 1
         consent = context.consent.get(card.customer_id, True)
         if consent and not _on_a_device(card, context):
             _skip(row, "not_on_a_device", tally)
             continue
         decision = _decide(card, row, consent, context, now)
         await _apply_decision(session, card, row, decision, now, tally)
+    if done and not added:
+        # Applied in one transaction before (redelivered, or republished after a crash).
+        log.info("audience part applied before", extra={"campaign": str(audience.campaign_id)})
+        return
     publish(
         session,
         tally.progress(audience.campaign_id, merchant_id, audience.part, parts),
