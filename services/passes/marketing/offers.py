@@ -260,7 +260,7 @@ async def consents_of(
             MarketingConsent.customer_id.in_(wanted),
         )
     )
-    return {customer: consent for customer, consent in rows.tuples()}
+    return {customer: consent for customer, consent in rows}
 
 
 def _on_a_device(card: Card, context: Audience) -> bool:
