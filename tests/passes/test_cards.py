@@ -249,3 +249,22 @@ async def test_a_card_found_to_be_changed_stays_locked_until_commit(
                 text("SELECT id FROM cards WHERE id = :id FOR UPDATE NOWAIT"), {"id": card.id}
             )
     await session.commit()
+
+
+async def test_the_customers_time_zone_comes_with_their_orders_and_changes_nothing_shown(
+    session: AsyncSession, settings: Settings
+) -> None:
+    shop = await create_merchant(session, settings)
+    first = change("A-1", "confirmed", 1, "2026-11-20T10:00")
+    first["order"]["customer"]["time_zone"] = "Europe/Prague"
+    card = await _apply(session, shop.merchant, first)
+    assert card.time_zone == "Europe/Prague"
+    version = card.version
+    # The same order, only the zone moved: kept, but the card shows nothing new.
+    moved = change("A-1", "confirmed", 2, "2026-11-20T10:00")
+    moved["order"]["customer"]["time_zone"] = "Asia/Tokyo"
+    card = await _apply(session, shop.merchant, moved)
+    assert (card.time_zone, card.version) == ("Asia/Tokyo", version)
+    # An order without a zone keeps the one known.
+    card = await _apply(session, shop.merchant, change("A-1", "shipped", 3, "2026-11-20T10:00"))
+    assert card.time_zone == "Asia/Tokyo"
