@@ -80,7 +80,12 @@ async def test_an_offer_reaches_each_phone_once_with_one_lock_screen_line(
     assert (totals["targeted"], totals["updated"], totals["notified"]) == (4, 2, 2)
     assert totals["skipped"] == {"not_on_a_device": 1, "no_card": 1}
     assert [p.parts for p in offers_standin.progress] == [1], "one progress message per part"
-    assert offers_standin.channel_totals()["notifications.marketing"] == 2
+    counted = offers_standin.channel_totals()
+    assert (counted["cards.issued"], counted["apple.registered"]) == (3, 2)
+    assert counted["notifications.marketing"] == 2
+    assert len(offers_standin.counted) == 6, (
+        "one per transaction: 3 issues, 2 registrations, 1 part"
+    )
 
     # The same part again (redelivered, or republished after a crash): nothing shows twice.
     await send(
@@ -293,3 +298,35 @@ async def test_card_criteria_pick_the_cards(
     totals = offers_standin.campaign_totals()
     assert (totals["targeted"], totals["notified"]) == (1, 1)
     assert [p.parts for p in offers_standin.progress] == [1]
+
+
+async def test_a_campaign_restarted_after_a_crash_shows_and_notifies_nothing_twice(
+    at_noon: datetime,
+    device_client: httpx.AsyncClient,
+    standin: ApnsStandin,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    """Parts 1 and 2 of 3 were applied when the sender died; restarted, it sends all three
+    again (new messages, so the inbox does not know them)."""
+    client = device_client
+    shop = await create_merchant(session, settings)
+    customers = [f"c-{n}" for n in range(6)]
+    for customer in customers:
+        await card_on_phone(client, session, shop, customer)
+    campaign, tea = uuid.uuid4(), offer()
+    parts = [
+        audience(shop, tea, customers[i : i + 2], campaign_id=campaign, part=i // 2 + 1, parts=None)
+        for i in range(0, 6, 2)
+    ]
+    parts[-1] = parts[-1].model_copy(update={"parts": 3})
+    await send(sessionmaker, parts[0], parts[1])
+    await settled(sessionmaker)
+    assert standin.push_count == 4
+    await send(sessionmaker, *parts)
+    await settled(sessionmaker)
+    assert standin.push_count == 6, "only part 3's phones, once each"
+    assert sorted(p.part for p in offers_standin.progress) == [1, 2, 3]
+    totals = offers_standin.campaign_totals()
+    assert (totals["targeted"], totals["notified"]) == (6, 6)
