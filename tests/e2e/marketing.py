@@ -22,7 +22,15 @@ from services.core.clock import clock
 from services.core.queue import OutboxMessage, publish
 from services.onboarding import Onboarded
 from services.passes.models import Card
-from tests.factories import WS, create_card, pass_auth, push_token, register_device
+from tests.factories import (
+    WS,
+    create_card,
+    order_event,
+    pass_auth,
+    post_order_event,
+    push_token,
+    register_device,
+)
 from tests.waiting import eventually, nothing_to_push
 
 NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -175,3 +183,14 @@ async def rows_of(sessionmaker: async_sessionmaker[AsyncSession], query: Select[
     hold SQLite's write lock against the services)."""
     async with sessionmaker() as session:
         return list((await session.execute(query)).all())
+
+
+async def ordered_card(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], shop: Onboarded
+) -> Card:
+    """The card of customer c-42, issued by their first order through the orders API."""
+    await post_order_event(client, shop.api_key, order_event("confirmed"))
+    await settled(sessionmaker)
+    [(card,)] = await rows_of(sessionmaker, select(Card).where(Card.customer_id == "c-42"))
+    assert isinstance(card, Card)
+    return card

@@ -15,7 +15,6 @@ from services.contracts.messages import MarketingConsentSet
 from services.core.clock import clock
 from services.core.settings import Settings
 from services.passes.marketing.models import MarketingConsent
-from services.passes.models import Card
 from tests.e2e import offers_standin
 from tests.e2e.marketing import (
     at_noon,
@@ -24,6 +23,7 @@ from tests.e2e.marketing import (
     fields,
     notifying_changes,
     offer,
+    ordered_card,
     pass_json,
     rows_of,
     send,
@@ -44,9 +44,7 @@ async def test_no_offers_thanks_from_the_cards_page_and_order_updates_still_flow
 ) -> None:
     client = device_client
     shop = await create_merchant(session, settings)
-    await post_order_event(client, shop.api_key, order_event("confirmed"))
-    await settled(sessionmaker)
-    [(card,)] = await rows_of(sessionmaker, select(Card))
+    card = await ordered_card(client, sessionmaker, shop)
     await card_registered(client, card)
     await send(sessionmaker, audience(shop, offer("first"), ["c-42"], campaign_id=uuid.uuid4()))
     await settled(sessionmaker)
@@ -109,9 +107,7 @@ async def test_the_page_refuses_an_unknown_choice_and_an_unknown_link(
     settings: Settings,
 ) -> None:
     shop = await create_merchant(session, settings)
-    await post_order_event(device_client, shop.api_key, order_event("confirmed"))
-    await settled(sessionmaker)
-    [(card,)] = await rows_of(sessionmaker, select(Card))
+    card = await ordered_card(device_client, sessionmaker, shop)
     url = f"/c/{card.link_token}/marketing"
     refused = await device_client.post(url, data={"consent": "maybe"})
     assert refused.status_code == 422
@@ -130,9 +126,7 @@ async def test_the_latest_consent_wins_whoever_set_it(
     """The shop's records (``POST /v1/customers/{id}/marketing`` -> ``marketing.consent``)
     and the customer's page: the later ``at`` holds, even when it arrives first."""
     shop = await create_merchant(session, settings)
-    await post_order_event(device_client, shop.api_key, order_event("confirmed"))
-    await settled(sessionmaker)
-    [(card,)] = await rows_of(sessionmaker, select(Card))
+    card = await ordered_card(device_client, sessionmaker, shop)
     merchant_id = shop.merchant.id
 
     def shop_says(consent: bool, at: datetime) -> MarketingConsentSet:

@@ -16,7 +16,6 @@ from services.core.clock import clock
 from services.core.settings import Settings
 from services.passes.marketing.models import CardOffer
 from services.passes.marketing.slot import offer_key
-from services.passes.models import Card
 from tests.e2e import offers_standin
 from tests.e2e.marketing import (
     announced,
@@ -27,6 +26,7 @@ from tests.e2e.marketing import (
     fields,
     notifying_changes,
     offer,
+    ordered_card,
     pass_json,
     pushed_in_all,
     reloaded,
@@ -110,9 +110,7 @@ async def test_over_the_caps_the_card_changes_silently_and_statuses_still_notify
 ) -> None:
     client = device_client
     shop = await create_merchant(session, settings)
-    await post_order_event(client, shop.api_key, order_event("confirmed"))
-    await settled(sessionmaker)
-    [(card,)] = await rows_of(sessionmaker, select(Card).where(Card.customer_id == "c-42"))
+    card = await ordered_card(client, sessionmaker, shop)
     await card_registered(client, card)
     pass_json_before = await pass_json(client, card)
 

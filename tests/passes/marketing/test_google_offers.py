@@ -111,7 +111,10 @@ async def test_an_offer_on_the_google_object(
 
     # A second the same day goes as a plain message (push sends it as TEXT).
     clock.advance(timedelta(hours=1))
-    await _apply(sessionmaker, audience(shop, offer("more", coupon_code=None), ["g-1"], campaign_id=uuid.uuid4()))
+    await _apply(
+        sessionmaker,
+        audience(shop, offer("more", coupon_code=None), ["g-1"], campaign_id=uuid.uuid4()),
+    )
     capped = await _last_google(sessionmaker, card)
     assert capped["google"]["message"]["important"] is False
     assert capped.get("notification") is None
