@@ -36,6 +36,9 @@ _UPDATE_TAGS = Slot[dict[str, int]](
 """Taken in this transaction. A rolled-back savepoint may have undone the counter's bump, so
 the tag is then taken again."""
 _DESIGNS = Slot[dict[uuid.UUID, PassDesign]]("design of each merchant", dict)
+_MERCHANTS = Slot[dict[uuid.UUID, Merchant]]("merchant of each card announced", dict)
+"""Held for the transaction: the session's identity map holds objects weakly, so a merchant no
+caller keeps would be read again (and the session flushed) for every card announced."""
 
 
 Notification = Literal["status", "marketing"]
@@ -61,12 +64,14 @@ async def record_change(
     *,
     notify: bool = False,
     marketing: MarketingChange | None = None,
+    devices: list[Registration] | None = None,
 ) -> None:
     """Every change of what a card shows: a new version, Last-Modified and update tag, and a
     ``card.updated`` message for the push service, all in the caller's transaction.
 
     ``notify``: the status shown moved (the lock screen says so); ``marketing``: the offers
     shown changed. The version's notification is counted for the channel's stats.
+    ``devices``: the card's registrations, when the caller read them for many cards at once.
 
     Last-Modified has whole-second precision in HTTP, so it moves at least one second per
     change: a device holding the previous version never gets a 304 for the new one.
@@ -78,7 +83,14 @@ async def record_change(
         notification = "marketing"
     if notification is not None:
         count(session, card.merchant_id, f"notifications.{notification}")
-    await announce(session, card, notify=notify, marketing=marketing, notification=notification)
+    await announce(
+        session,
+        card,
+        notify=notify,
+        marketing=marketing,
+        notification=notification,
+        devices=devices,
+    )
     # The tag last: it locks the pass type's counter until commit, so keep that short.
     card.update_tag = await update_tag(session, card.pass_type_identifier)
 
@@ -112,6 +124,7 @@ async def announce(
     notify: bool = False,
     marketing: MarketingChange | None = None,
     notification: Notification | None = None,
+    devices: list[Registration] | None = None,
 ) -> None:
     """Publish ``card.updated``: what push needs for the devices and the Google object.
 
@@ -120,8 +133,12 @@ async def announce(
     messages to withdraw. ``notification``: what the version announces, for the stats.
     """
     design = await _design_of(session, card.merchant_id)
-    devices = await registrations_of(session, card)
-    merchant = await session.get_one(Merchant, card.merchant_id)
+    if devices is None:
+        devices = await registrations_of(session, card)
+    merchants = _MERCHANTS.get(session)
+    if card.merchant_id not in merchants:
+        merchants[card.merchant_id] = await session.get_one(Merchant, card.merchant_id)
+    merchant = merchants[card.merchant_id]
     google = google_object(merchant, design, card, notify=notify, marketing=marketing)
     update = card_updated(card, design, devices, google, notification=notification)
     publish(session, update, key=str(card.id))

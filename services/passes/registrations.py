@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -173,6 +174,23 @@ async def registrations_of(session: AsyncSession, card: Card) -> list[Registrati
             )
         ).all()
     )
+
+
+async def registrations_by_card(
+    session: AsyncSession, cards: Sequence[Card]
+) -> dict[uuid.UUID, list[Registration]]:
+    """The registrations of many cards with one query (a campaign's part, a job's batch): a
+    query per card would also flush the session's pending changes each time."""
+    found: dict[uuid.UUID, list[Registration]] = {card.id: [] for card in cards}
+    if cards:
+        rows = await session.scalars(
+            select(Registration)
+            .where(Registration.card_id.in_(list(found)))
+            .order_by(Registration.created_at)
+        )
+        for registration in rows.all():
+            found[registration.card_id].append(registration)
+    return found
 
 
 async def drop_push_token(session: AsyncSession, device: str, push_token: str) -> int:

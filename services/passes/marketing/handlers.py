@@ -27,6 +27,7 @@ from services.passes.marketing.offers import (
     take_off,
 )
 from services.passes.models import Card
+from services.passes.registrations import registrations_by_card
 
 
 async def campaign_audience(session: AsyncSession, audience: CampaignAudience) -> None:
@@ -51,8 +52,10 @@ async def offer_withdrawn(session: AsyncSession, withdrawn: OfferWithdrawn) -> N
             publish(session, rest, key=withdrawn.offer_id)
         cards = await lock_cards_by_id(session, page)
     rows = await due_rows(session, cards, withdrawn.offer_id)
+    devices = await registrations_by_card(session, cards)
     for card in cards:
-        await take_off(session, card, rows.get(card.id, []), "withdrawn", withdrawn.reason)
+        found = rows.get(card.id, [])
+        await take_off(session, card, found, "withdrawn", withdrawn.reason, devices[card.id])
 
 
 async def _cards_with_offer_after(

@@ -21,6 +21,7 @@ from services.core.schedule import Job
 from services.passes.marketing.models import DEFERRED, SHOWN, CardOffer
 from services.passes.marketing.offers import lock_cards_by_id, release_held, take_off
 from services.passes.models import Card
+from services.passes.registrations import registrations_by_card
 
 BATCH = 100
 """Cards per round and transaction."""
@@ -58,8 +59,9 @@ async def expire_offers(sessionmaker: async_sessionmaker[AsyncSession], now: dat
     """Take offers whose ``valid_until`` passed off their cards, quietly."""
     async with sessionmaker() as session, session.begin():
         cards, rows = await _due_cards(session, _expired(now))
+        devices = await registrations_by_card(session, cards)
         for card in cards:
-            await take_off(session, card, rows[card.id], "expired", "expired")
+            await take_off(session, card, rows[card.id], "expired", "expired", devices[card.id])
         return len(cards)
 
 
@@ -67,8 +69,7 @@ async def send_held(sessionmaker: async_sessionmaker[AsyncSession], now: datetim
     """Show the offers held for quiet hours that ended (the policy asked again)."""
     async with sessionmaker() as session, session.begin():
         cards, rows = await _due_cards(session, _held_until_now(now))
-        for card in cards:
-            await release_held(session, card, rows[card.id], now)
+        await release_held(session, cards, rows, now)
         return len(cards)
 
 

@@ -44,6 +44,7 @@ from services.passes.marketing.policy import (
     zone_of,
 )
 from services.passes.models import Card, Registration
+from services.passes.registrations import registrations_by_card
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class Audience:
     """What deciding for a part's cards needs, read with one query each."""
 
     consent: dict[str, bool]
-    on_apple: set[uuid.UUID]
+    devices: dict[uuid.UUID, list[Registration]]
+    """Each card's Apple registrations (a card with none is on no Apple device)."""
     settings: MarketingSettings
 
 
@@ -110,7 +112,7 @@ async def apply_audience(session: AsyncSession, audience: CampaignAudience, now:
         parts = audience.parts
     found = [card for card in by_customer.values() if card is not None]
     done = await _cards_with_offer(session, found, audience.offer.id)
-    context = await _context(session, merchant_id, found)
+    context = await audience_context(session, merchant_id, found)
     offer = audience.offer.model_dump(mode="json")
     tally, added = Tally(), 0
     for card_or_none in by_customer.values():
@@ -137,7 +139,7 @@ async def apply_audience(session: AsyncSession, audience: CampaignAudience, now:
             _skip(row, "not_on_a_device", tally)
             continue
         decision = _decide(card, row, consent, context, now)
-        await _apply_decision(session, card, row, decision, now, tally)
+        await _apply_decision(session, card, row, decision, now, tally, context.devices)
     if done and not added:
         # Applied in one transaction before (redelivered, or republished after a crash).
         log.info("audience part applied before", extra={"campaign": str(audience.campaign_id)})
@@ -169,6 +171,7 @@ async def _apply_decision(
     decision: Decision,
     now: datetime,
     tally: Tally,
+    devices: dict[uuid.UUID, list[Registration]],
 ) -> None:
     """Show, hold or skip the row's offer on its card as ``decision`` says, and count it."""
     if isinstance(decision, Skip):
@@ -185,7 +188,12 @@ async def _apply_decision(
     row.state, row.due_at = SHOWN, None
     card.content = slot.with_offer(card.content, row.offer)
     message = slot.google_message(row.offer, card.locale, notifies=notifies)
-    await record_change(session, card, marketing=MarketingChange(message, notifies=notifies))
+    await record_change(
+        session,
+        card,
+        marketing=MarketingChange(message, notifies=notifies),
+        devices=devices.get(card.id),
+    )
     tally.updated += 1
     if notifies:
         row.notified_at = now
@@ -230,21 +238,14 @@ async def _cards_with_offer(
     return set(rows.all())
 
 
-async def _context(
+async def audience_context(
     session: AsyncSession, merchant_id: uuid.UUID, cards: Sequence[Card]
 ) -> Audience:
     """Consent, Apple registrations and the merchant's rules for these cards, a query each."""
     customers = [c.customer_id for c in cards]
     consent = await consents_of(session, merchant_id, customers)
-    on_apple: set[uuid.UUID] = set()
-    if cards:
-        registered = await session.scalars(
-            select(Registration.card_id)
-            .where(Registration.card_id.in_([c.id for c in cards]))
-            .distinct()
-        )
-        on_apple = set(registered.all())
-    return Audience(consent, on_apple, await marketing_settings(session, merchant_id))
+    devices = await registrations_by_card(session, cards)
+    return Audience(consent, devices, await marketing_settings(session, merchant_id))
 
 
 async def consents_of(
@@ -264,7 +265,7 @@ async def consents_of(
 
 
 def _on_a_device(card: Card, context: Audience) -> bool:
-    return card.id in context.on_apple or card.google_saved
+    return bool(context.devices.get(card.id)) or card.google_saved
 
 
 def _matches(card: Card, criteria: CardCriteria, context: Audience) -> bool:
@@ -273,7 +274,7 @@ def _matches(card: Card, criteria: CardCriteria, context: Audience) -> bool:
         return False
     wallet = criteria.has_wallet
     if wallet == "apple":
-        return card.id in context.on_apple
+        return bool(context.devices.get(card.id))
     if wallet == "google":
         return card.google_saved
     if wallet == "any":
@@ -285,7 +286,12 @@ def _matches(card: Card, criteria: CardCriteria, context: Audience) -> bool:
 
 
 async def take_off(
-    session: AsyncSession, card: Card, rows: Sequence[CardOffer], state: str, reason: str
+    session: AsyncSession,
+    card: Card,
+    rows: Sequence[CardOffer],
+    state: str,
+    reason: str,
+    devices: list[Registration] | None = None,
 ) -> None:
     """Take offers off ``card`` quietly (a new version whose changed fields carry no
     ``changeMessage``; their Google messages withdrawn); held ones are dropped and their
@@ -297,7 +303,9 @@ async def take_off(
     if shown:
         card.content = slot.without_offers(card.content, {row.offer_id for row in shown})
         withdrawn = tuple(slot.message_id(row.offer_id) for row in shown)
-        await record_change(session, card, marketing=MarketingChange(withdrawn=withdrawn))
+        await record_change(
+            session, card, marketing=MarketingChange(withdrawn=withdrawn), devices=devices
+        )
     tallies: dict[uuid.UUID, Tally] = defaultdict(Tally)
     for row in held:
         tallies[row.campaign_id].deferred -= 1
@@ -350,19 +358,25 @@ async def lock_cards_by_id(
 
 
 async def release_held(
-    session: AsyncSession, card: Card, rows: Sequence[CardOffer], now: datetime
+    session: AsyncSession,
+    cards: Sequence[Card],
+    rows: dict[uuid.UUID, list[CardOffer]],
+    now: datetime,
 ) -> None:
     """The quiet hours of held offers ended: ask the policy again (caps, consent, expiry) and
-    show them now, silently if capped, or drop them if they expired meanwhile."""
-    settings = await marketing_settings(session, card.merchant_id)
-    consent = (await consents_of(session, card.merchant_id, [card.customer_id])).get(
-        card.customer_id, True
-    )
-    context = Audience({card.customer_id: consent}, set(), settings)
-    tallies: dict[uuid.UUID, Tally] = defaultdict(Tally)
-    for row in rows:
-        tally = tallies[row.campaign_id]
-        tally.deferred -= 1
-        decision = _decide(card, row, consent, context, now)
-        await _apply_decision(session, card, row, decision, now, tally)
-    publish_tallies(session, card.merchant_id, tallies)
+    show them now, silently if capped, or drop them if they expired meanwhile. ``cards`` are
+    locked; their consent, registrations and merchants' rules are read once per merchant."""
+    by_merchant: dict[uuid.UUID, list[Card]] = defaultdict(list)
+    for card in cards:
+        by_merchant[card.merchant_id].append(card)
+    for merchant_id, merchant_cards in by_merchant.items():
+        context = await audience_context(session, merchant_id, merchant_cards)
+        tallies: dict[uuid.UUID, Tally] = defaultdict(Tally)
+        for card in merchant_cards:
+            consent = context.consent.get(card.customer_id, True)
+            for row in rows[card.id]:
+                tally = tallies[row.campaign_id]
+                tally.deferred -= 1
+                decision = _decide(card, row, consent, context, now)
+                await _apply_decision(session, card, row, decision, now, tally, context.devices)
+        publish_tallies(session, merchant_id, tallies)
