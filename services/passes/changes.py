@@ -70,7 +70,8 @@ async def record_change(
     ``card.updated`` message for the push service, all in the caller's transaction.
 
     ``notify``: the status shown moved (the lock screen says so); ``marketing``: the offers
-    shown changed. The version's notification is counted for the channel's stats.
+    shown changed. The version's notification is counted for the channel's stats when the
+    card is on a device (an Apple registration, a saved Google object).
     ``devices``: the card's registrations, when the caller read them for many cards at once.
 
     Last-Modified has whole-second precision in HTTP, so it moves at least one second per
@@ -81,8 +82,6 @@ async def record_change(
     notification: Notification | None = "status" if notify else None
     if marketing is not None and marketing.notifies:
         notification = "marketing"
-    if notification is not None:
-        count(session, card.merchant_id, f"notifications.{notification}")
     await announce(
         session,
         card,
@@ -135,6 +134,8 @@ async def announce(
     design = await _design_of(session, card.merchant_id)
     if devices is None:
         devices = await registrations_of(session, card)
+    if notification is not None and (devices or card.google_saved):
+        count(session, card.merchant_id, f"notifications.{notification}")
     merchants = _MERCHANTS.get(session)
     if card.merchant_id not in merchants:
         merchants[card.merchant_id] = await session.get_one(Merchant, card.merchant_id)

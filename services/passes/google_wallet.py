@@ -59,12 +59,10 @@ def class_body(merchant: Merchant, design: PassDesign, settings: Settings) -> di
     )
 
 
-def object_body(
-    merchant: Merchant, design: PassDesign, card: Card, *, consent_url: str | None = None
-) -> dict[str, Any]:
+def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str, Any]:
     """The card as Google shows it, worded in the customer's language: with the offers as
-    text modules (newest first), their links, the "No offers, thanks" link, and the newest
-    coupon code in the barcode while one is shown (as on the Apple pass)."""
+    text modules (newest first), their links, and the newest coupon code in the barcode while
+    one is shown (as on the Apple pass)."""
     locale, own = card.locale, design.texts
     order = current_order(card.content)
     shipping = (order or {}).get("shipping") or {}
@@ -84,12 +82,6 @@ def object_body(
             links.append(
                 CardLink(id=f"offer_{offer_key(offer['id'])}", uri=offer["url"], description=title)
             )
-    if consent_url is not None:
-        links.append(
-            CardLink(
-                id="no_offers", uri=consent_url, description=text("back.no_offers", locale, own)
-            )
-        )
     coupon = coupon_offer(card.content)
     return loyalty_object(
         GoogleCardView(
