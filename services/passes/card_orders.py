@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.messages import OrderChanged
+from services.core.clock import clock
 from services.merchants.models import Merchant
 from services.passes.card_view import Order, current_order
 from services.passes.changes import announce, record_change
 from services.passes.issuing import CardsOfBatch, find_or_issue, update_customer
+from services.passes.marketing import slot
 from services.passes.models import Card
 from services.passes.schemas import CardIssue
 
@@ -90,6 +92,8 @@ async def apply_order_change(
     if created:
         await announce(session, card, notify=True)
     elif changed:
+        if status_moved:
+            slot.status_notified(card, clock.now())
         await record_change(session, card, notify=status_moved)
     await session.flush()
     return card

@@ -2,7 +2,8 @@
 
 The e2e installation has no offers service on this branch (``offers-api`` builds it): this
 component consumes its messages from passes (``campaign.progress``, ``channel.counted``) so
-that the queue drains, and keeps them for the tests to check.
+that the queue drains, and keeps them for the tests to check. Its consumer name is its own, so
+it can stay beside the real offers service's consumers once both are installed.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def component() -> Component:
     return Component(
         name="offers-standin",
         subscriptions=[
-            Subscription("offers", CampaignProgress, _progress),
-            Subscription("offers", ChannelCounted, _counted),
+            Subscription("offers-standin", CampaignProgress, _progress),
+            Subscription("offers-standin", ChannelCounted, _counted),
         ],
     )
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,6 +15,7 @@ from services.apns_standin import ApnsStandin
 from services.contracts.messages import CardCriteria, OfferWithdrawn
 from services.core.clock import clock
 from services.core.settings import Settings
+from services.passes.marketing import offers
 from services.passes.marketing.models import CardOffer
 from services.passes.marketing.slot import offer_key
 from tests.e2e import offers_standin
@@ -328,3 +330,62 @@ async def test_a_campaign_restarted_after_a_crash_shows_and_notifies_nothing_twi
     assert sorted(p.part for p in offers_standin.progress) == [1, 2, 3]
     totals = offers_standin.campaign_totals()
     assert (totals["targeted"], totals["notified"]) == (6, 6)
+
+
+async def test_every_card_of_the_merchant_a_page_at_a_time(
+    at_noon: datetime,
+    device_client: httpx.AsyncClient,
+    standin: ApnsStandin,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without customer ids, passes takes a page of cards per transaction and publishes the
+    rest as the next part; the last part says how many there were."""
+    monkeypatch.setattr(offers, "PAGE", 2)
+    client = device_client
+    shop = await create_merchant(session, settings)
+    for n in range(5):
+        await card_on_phone(client, session, shop, f"c-{n}")
+    await send(sessionmaker, audience(shop, offer(), None, campaign_id=uuid.uuid4(), parts=None))
+    await settled(sessionmaker)
+    assert standin.push_count == 5
+    assert sorted((p.part, p.parts, p.notified) for p in offers_standin.progress) == [
+        (1, None, 2),
+        (2, None, 2),
+        (3, 3, 1),
+    ]
+
+
+async def test_an_offer_right_after_a_status_change_waits_so_the_status_line_stays(
+    at_noon: datetime,
+    device_client: httpx.AsyncClient,
+    standin: ApnsStandin,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    """A phone that fetches a status version and an offer version at once would see two
+    changed fields with messages (Wallet's generic line): the offer waits 15 minutes."""
+    client = device_client
+    shop = await create_merchant(session, settings)
+    card = await ordered_card(client, sessionmaker, shop)
+    await card_registered(client, card)
+    before = await pass_json(client, card)
+    await post_order_event(client, shop.api_key, order_event("shipped", at="2026-11-23T12:00:00Z"))
+    await settled(sessionmaker)
+    clock.advance(timedelta(minutes=1))
+    campaign = uuid.uuid4()
+    await send(sessionmaker, audience(shop, offer(), ["c-42"], campaign_id=campaign))
+    await settled(sessionmaker)
+    assert standin.push_count == 1, "the status only"
+    shipped = await pass_json(client, card)
+    assert notifying_changes(before, shipped) == {"status"}
+    assert offers_standin.campaign_totals()["deferred"] == 1
+    clock.advance(timedelta(minutes=14))
+    await pushed_in_all(standin, sessionmaker, 2)
+    assert notifying_changes(shipped, await pass_json(client, card)) == {"offer"}
+    totals = offers_standin.campaign_totals()
+    assert (totals["deferred"], totals["notified"]) == (0, 1)
+    assert offers_standin.channel_totals()["suppressed.quiet_hours"] == 0

@@ -95,38 +95,23 @@ class Audience:
 async def apply_audience(session: AsyncSession, audience: CampaignAudience, now: datetime) -> None:
     """Put the offer on the part's cards (those the card criteria hold for), each as the
     policy decides, and publish the part's progress once."""
-    merchant_id = audience.merchant_id
-    if audience.customer_ids is None:
-        cards = await _page_of_cards(session, merchant_id, audience.after)
-        by_customer: dict[str, Card | None] = {c.customer_id: c for c in cards}
-        last = len(cards) < PAGE
-        if not last:
-            rest = audience.model_copy(
-                update={"after": cards[-1].customer_id, "part": audience.part + 1}
-            )
-            publish(session, rest, key=str(audience.campaign_id))
-        parts = audience.part if last else None
-    else:
-        locked = await lock_cards(session, [(merchant_id, c) for c in audience.customer_ids])
-        by_customer = {c: locked.card_of((merchant_id, c)) for c in audience.customer_ids}
-        parts = audience.parts
+    by_customer, parts = await _cards_of_part(session, audience)
     found = [card for card in by_customer.values() if card is not None]
     done = await _cards_with_offer(session, found, audience.offer.id)
-    context = await audience_context(session, merchant_id, found)
+    context = await audience_context(session, audience.merchant_id, found)
     offer = audience.offer.model_dump(mode="json")
     tally, added = Tally(), 0
-    for card_or_none in by_customer.values():
-        if card_or_none is None:
+    for card in by_customer.values():
+        if card is None:
             tally.targeted += 1
             tally.skipped["no_card"] += 1
             continue
-        card = card_or_none
         if card.id in done or not _matches(card, audience.cards, context):
             continue
         tally.targeted += 1
         row = CardOffer(
             card_id=card.id,
-            merchant_id=merchant_id,
+            merchant_id=audience.merchant_id,
             offer_id=audience.offer.id,
             campaign_id=audience.campaign_id,
             offer=offer,
@@ -144,11 +129,27 @@ async def apply_audience(session: AsyncSession, audience: CampaignAudience, now:
         # Applied in one transaction before (redelivered, or republished after a crash).
         log.info("audience part applied before", extra={"campaign": str(audience.campaign_id)})
         return
-    publish(
-        session,
-        tally.progress(audience.campaign_id, merchant_id, audience.part, parts),
-        key=str(audience.campaign_id),
-    )
+    progress = tally.progress(audience.campaign_id, audience.merchant_id, audience.part, parts)
+    publish(session, progress, key=str(audience.campaign_id))
+
+
+async def _cards_of_part(
+    session: AsyncSession, audience: CampaignAudience
+) -> tuple[dict[str, Card | None], int | None]:
+    """The part's customers and their cards (``None``: no card), locked, and the number of
+    parts if this one is the last. Without customer ids the part is the merchant's next page
+    of cards, and the rest is published as the next part."""
+    merchant_id = audience.merchant_id
+    if audience.customer_ids is not None:
+        locked = await lock_cards(session, [(merchant_id, c) for c in audience.customer_ids])
+        cards = {c: locked.card_of((merchant_id, c)) for c in audience.customer_ids}
+        return cards, audience.parts
+    page = await _page_of_cards(session, merchant_id, audience.after)
+    if len(page) < PAGE:
+        return {c.customer_id: c for c in page}, audience.part
+    rest = audience.model_copy(update={"after": page[-1].customer_id, "part": audience.part + 1})
+    publish(session, rest, key=str(audience.campaign_id))
+    return {c.customer_id: c for c in page}, None
 
 
 def _decide(
@@ -161,6 +162,7 @@ def _decide(
         notified=[datetime.fromisoformat(at) for at in card.marketing_notified],
         settings=context.settings,
         zone=zone_of(card.time_zone, context.settings.time_zone),
+        status_notified_at=slot.status_notified_at(card),
     )
 
 
@@ -182,7 +184,8 @@ async def _apply_decision(
     if isinstance(decision, Defer):
         row.state, row.due_at = DEFERRED, decision.until
         tally.deferred += 1
-        count(session, card.merchant_id, "suppressed.quiet_hours")
+        if decision.reason == "quiet_hours":
+            count(session, card.merchant_id, "suppressed.quiet_hours")
         return
     notifies = isinstance(decision, Notify)
     row.state, row.due_at = SHOWN, None

@@ -15,9 +15,12 @@ Rules, in this order:
 4. the card had ``daily_cap`` marketing notifications on the customer's calendar day, or
    ``weekly_cap`` in the 7 days (168 hours) before now -> silent ``capped`` (the card is
    updated now: holding it back would not make it notify);
-5. now is within the quiet hours in the customer's zone -> defer to their end (the card
+5. the card's order status notified less than ``STATUS_GAP`` ago -> defer until the gap has
+   passed (a phone that fetches both versions at once would merge the two changed fields into
+   Wallet's generic "card changed" and lose the status line: marketing never suppresses one);
+6. now is within the quiet hours in the customer's zone -> defer to their end (the card
    changes then, and the rules are asked again);
-6. otherwise notify.
+7. otherwise notify.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from services.merchants.marketing import MarketingSettings
 
 WEEK = timedelta(days=7)
+STATUS_GAP = timedelta(minutes=15)
+"""How long after a status notification a marketing one waits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,7 @@ class Silent:
 @dataclass(frozen=True, slots=True)
 class Defer:
     until: datetime
+    reason: Literal["quiet_hours", "status_gap"] = "quiet_hours"
     action: Literal["defer"] = "defer"
 
 
@@ -88,10 +94,12 @@ def decide(
     notified: Sequence[datetime],
     settings: MarketingSettings,
     zone: ZoneInfo,
+    status_notified_at: datetime | None = None,
 ) -> Decision:
     """The decision for one marketing message on one card at ``now`` (see the module's rules).
 
-    ``notified``: when the card's earlier marketing messages notified (the last 7 days do)."""
+    ``notified``: when the card's earlier marketing messages notified (the last 7 days do);
+    ``status_notified_at``: when its order status last notified."""
     if not consent:
         return Skip("opted_out")
     if message.expires_at is not None and message.expires_at <= now:
@@ -100,12 +108,21 @@ def decide(
         return Silent("not_requested")
     if capped(now, notified, settings, zone):
         return Silent("capped")
+    if status_notified_at is not None and now < status_notified_at + STATUS_GAP:
+        return _held(message, status_notified_at + STATUS_GAP, "status_gap")
     end = quiet_hours_end(now, settings, zone)
     if end is not None:
-        if message.expires_at is not None and message.expires_at <= end:
-            return Skip("expired")
-        return Defer(end)
+        return _held(message, end, "quiet_hours")
     return Notify()
+
+
+def _held(
+    message: MarketingMessage, until: datetime, reason: Literal["quiet_hours", "status_gap"]
+) -> Defer | Skip:
+    """Held until ``until``, unless the message means nothing by then."""
+    if message.expires_at is not None and message.expires_at <= until:
+        return Skip("expired")
+    return Defer(until, reason)
 
 
 def capped(

@@ -9,6 +9,7 @@ version carries no ``changeMessage``, and an offer leaving the card never brings
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 from services.contracts.messages import GoogleMessage
@@ -44,6 +45,16 @@ def notifying_offer(card: Card) -> str | None:
     """The offer the card's current version announces, if any."""
     notice = card.content.get("notice") or {}
     return notice.get("offer") if notice.get("version") == card.version else None
+
+
+def status_notified(card: Card, at: datetime) -> None:
+    """The card's order status notified at ``at`` (a marketing message waits a while)."""
+    card.content = {**card.content, "status_notified_at": at.isoformat()}
+
+
+def status_notified_at(card: Card) -> datetime | None:
+    at = card.content.get("status_notified_at")
+    return datetime.fromisoformat(at) if at else None
 
 
 def offer_key(offer_id: str) -> str:

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from services.merchants.marketing import MarketingSettings
 from services.passes.marketing.policy import (
+    STATUS_GAP,
     Defer,
     MarketingMessage,
     Notify,
@@ -33,9 +34,16 @@ def _decide(
     consent: bool = True,
     message: MarketingMessage = OFFER,
     settings: MarketingSettings = DEFAULTS,
+    status_notified_at: datetime | None = None,
 ) -> object:
     return decide(
-        message, now=now, consent=consent, notified=notified or [], settings=settings, zone=zone
+        message,
+        now=now,
+        consent=consent,
+        notified=notified or [],
+        settings=settings,
+        zone=zone,
+        status_notified_at=status_notified_at,
     )
 
 
@@ -117,3 +125,19 @@ def test_the_zone_falls_back_to_the_merchants_then_utc() -> None:
 
 def _no_quiet() -> MarketingSettings:
     return MarketingSettings(quiet_start=time(0, 0), quiet_end=time(0, 0))
+
+
+def test_a_marketing_message_waits_a_while_after_a_status_notification() -> None:
+    status_at = NOON - timedelta(minutes=5)
+    assert _decide(status_notified_at=status_at) == Defer(
+        status_at + STATUS_GAP, reason="status_gap"
+    )
+    assert _decide(status_notified_at=NOON - STATUS_GAP) == Notify()
+    # Held into the quiet hours, it is asked again then, and held until morning.
+    evening = datetime(2026, 12, 1, 20, 55, tzinfo=UTC)
+    assert _decide(evening, status_notified_at=evening) == Defer(
+        evening + STATUS_GAP, reason="status_gap"
+    )
+    assert _decide(evening + STATUS_GAP, status_notified_at=evening) == Defer(
+        datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    )
