@@ -1,5 +1,5 @@
 """The card's marketing slot: the offers a card shows, as ``Card.content["offers"]`` keeps
-them (newest first), and how each wallet words them in the customer's language.
+them (the last to arrive first), and how each wallet words them in the customer's language.
 
 ``content["notice"]`` names the offer whose arrival the card's current version announces: only
 that version gives the front field a ``changeMessage``, so an offer notifies once, a silent
@@ -25,9 +25,10 @@ def shown_offers(content: dict[str, Any]) -> list[Offer]:
 
 
 def with_offer(content: dict[str, Any], offer: Offer) -> dict[str, Any]:
-    """``content`` showing ``offer`` too (once), the newest first."""
-    offers = [o for o in shown_offers(content) if o["id"] != offer["id"]] + [offer]
-    offers.sort(key=lambda o: (o["created_at"], o["id"]), reverse=True)
+    """``content`` showing ``offer`` too (once), first: the newest on a card is the one that
+    arrived last (an offer held for quiet hours arrives after a later one shown silently, and
+    the field that announces it must be the one on the front)."""
+    offers = [offer, *(o for o in shown_offers(content) if o["id"] != offer["id"])]
     return {**content, "offers": offers}
 
 
