@@ -21,6 +21,7 @@ from services.contracts.messages import CampaignAudience, CardCriteria, Contract
 from services.core.clock import clock
 from services.core.queue import OutboxMessage, publish
 from services.onboarding import Onboarded
+from services.passes.marketing.models import CardOffer
 from services.passes.models import Card
 from tests.factories import (
     WS,
@@ -194,3 +195,9 @@ async def ordered_card(
     [(card,)] = await rows_of(sessionmaker, select(Card).where(Card.customer_id == "c-42"))
     assert isinstance(card, Card)
     return card
+
+
+async def nothing_held(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
+    """No offer waits for the end of quiet hours any more."""
+    held = select(CardOffer.id).where(CardOffer.state == "deferred")
+    return not await rows_of(sessionmaker, held)

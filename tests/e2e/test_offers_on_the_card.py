@@ -26,6 +26,7 @@ from tests.e2e.marketing import (
     card_on_phone,
     card_registered,
     fields,
+    nothing_held,
     notifying_changes,
     offer,
     ordered_card,
@@ -38,6 +39,7 @@ from tests.e2e.marketing import (
     settled,
 )
 from tests.factories import create_card, create_merchant, order_event, post_order_event
+from tests.waiting import eventually
 
 __all__ = ["at_noon"]
 
@@ -389,3 +391,34 @@ async def test_an_offer_right_after_a_status_change_waits_so_the_status_line_sta
     totals = offers_standin.campaign_totals()
     assert (totals["deferred"], totals["notified"]) == (0, 1)
     assert offers_standin.channel_totals()["suppressed.quiet_hours"] == 0
+
+
+async def test_two_offers_held_overnight_make_one_lock_screen_line_in_the_morning(
+    at_noon: datetime,
+    device_client: httpx.AsyncClient,
+    standin: ApnsStandin,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    client = device_client
+    shop = await create_merchant(session, settings)
+    card, _ = await card_on_phone(client, session, shop, "tokyo")
+    await set_zones(session, {"tokyo": "Asia/Tokyo"})
+    clock.set(datetime(2026, 12, 1, 13, 30, tzinfo=UTC))  # 22:30 in Tokyo
+    await send(sessionmaker, audience(shop, offer("first"), ["tokyo"], campaign_id=uuid.uuid4()))
+    clock.advance(timedelta(minutes=30))
+    second = offer("second", title="Free shipping")
+    await send(sessionmaker, audience(shop, second, ["tokyo"], campaign_id=uuid.uuid4()))
+    await settled(sessionmaker)
+    night = await pass_json(client, card)
+    assert standin.push_count == 0
+    clock.set(datetime(2026, 12, 1, 23, 0, tzinfo=UTC))  # 08:00 in Tokyo
+    await eventually(lambda: nothing_held(sessionmaker))
+    await settled(sessionmaker)
+    morning = await pass_json(client, card)
+    assert notifying_changes(night, morning) == {"offer"}
+    assert fields(morning)["offer"]["value"] == "10 % off tea", "the one that notifies in front"
+    assert "Free shipping" in {f["label"] for f in fields(morning).values()}
+    totals = offers_standin.campaign_totals()
+    assert (totals["deferred"], totals["notified"], totals["silent"]) == (0, 1, {"capped": 1})

@@ -153,13 +153,23 @@ async def _cards_of_part(
 
 
 def _decide(
-    card: Card, row: CardOffer, consent: bool, context: Audience, now: datetime
+    card: Card,
+    row: CardOffer,
+    consent: bool,
+    context: Audience,
+    now: datetime,
+    *,
+    notified: list[datetime] | None = None,
 ) -> Decision:
+    """The policy's decision for the row's offer on the card (``notified``: the card's
+    marketing notifications, when the caller counts some not recorded yet)."""
+    if notified is None:
+        notified = [datetime.fromisoformat(at) for at in card.marketing_notified]
     return decide(
         MarketingMessage(notify=bool(row.offer.get("notify", True)), expires_at=row.valid_until),
         now=now,
         consent=consent,
-        notified=[datetime.fromisoformat(at) for at in card.marketing_notified],
+        notified=notified,
         settings=context.settings,
         zone=zone_of(card.time_zone, context.settings.time_zone),
         status_notified_at=slot.status_notified_at(card),
@@ -376,10 +386,25 @@ async def release_held(
         context = await audience_context(session, merchant_id, merchant_cards)
         tallies: dict[uuid.UUID, Tally] = defaultdict(Tally)
         for card in merchant_cards:
-            consent = context.consent.get(card.customer_id, True)
-            for row in rows[card.id]:
+            for row, decision in _decide_held(card, rows[card.id], context, now):
                 tally = tallies[row.campaign_id]
                 tally.deferred -= 1
-                decision = _decide(card, row, consent, context, now)
                 await _apply_decision(session, card, row, decision, now, tally, context.devices)
         publish_tallies(session, merchant_id, tallies)
+
+
+def _decide_held(
+    card: Card, rows: Sequence[CardOffer], context: Audience, now: datetime
+) -> list[tuple[CardOffer, Decision]]:
+    """Decisions for offers released together on one card, oldest first (so the caps go to
+    the first), applied with the one that notifies last: it then arrives last, on the front,
+    the field whose message announces it."""
+    consent = context.consent.get(card.customer_id, True)
+    notified = [datetime.fromisoformat(at) for at in card.marketing_notified]
+    decided: list[tuple[CardOffer, Decision]] = []
+    for row in rows:
+        decision = _decide(card, row, consent, context, now, notified=notified)
+        if isinstance(decision, Notify):
+            notified = [*notified, now]
+        decided.append((row, decision))
+    return sorted(decided, key=lambda pair: isinstance(pair[1], Notify))
