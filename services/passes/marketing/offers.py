@@ -354,14 +354,16 @@ async def due_rows(
 async def lock_cards_by_id(
     session: AsyncSession, card_ids: Iterable[uuid.UUID], *, skip_locked: bool = False
 ) -> list[Card]:
-    """These cards, locked in id order (``skip_locked``: a job leaves busy ones for later)."""
+    """These cards, locked in the order every card lock takes (merchant, customer: as
+    ``lock_cards``), so two writers never wait for each other in a circle
+    (``skip_locked``: a job leaves busy ones for later)."""
     ids = sorted(set(card_ids))
     if not ids:
         return []
     query = (
         select(Card)
         .where(Card.id.in_(ids))
-        .order_by(Card.id)
+        .order_by(Card.merchant_id, Card.customer_id)
         .with_for_update(skip_locked=skip_locked)
     )
     return list((await session.scalars(query)).all())
