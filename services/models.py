@@ -6,10 +6,12 @@ from services.merchants import models as merchant_models
 from services.offers import models as offer_models
 from services.orders import models as order_models
 from services.passes import models as pass_models
+from services.passes.marketing import models as marketing_models
 from services.push import models as push_models
 
 __all__ = [
     "Base",
+    "marketing_models",
     "merchant_models",
     "offer_models",
     "order_models",

@@ -79,3 +79,19 @@ async def pushed(
     )
     async with sessionmaker() as session:
         return await session.scalar(reached) == devices
+
+
+async def topic_drained(sessionmaker: async_sessionmaker[AsyncSession], topic: str) -> bool:
+    """Every ``topic`` message published so far was applied (a process about to stop that
+    consumes it must not stop mid-batch: the batch's lease would hold its rows a while)."""
+    waiting = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.topic == topic,
+            OutboxMessage.processed_at.is_(None),
+            OutboxMessage.failed_at.is_(None),
+        )
+    )
+    async with sessionmaker() as session:
+        return await session.scalar(waiting) == 0

@@ -8,7 +8,14 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.contracts.messages import OrderChanged, PushTokenRejected
+from services.contracts.messages import (
+    CampaignAudience,
+    GoogleWalletChanged,
+    MarketingConsentSet,
+    OfferWithdrawn,
+    OrderChanged,
+    PushTokenRejected,
+)
 from services.core.db import READ_ONLY_OPTION
 from services.core.dbfaults import database_fault
 from services.core.errors import NotConfigured
@@ -19,6 +26,9 @@ from services.passes import admin, links
 from services.passes.apple import webservice
 from services.passes.bundles import PassBuilder
 from services.passes.handlers import order_changed, push_token_rejected
+from services.passes.marketing import handlers as marketing
+from services.passes.marketing import page as marketing_page
+from services.passes.marketing.jobs import JOBS as MARKETING_JOBS
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +80,22 @@ async def signing_readiness(app: FastAPI) -> dict[str, Any]:
 def component(settings: Settings) -> Component:
     return Component(
         name="passes",
-        routers=[links.router, links.assets, webservice.router, admin.router],
+        routers=[
+            links.router,
+            marketing_page.router,
+            links.assets,
+            webservice.router,
+            admin.router,
+        ],
         subscriptions=[
             Subscription("passes", OrderChanged, order_changed(settings)),
             Subscription("passes", PushTokenRejected, push_token_rejected),
+            Subscription("passes", CampaignAudience, marketing.campaign_audience),
+            Subscription("passes", OfferWithdrawn, marketing.offer_withdrawn),
+            Subscription("passes", MarketingConsentSet, marketing.marketing_consent),
+            Subscription("passes", GoogleWalletChanged, marketing.google_wallet_changed),
         ],
         on_startup=[_start],
         readiness=[signing_readiness],
+        jobs=MARKETING_JOBS,
     )

@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.messages import OrderChanged
+from services.core.clock import clock
 from services.merchants.models import Merchant
 from services.passes.card_view import PREPARING, Order, current_order
 from services.passes.changes import announce, record_change
 from services.passes.issuing import CardsOfBatch, find_or_issue, update_customer
+from services.passes.marketing import slot
 from services.passes.models import Card
 from services.passes.schemas import CardIssue
 
@@ -81,6 +83,8 @@ async def apply_order_change(
         merchant,
         CardIssue(customer_id=customer.id, customer_name=customer.name, locale=customer.locale),
     )
+    if customer.time_zone and customer.time_zone != card.time_zone:
+        card.time_zone = customer.time_zone  # quiet hours and days: nothing the card shows
     status_moved = False
     if (taken := take_order_change(card.content, change)) is not None:
         card.content = taken.content
@@ -89,6 +93,8 @@ async def apply_order_change(
     if created:
         await announce(session, card, notify=True)
     elif changed:
+        if status_moved:
+            slot.status_notified(card, clock.now())
         await record_change(session, card, notify=status_moved)
     await session.flush()
     return card

@@ -5,7 +5,9 @@ shape, the Google object) so that push reads no passes table."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +17,7 @@ from services.contracts.messages import (
     ApnsToken,
     CardUpdated,
     Device,
+    GoogleMessage,
     GoogleObject,
 )
 from services.core.models import utcnow
@@ -23,6 +26,7 @@ from services.core.transaction import Slot
 from services.merchants import google_wallet as merchant_google
 from services.merchants.models import Merchant
 from services.passes import google_wallet
+from services.passes.channel import count
 from services.passes.models import Card, PassDesign, Registration
 from services.passes.registrations import next_update_tag, registrations_of
 
@@ -32,22 +36,60 @@ _UPDATE_TAGS = Slot[dict[str, int]](
 """Taken in this transaction. A rolled-back savepoint may have undone the counter's bump, so
 the tag is then taken again."""
 _DESIGNS = Slot[dict[uuid.UUID, PassDesign]]("design of each merchant", dict)
+_MERCHANTS = Slot[dict[uuid.UUID, Merchant]]("merchant of each card announced", dict)
+"""Held for the transaction: the session's identity map holds objects weakly, so a merchant no
+caller keeps would be read again (and the session flushed) for every card announced."""
+
+
+Notification = Literal["status", "marketing"]
+
+
+@dataclass(frozen=True, slots=True)
+class MarketingChange:
+    """What a change of the card's marketing slot tells push: the offer's Google message (if
+    one arrives), whether the version notifies, and the messages to take off the object."""
+
+    message: GoogleMessage | None = None
+    notifies: bool = False
+    withdrawn: tuple[str, ...] = ()
 
 
 def whole_second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
-async def record_change(session: AsyncSession, card: Card, *, notify: bool = False) -> None:
+async def record_change(
+    session: AsyncSession,
+    card: Card,
+    *,
+    notify: bool = False,
+    marketing: MarketingChange | None = None,
+    devices: list[Registration] | None = None,
+) -> None:
     """Every change of what a card shows: a new version, Last-Modified and update tag, and a
     ``card.updated`` message for the push service, all in the caller's transaction.
+
+    ``notify``: the status shown moved (the lock screen says so); ``marketing``: the offers
+    shown changed. The version's notification is counted for the channel's stats when the
+    card is on a device (an Apple registration, a saved Google object).
+    ``devices``: the card's registrations, when the caller read them for many cards at once.
 
     Last-Modified has whole-second precision in HTTP, so it moves at least one second per
     change: a device holding the previous version never gets a 304 for the new one.
     """
     card.version += 1
     card.changed_at = max(whole_second(utcnow()), card.changed_at + timedelta(seconds=1))
-    await announce(session, card, notify=notify)
+    notification: Notification | None = "status" if notify else None
+    if marketing is not None and marketing.notifies:
+        notification = "marketing"
+    await announce(
+        session,
+        card,
+        notify=notify,
+        marketing=marketing,
+        notification=notification,
+        devices=devices,
+    )
     # The tag last: it locks the pass type's counter until commit, so keep that short.
     card.update_tag = await update_tag(session, card.pass_type_identifier)
 
@@ -74,17 +116,33 @@ async def _design_of(session: AsyncSession, merchant_id: uuid.UUID) -> PassDesig
     return designs[merchant_id]
 
 
-async def announce(session: AsyncSession, card: Card, *, notify: bool = False) -> None:
+async def announce(
+    session: AsyncSession,
+    card: Card,
+    *,
+    notify: bool = False,
+    marketing: MarketingChange | None = None,
+    notification: Notification | None = None,
+    devices: list[Registration] | None = None,
+) -> None:
     """Publish ``card.updated``: what push needs for the devices and the Google object.
 
     ``notify``: the status shown changed, so Google gets a message too (Apple's lock screen
-    comes from the pass's ``changeMessage``).
+    comes from the pass's ``changeMessage``). ``marketing``: an offer's message instead, and
+    messages to withdraw. ``notification``: what the version announces, for the stats.
     """
     design = await _design_of(session, card.merchant_id)
-    devices = await registrations_of(session, card)
-    merchant = await session.get_one(Merchant, card.merchant_id)
-    google = google_object(merchant, design, card, notify=notify)
-    publish(session, card_updated(card, design, devices, google), key=str(card.id))
+    if devices is None:
+        devices = await registrations_of(session, card)
+    if notification is not None and (devices or card.google_saved):
+        count(session, card.merchant_id, f"notifications.{notification}")
+    merchants = _MERCHANTS.get(session)
+    if card.merchant_id not in merchants:
+        merchants[card.merchant_id] = await session.get_one(Merchant, card.merchant_id)
+    merchant = merchants[card.merchant_id]
+    google = google_object(merchant, design, card, notify=notify, marketing=marketing)
+    update = card_updated(card, design, devices, google, notification=notification)
+    publish(session, update, key=str(card.id))
 
 
 async def announce_all(session: AsyncSession, merchant: Merchant) -> int:
@@ -96,18 +154,26 @@ async def announce_all(session: AsyncSession, merchant: Merchant) -> int:
 
 
 def google_object(
-    merchant: Merchant, design: PassDesign, card: Card, *, notify: bool
+    merchant: Merchant,
+    design: PassDesign,
+    card: Card,
+    *,
+    notify: bool,
+    marketing: MarketingChange | None = None,
 ) -> GoogleObject | None:
     """The card's Google object as it should be now (None without Google Wallet)."""
     if not merchant_google.enabled(merchant):
         return None
     message = google_wallet.status_message(design, card) if notify else None
+    if marketing is not None and marketing.message is not None:
+        message = marketing.message
     return GoogleObject(
         issuer_id=str(merchant.google_issuer_id),
         object_id=merchant_google.card_object_id(merchant, card.serial_number),
         service_account_path=str(merchant.google_service_account_path),
         object=google_wallet.object_body(merchant, design, card),
         message=message,
+        withdrawn_messages=marketing.withdrawn if marketing is not None else (),
     )
 
 
@@ -116,6 +182,8 @@ def card_updated(
     design: PassDesign,
     devices: list[Registration],
     google: GoogleObject | None = None,
+    *,
+    notification: Notification | None = None,
 ) -> CardUpdated:
     """What the push service needs to deliver a change, so that it reads no passes table."""
     apns: ApnsCertificate | ApnsToken = ApnsCertificate(
@@ -139,4 +207,5 @@ def card_updated(
             for d in devices
         ],
         google=google,
+        notification=notification,
     )

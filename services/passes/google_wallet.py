@@ -30,6 +30,7 @@ from services.passes.card_view import (
     order_number,
     status_sentence,
 )
+from services.passes.marketing.slot import coupon_offer, offer_key, shown_offers, words
 from services.passes.models import Card, PassDesign
 from services.passes.texts import LOCALES, text
 
@@ -60,7 +61,9 @@ def class_body(merchant: Merchant, design: PassDesign, settings: Settings) -> di
 
 
 def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str, Any]:
-    """The card as Google shows it, worded in the customer's language."""
+    """The card as Google shows it, worded in the customer's language: with the offers as
+    text modules (newest first), their links, and the newest coupon code in the barcode while
+    one is shown (as on the Apple pass)."""
     locale, own = card.locale, design.texts
     order = current_order(card.content)
     shipping = (order or {}).get("shipping") or {}
@@ -70,6 +73,17 @@ def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str,
         CardLink(id=key, uri=url, description=text(f"back.{key}", locale, own))
         for key, url in back_links(design, card, order).items()
     ]
+    offers: list[tuple[str, CardText]] = []
+    for offer in shown_offers(card.content):
+        title, body = words(offer, locale)
+        if offer.get("coupon_code"):
+            body = f"{body}\n{text('back.coupon', locale, own)}: {offer['coupon_code']}"
+        offers.append((f"offer_{offer_key(offer['id'])}", CardText(title, body)))
+        if offer.get("url"):
+            links.append(
+                CardLink(id=f"offer_{offer_key(offer['id'])}", uri=offer["url"], description=title)
+            )
+    coupon = coupon_offer(card.content)
     return loyalty_object(
         GoogleCardView(
             object_id=card_object_id(merchant, card.serial_number),
@@ -79,8 +93,8 @@ def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str,
                 + (f" {order_number(order)}" if order else ""),
                 body=text(status_key, locale, own),
             ),
-            barcode_value=card.serial_number,
-            barcode_text=card.serial_number[:12].upper(),
+            barcode_value=str(coupon["coupon_code"]) if coupon else card.serial_number,
+            barcode_text=str(coupon["coupon_code"]) if coupon else card.serial_number[:12].upper(),
             account_id=card.customer_id,
             account_name=card.customer_name,
             estimated_delivery=CardText(text("label.eta", locale, own), eta) if eta else None,
@@ -90,6 +104,7 @@ def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str,
             links=links,
             support_phone=design.support_phone,
             support_label=text("back.support", locale, own),
+            offers=offers,
         )
     )
 

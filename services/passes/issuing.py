@@ -25,6 +25,7 @@ from services.merchants import google_wallet as merchant_google
 from services.merchants.models import Merchant
 from services.passes.card_view import PREPARING
 from services.passes.changes import announce, record_change, update_tag, whole_second
+from services.passes.channel import count
 from services.passes.designs import get_design
 from services.passes.models import Card, PassDesign
 from services.passes.schemas import CardIssue
@@ -146,6 +147,7 @@ async def find_or_issue(
         card, created = found, False
     else:
         created = True
+        count(session, merchant.id, "cards.issued")
     if known is not None:
         known.issued(card)
     return card, created

@@ -170,6 +170,8 @@ def render(
         buttons="\n".join(buttons),
         qr_hint=escape(_page_text("page.qr", locale)),
         qr=_qr_svg(page_url) if platform == "desktop" else "",
+        no_offers_url=escape(f"{page_url}/marketing"),
+        no_offers=escape(text("back.no_offers", locale, own)),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -100,6 +101,13 @@ class Card(IdMixin, Base):
     """When what the card shows last changed: the pass's Last-Modified (whole seconds, rising)."""
     update_tag: Mapped[int] = mapped_column(BigInteger, default=0)
     """Position in its pass type's change order: what ``passesUpdatedSince`` compares."""
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    """The customer's IANA zone from their orders: their calendar days and quiet hours."""
+    google_saved: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The customer saved the card's Google object and has not removed it (push's callbacks)."""
+    google_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    marketing_notified: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """When marketing messages on the card notified (ISO times, the last days the caps see)."""
 
     __table_args__ = (
         UniqueConstraint("merchant_id", "customer_id"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.core.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
+from services.passes.channel import count
 from services.passes.models import Card, PassTypeCounter, Registration
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -125,6 +127,7 @@ async def register(
             )
     except IntegrityError:  # the same device registering twice at once
         return False
+    count(session, card.merchant_id, "apple.registered")
     return True
 
 
@@ -154,6 +157,7 @@ async def unregister(session: AsyncSession, card: Card, device: str) -> None:
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotFound("this device has no registration for the pass")
+    count(session, card.merchant_id, "apple.unregistered")
 
 
 _UPDATED_SERIALS = (
@@ -217,6 +221,23 @@ async def registrations_of(session: AsyncSession, card: Card) -> list[Registrati
             )
         ).all()
     )
+
+
+async def registrations_by_card(
+    session: AsyncSession, cards: Sequence[Card]
+) -> dict[uuid.UUID, list[Registration]]:
+    """The registrations of many cards with one query (a campaign's part, a job's batch): a
+    query per card would also flush the session's pending changes each time."""
+    found: dict[uuid.UUID, list[Registration]] = {card.id: [] for card in cards}
+    if cards:
+        rows = await session.scalars(
+            select(Registration)
+            .where(Registration.card_id.in_(list(found)))
+            .order_by(Registration.created_at)
+        )
+        for registration in rows.all():
+            found[registration.card_id].append(registration)
+    return found
 
 
 async def drop_push_token(session: AsyncSession, device: str, push_token: str) -> int:

@@ -109,6 +109,86 @@ TEXTS: dict[str, dict[str, str]] = {
         "Ваш заказ {number}: %@",
         "Ihre Bestellung {number}: %@",
     ),
+    "label.offer": _t("For you", "Pre vás", "Pro vás", "Dla Ciebie", "Для вас", "Für Sie"),
+    "offer.change": _t(
+        "New for you: %@",
+        "Novinka pre vás: %@",
+        "Novinka pro vás: %@",
+        "Nowość dla Ciebie: %@",
+        "Новое для вас: %@",
+        "Neu für Sie: %@",
+    ),
+    "back.offer_until": _t(
+        "Valid until", "Platí do", "Platí do", "Ważne do", "Действует до", "Gültig bis"
+    ),
+    "back.coupon": _t(
+        "Coupon code", "Kód kupónu", "Kód kupónu", "Kod kuponu", "Промокод", "Gutscheincode"
+    ),
+    "back.offer_link": _t(
+        "See the offer",
+        "Pozrieť ponuku",
+        "Zobrazit nabídku",
+        "Zobacz ofertę",
+        "Посмотреть предложение",
+        "Zum Angebot",
+    ),
+    "back.no_offers": _t(
+        "No offers, thanks",
+        "Ponuky nie, ďakujem",
+        "Nabídky ne, děkuji",
+        "Bez ofert, dziękuję",
+        "Без предложений, спасибо",
+        "Keine Angebote, danke",
+    ),
+    "marketing.title": _t(
+        "Offers on your card",
+        "Ponuky na vašej karte",
+        "Nabídky na vaší kartě",
+        "Oferty na Twojej karcie",
+        "Предложения на вашей карте",
+        "Angebote auf Ihrer Karte",
+    ),
+    "marketing.on": _t(
+        "This card may show you offers: at most one notification a day, never at night.",
+        "Táto karta vám môže ukázať ponuky: najviac jedno upozornenie denne, nikdy v noci.",
+        "Tato karta vám může ukázat nabídky: nejvýš jedno upozornění denně, nikdy v noci.",
+        "Ta karta może pokazywać oferty: najwyżej jedno powiadomienie dziennie, nigdy w nocy.",
+        "Эта карта может показывать предложения: не больше одного уведомления в день, "
+        "никогда ночью.",
+        "Diese Karte kann Ihnen Angebote zeigen: höchstens eine Mitteilung am Tag, nie nachts.",
+    ),
+    "marketing.off": _t(
+        "This card shows you no offers. Your order updates still arrive.",
+        "Táto karta vám neukazuje ponuky. Správy o objednávkach chodia ďalej.",
+        "Tato karta vám neukazuje nabídky. Zprávy o objednávkách chodí dál.",
+        "Ta karta nie pokazuje ofert. Informacje o zamówieniach nadal przychodzą.",
+        "Эта карта не показывает предложений. Новости о заказах приходят как прежде.",
+        "Diese Karte zeigt Ihnen keine Angebote. Bestellneuigkeiten kommen weiter.",
+    ),
+    "marketing.opt_in": _t(
+        "Show me offers again",
+        "Ukážte mi ponuky znova",
+        "Ukažte mi nabídky znovu",
+        "Pokazuj mi znowu oferty",
+        "Снова показывать предложения",
+        "Angebote wieder zeigen",
+    ),
+    "marketing.done_off": _t(
+        "Done: no more offers on this card.",
+        "Hotovo: žiadne ďalšie ponuky na tejto karte.",
+        "Hotovo: žádné další nabídky na této kartě.",
+        "Gotowe: koniec ofert na tej karcie.",
+        "Готово: больше никаких предложений на этой карте.",
+        "Erledigt: keine Angebote mehr auf dieser Karte.",
+    ),
+    "marketing.done_on": _t(
+        "Done: offers are welcome on this card again.",
+        "Hotovo: ponuky sú na tejto karte opäť vítané.",
+        "Hotovo: nabídky jsou na této kartě zase vítány.",
+        "Gotowe: oferty znów są mile widziane na tej karcie.",
+        "Готово: предложения снова появятся на этой карте.",
+        "Erledigt: Angebote sind auf dieser Karte wieder willkommen.",
+    ),
     "back.items": _t("Items", "Položky", "Položky", "Produkty", "Товары", "Artikel"),
     "back.total": _t("Total", "Spolu", "Celkem", "Razem", "Итого", "Gesamt"),
     "back.order": _t(
@@ -164,6 +244,9 @@ TEXTS: dict[str, dict[str, str]] = {
     ),
 }
 
+CHANGE_MESSAGES = frozenset({"status.change", "offer.change"})
+"""Texts Wallet shows on the lock screen with the changed field's value in ``%@``."""
+
 Overrides = Mapping[str, Mapping[str, str]]
 """A merchant's own texts: locale -> key -> text."""
 
@@ -173,8 +256,8 @@ def check_override(locale: str, key: str, value: str) -> None:
         raise ValueError(f"locale must be one of {', '.join(LOCALES)}")
     if key not in TEXTS:
         raise ValueError(f"unknown text key {key!r}")
-    if key == "status.change" and "%@" not in value:
-        raise ValueError("status.change must contain %@ (Wallet puts the new status there)")
+    if key in CHANGE_MESSAGES and "%@" not in value:
+        raise ValueError(f"{key} must contain %@ (Wallet puts the new value there)")
     if not 0 < len(value) <= 200:
         raise ValueError("a text is 1 to 200 characters")
 

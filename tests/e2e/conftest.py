@@ -11,11 +11,13 @@ from fastapi import FastAPI
 from services.apns_standin import ApnsStandin
 from services.core.settings import Settings
 from services.core.web import create_app
+from services.offers.app import component as offers_component
 from services.orders.app import component as orders_component
 from services.passes.app import component as passes_component
 from services.passes.apple.devchain import ensure_dev_chain
 from services.push.app import component as push_component
 from tests.conftest import BASE_URL, QUEUE_BACKENDS, on_queue_backend
+from tests.e2e import offers_standin
 
 
 @pytest.fixture(params=QUEUE_BACKENDS)
@@ -48,7 +50,11 @@ def push_settings(settings: Settings, standin: ApnsStandin) -> Settings:
 
 
 def installation(settings: Settings, *, push: bool = True) -> FastAPI:
-    components = [orders_component(settings), passes_component(settings)]
+    components = [
+        orders_component(settings),
+        passes_component(settings),
+        offers_standin.recording(offers_component(settings)),  # notes what passes tells it
+    ]
     return create_app(settings, [*components, push_component(settings)] if push else components)
 
 

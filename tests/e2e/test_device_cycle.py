@@ -25,7 +25,7 @@ from tests.factories import (
     register_device,
     registration_url,
 )
-from tests.waiting import eventually, pushed, queue_drained
+from tests.waiting import eventually, pushed, queue_drained, topic_drained
 
 
 async def _change(sessionmaker: async_sessionmaker[AsyncSession], card: Card) -> None:
@@ -207,6 +207,8 @@ async def test_restart_loses_no_push_and_sends_none_twice(
         await _change(sessionmaker, card)
         assert not await queue_drained(sessionmaker), "the change waits for push"
         assert standin.push_count == 0
+        # The registrations' counts are applied before this process stops.
+        await eventually(lambda: topic_drained(sessionmaker, "channel.counted"))
 
     app = installation(push_settings)  # push comes back
     async with app.router.lifespan_context(app):

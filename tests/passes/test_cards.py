@@ -97,7 +97,9 @@ async def test_a_stale_change_is_ignored(session: AsyncSession, settings: Settin
     card = await _apply(session, m, change("A-1", "shipped", 3, "2026-11-20T10:00"))
     version = card.version
     announced = (await session.scalars(select(OutboxMessage.topic))).all()
-    assert announced == ["card.updated", "card.updated"], "issued, then shipped"
+    assert sorted(announced) == ["card.updated"] * 2 + ["channel.counted"], (
+        "issued (counted), then shipped (on no device yet: no notification to count)"
+    )
     card = await _apply(session, m, change("A-1", "processing", 2, "2026-11-20T10:00"))
     assert current_order(card.content)["status"] == "shipped"
     assert card.version == version
@@ -247,3 +249,22 @@ async def test_a_card_found_to_be_changed_stays_locked_until_commit(
                 text("SELECT id FROM cards WHERE id = :id FOR UPDATE NOWAIT"), {"id": card.id}
             )
     await session.commit()
+
+
+async def test_the_customers_time_zone_comes_with_their_orders_and_changes_nothing_shown(
+    session: AsyncSession, settings: Settings
+) -> None:
+    shop = await create_merchant(session, settings)
+    first = change("A-1", "confirmed", 1, "2026-11-20T10:00")
+    first["order"]["customer"]["time_zone"] = "Europe/Prague"
+    card = await _apply(session, shop.merchant, first)
+    assert card.time_zone == "Europe/Prague"
+    version = card.version
+    # The same order, only the zone moved: kept, but the card shows nothing new.
+    moved = change("A-1", "confirmed", 2, "2026-11-20T10:00")
+    moved["order"]["customer"]["time_zone"] = "Asia/Tokyo"
+    card = await _apply(session, shop.merchant, moved)
+    assert (card.time_zone, card.version) == ("Asia/Tokyo", version)
+    # An order without a zone keeps the one known.
+    card = await _apply(session, shop.merchant, change("A-1", "shipped", 3, "2026-11-20T10:00"))
+    assert card.time_zone == "Asia/Tokyo"

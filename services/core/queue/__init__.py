@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.core.queue.contract import Contract
 from services.core.queue.models import InboxMessage, OutboxMessage
 from services.core.queue.notify import notify_at_commit
-from services.core.transaction import Slot, after_commit
+from services.core.transaction import AnySession, Slot, after_commit
 
 __all__ = [
     "Handler",
@@ -83,8 +83,11 @@ def _stored(message: Contract) -> dict[str, Any]:
     return message.model_dump(mode="json", exclude_none=True)
 
 
-def publish(session: AsyncSession, message: Contract, *, key: str | None = None) -> uuid.UUID:
-    """Add a message to the caller's transaction: delivered only if that transaction commits."""
+def publish(session: AnySession, message: Contract, *, key: str | None = None) -> uuid.UUID:
+    """Add a message to the caller's transaction: delivered only if that transaction commits.
+
+    ``session`` may be the sync one of a ``before_commit`` hook (counts a transaction
+    gathered are published as it commits)."""
     row = OutboxMessage(
         message_id=uuid.uuid4(), topic=message.topic, key=key, payload=_stored(message)
     )
@@ -114,7 +117,7 @@ async def publish_all(
     _wake_consumers_at_commit(session, {message.topic for message, _ in messages})
 
 
-def _wake_consumers_at_commit(session: AsyncSession, topics: set[str]) -> None:
+def _wake_consumers_at_commit(session: AnySession, topics: set[str]) -> None:
     """Consumers in this process (in-process listeners) and in others (NOTIFY) look at once."""
     after_commit(session, _notify_listeners)
     for topic in sorted(topics):

@@ -68,6 +68,8 @@ class GoogleCardView:
     links: Sequence[CardLink] = ()
     support_phone: str | None = None
     support_label: str = "Customer support"
+    offers: Sequence[tuple[str, CardText]] = ()
+    """Text modules of the offers on the card (stable id, title and text), newest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,7 @@ def loyalty_object(view: GoogleCardView) -> dict[str, Any]:
         texts.append(("delivery", view.estimated_delivery))
     if view.carrier is not None:
         texts.append(("carrier", view.carrier))
+    texts.extend(view.offers)
     links = [
         {"id": link.id, "uri": link.uri, "description": link.description} for link in view.links
     ]

@@ -4,20 +4,37 @@ The card shows the customer's most recent open order (or, once all are done, the
 header "Order 1001", the status as the primary field with a ``changeMessage`` (so the lock
 screen says "Your order 1001: On its way"), the estimated delivery and the customer, the
 carrier and tracking number, and on the back the items, total, links and support phone.
+
+The marketing slot (``marketing/slot.py``): the newest offer's title is one field, ``offer``,
+in the auxiliary row while the front has room (Apple's storeCard with a QR code shows at most
+4 secondary and auxiliary fields), else first on the back. It is the only field with an
+``offer.change`` message, and only in the version that announces the offer: an offer that
+notifies changes exactly one field with a ``changeMessage``; a silent one, or one leaving the
+card, changes none. Every shown offer's text, validity, coupon code and link are on the back,
+then the "No offers, thanks" link. While an offer with a coupon is shown, the barcode carries
+the newest coupon code (a cashier scans it); otherwise the card's serial number.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from services.contracts.cards import card_links
 from services.core.settings import Settings
-from services.passes.apple.pkpass import check_field_limits, rgb
+from services.passes.apple.pkpass import MAX_SECONDARY_AND_AUXILIARY, check_field_limits, rgb
 from services.passes.card_view import (
     back_links,
     current_order,
     idle_status,
     is_open,
     order_number,
+)
+from services.passes.marketing.slot import (
+    coupon_offer,
+    notifying_offer,
+    offer_key,
+    shown_offers,
+    words,
 )
 from services.passes.models import Card, PassDesign
 from services.passes.texts import LOCALES, pass_strings
@@ -39,6 +56,7 @@ def pass_document(design: PassDesign, card: Card, settings: Settings) -> dict[st
     order = current_order(card.content)
     store_card = _front(card, order)
     store_card["backFields"] = _back(design, card, order)
+    _marketing_slot(card, store_card, consent_url=marketing_url(card, settings))
     check_field_limits(store_card)
     document: dict[str, Any] = {
         "formatVersion": 1,
@@ -53,14 +71,7 @@ def pass_document(design: PassDesign, card: Card, settings: Settings) -> dict[st
         "backgroundColor": rgb(design.background_color),
         "labelColor": rgb(design.label_color),
         "sharingProhibited": True,
-        "barcodes": [
-            {
-                "format": "PKBarcodeFormatQR",
-                "message": card.serial_number,
-                "messageEncoding": "iso-8859-1",
-                "altText": card.serial_number[:12].upper(),
-            }
-        ],
+        "barcodes": [_barcode(card)],
         "storeCard": store_card,
     }
     if design.logo_text:
@@ -151,3 +162,86 @@ def _back(design: PassDesign, card: Card, order: dict[str, Any] | None) -> list[
         )
     fields.append({"key": "about", "label": "back.about", "value": "about.text"})
     return fields
+
+
+def marketing_url(card: Card, settings: Settings) -> str:
+    """The customer's own page to say no (or yes again) to offers on the card."""
+    return f"{card_links(card, settings.base_url()).landing_url}/marketing"
+
+
+def _barcode(card: Card) -> dict[str, str]:
+    """The newest shown coupon code while there is one (what a cashier scans), else the
+    card's serial number. Latin-1 where it fits (what every scanner reads), else UTF-8."""
+    coupon = coupon_offer(card.content)
+    value = str(coupon["coupon_code"]) if coupon else card.serial_number
+    try:
+        value.encode("iso-8859-1")
+        encoding = "iso-8859-1"
+    except UnicodeEncodeError:
+        encoding = "utf-8"
+    return {
+        "format": "PKBarcodeFormatQR",
+        "message": value,
+        "messageEncoding": encoding,
+        "altText": value if coupon else card.serial_number[:12].upper(),
+    }
+
+
+def _marketing_slot(
+    card: Card, store_card: dict[str, list[dict[str, Any]]], *, consent_url: str
+) -> None:
+    """The offers' fields on the front and back (see the module's docstring)."""
+    offers = shown_offers(card.content)
+    back = store_card["backFields"]
+    details: list[dict[str, Any]] = []
+    for offer in offers:
+        key = f"offer_{offer_key(offer['id'])}"
+        heading, body = words(offer, card.locale)
+        details.append({"key": key, "label": heading, "value": body})
+        details.append(
+            {
+                "key": f"{key}_until",
+                "label": "back.offer_until",
+                "value": offer["valid_until"],
+                "dateStyle": "PKDateStyleMedium",
+                "timeStyle": "PKDateStyleShort",
+            }
+        )
+        if offer.get("coupon_code"):
+            details.append(
+                {"key": f"{key}_code", "label": "back.coupon", "value": offer["coupon_code"]}
+            )
+        if offer.get("url"):
+            details.append(
+                {
+                    "key": f"{key}_link",
+                    "label": "back.offer_link",
+                    "value": offer["url"],
+                    "dataDetectorTypes": LINK_DETECTOR,
+                }
+            )
+    details.append(
+        {
+            "key": "no_offers",
+            "label": "back.no_offers",
+            "value": consent_url,
+            "dataDetectorTypes": LINK_DETECTOR,
+        }
+    )
+    about = len(back) - 1  # the offers go before "about this card", which stays last
+    back[about:about] = details
+    if not offers:
+        return
+    newest = offers[0]
+    title: dict[str, Any] = {
+        "key": "offer",
+        "label": "label.offer",
+        "value": words(newest, card.locale)[0],
+    }
+    if notifying_offer(card) == newest["id"]:
+        title["changeMessage"] = "offer.change"
+    front = len(store_card["secondaryFields"]) + len(store_card["auxiliaryFields"])
+    if front < MAX_SECONDARY_AND_AUXILIARY:
+        store_card["auxiliaryFields"].append(title)
+    else:
+        back.insert(0, title)
