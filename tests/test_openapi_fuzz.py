@@ -46,8 +46,25 @@ NAMES_SERVER_FILES = [
 which files exist, so a well-formed body naming a missing one is rightly a 422. Every other
 check still runs on them."""
 
-ORDER_ID_TAKES_THEIR_PATHS = ["POST /v1/orders/events", "POST /v1/orders/events:batch"]
-"""``GET /v1/orders/{order_id}`` serves these paths too (an order may be called ``events``), so
+DEPENDS_ON_STATE = [
+    "POST /v1/offers",
+    "GET /v1/offers",
+    "GET /v1/campaigns",
+    "GET /v1/stats",
+    "PATCH /admin/v1/merchants/{slug}/marketing",
+]
+"""What a schema cannot say: an offer's ``valid_until`` must be ahead of the clock, a list's
+``cursor`` is one of our own answers' ``next_cursor`` (opaque), the stats' period is at most 366
+days up to today, and a merchant's weekly cap is at least the daily cap it has. A well-formed
+body or query against those is rightly a 422; every other check still runs on them."""
+
+ORDER_ID_TAKES_THEIR_PATHS = [
+    "POST /v1/orders/events",
+    "POST /v1/orders/events:batch",
+    "POST /v1/offers/{offer_id}:cancel",
+]
+"""``GET /v1/orders/{order_id}`` (``GET /v1/offers/{offer_id}``) serves these paths too (an id
+may be ``events``, or end in ``:cancel``), so
 their 405 allows GET as well as POST: true of the URL, though the description lists GET under
 the other path. The check compares with the description's path, so it is off for these two."""
 
@@ -120,7 +137,7 @@ def as_shop_and_ops(app: Any, merchant_key: str, run: FuzzRun) -> None:
         },
         operations=[
             {
-                "include-name": NAMES_SERVER_FILES,
+                "include-name": NAMES_SERVER_FILES + DEPENDS_ON_STATE,
                 "checks": {"positive_data_acceptance": {"enabled": False}},
             },
             {

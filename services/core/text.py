@@ -8,7 +8,9 @@ refuses all of them, so an edge answers a 422 naming the field.
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -34,3 +36,25 @@ IDENTIFIER_PATTERN = r"^[\x21-\x7e]+$"
 """Printable ASCII without spaces: an id of the shop's (order, customer, offer), in a body or
 in a path."""
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)]
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _time_zone(value: str) -> str:
+    """An IANA zone the system knows (``Europe/Prague``): a customer's quiet hours and calendar
+    days are counted in it."""
+    if value not in _time_zones():
+        raise ValueError("an IANA time zone name, such as Europe/Prague or UTC")
+    return value
+
+
+TimeZoneName = Annotated[
+    str,
+    Field(max_length=64, json_schema_extra={"enum": sorted(zoneinfo.available_timezones())}),
+    AfterValidator(_time_zone),
+]
+"""An IANA time zone name, the one type of every zone the edges take (order events, merchant
+settings); the OpenAPI description lists the names the system knows."""

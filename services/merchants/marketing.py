@@ -11,21 +11,21 @@ from __future__ import annotations
 import uuid
 from datetime import time
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.core.text import TimeZoneName
 from services.merchants.models import Merchant
-
-
-def _iana_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("an IANA time zone such as 'Europe/Prague' or 'UTC'") from None
-    return value
 
 
 def _whole_minutes(value: time) -> time:
@@ -34,12 +34,18 @@ def _whole_minutes(value: time) -> time:
     return value
 
 
-TimeZoneName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_iana_zone)]
-"""An IANA name (``Europe/Bratislava``): the zone that a customer's calendar day and quiet
-hours are reckoned in when their order events name none."""
-DailyCap = Annotated[int, Field(ge=0, le=10, description="Marketing notifications a day.")]
-WeeklyCap = Annotated[int, Field(ge=0, le=70, description="Marketing notifications in 7 days.")]
-LocalTime = Annotated[time, AfterValidator(_whole_minutes)]
+DailyCap = Annotated[
+    int, Field(strict=True, ge=0, le=10, description="Marketing notifications a day.")
+]
+WeeklyCap = Annotated[
+    int, Field(strict=True, ge=0, le=70, description="Marketing notifications in 7 days.")
+]
+LocalTime = Annotated[
+    time,
+    AfterValidator(_whole_minutes),
+    WithJsonSchema({"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:00)?$"}),
+]
+"""A wall-clock time in whole minutes (``21:00``), no zone: the customer's zone applies."""
 
 
 class MarketingSettings(BaseModel):

@@ -7,11 +7,13 @@ route reads the clock once, here, and hands ``now`` on.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
+from pydantic import BeforeValidator, WithJsonSchema
 
 from services.core.clock import clock
 from services.core.db import Session
@@ -142,12 +144,26 @@ async def set_marketing_consent(
     return service.set_consent(session, merchant, customer_id, consent.consent, clock.now())
 
 
+Day = Annotated[
+    date,
+    BeforeValidator(lambda value: _iso_day(value)),
+    WithJsonSchema({"type": "string", "format": "date"}),
+]
+"""A calendar day as ``YYYY-MM-DD`` only (pydantic would also take a number of days since 1970)."""
+
+
+def _iso_day(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a day as YYYY-MM-DD")
+    return value
+
+
 @router.get("/stats", response_model=Stats, responses=_changes)
 async def read_stats(
     merchant: CurrentMerchant,
     session: Session,
-    first: Annotated[date | None, Query(alias="from", description="First UTC day.")] = None,
-    last: Annotated[date | None, Query(alias="to", description="Last UTC day (included).")] = None,
+    first: Annotated[Day | None, Query(alias="from", description="First UTC day.")] = None,
+    last: Annotated[Day | None, Query(alias="to", description="Last UTC day (included).")] = None,
 ) -> Stats:
     """The channel over a period (default: the last 30 days): cards issued, on Apple devices,
     saved on Google, removed, notifications by kind and suppressed by reason."""

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    StrictBool,
     model_validator,
 )
 
@@ -141,7 +142,7 @@ class OfferIn(Strict):
     texts: dict[Locale, OfferTextIn] = Field(
         default_factory=dict, max_length=20, description="The offer's own words per language."
     )
-    notify: bool = True
+    notify: StrictBool = True
 
     @model_validator(mode="after")
     def _valid_from_first(self) -> OfferIn:
@@ -225,7 +226,7 @@ class RedemptionRead(BaseModel):
 
 
 class ConsentIn(Strict):
-    consent: bool
+    consent: StrictBool
 
 
 class ConsentRead(BaseModel):

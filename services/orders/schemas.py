@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import re
-import zoneinfo
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -23,7 +21,7 @@ from pydantic import (
 from services.contracts.cards import CardLinks
 from services.contracts.orders import OrderStatus
 from services.core.models import utcnow
-from services.core.text import Identifier, PlainText
+from services.core.text import Identifier, PlainText, TimeZoneName
 from services.merchants.schemas import Locale
 
 Text = Annotated[PlainText, Field(min_length=1, max_length=200)]
@@ -80,26 +78,11 @@ class Money(Edge):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
-@functools.cache
-def _time_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
-def _time_zone(value: str) -> str:
-    """An IANA zone the system knows (``Europe/Prague``): quiet hours and days are counted in it."""
-    if value not in _time_zones():
-        raise ValueError("an IANA time zone name, such as Europe/Prague")
-    return value
-
-
-TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_time_zone)]
-
-
 class Customer(Edge):
     id: Identifier
     name: Text | None = None
     locale: Locale | None = None
-    time_zone: TimeZone | None = None
+    time_zone: TimeZoneName | None = None
 
 
 class Shipping(Edge):

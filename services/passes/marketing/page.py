@@ -12,6 +12,7 @@ import html
 from functools import cache
 from importlib import resources
 from string import Template
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -20,7 +21,7 @@ from fastapi.responses import HTMLResponse
 from services.contracts.cards import LINK_PATH
 from services.core.clock import clock
 from services.core.db import Session
-from services.core.errors import InvalidInput, NotFound
+from services.core.errors import InvalidInput
 from services.merchants.models import Merchant
 from services.passes.designs import get_design
 from services.passes.links import LinkedCard
@@ -41,6 +42,12 @@ PAGE_HEADERS = {
     ),
 }
 CHOICES = {"no": False, "yes": True}
+_NO_CARD: dict[int | str, dict[str, Any]] = {
+    404: {
+        "description": "No card behind this link",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+}
 
 
 @cache
@@ -52,7 +59,7 @@ def _template() -> Template:
 @router.get(
     "/{link_token}/marketing",
     response_class=HTMLResponse,
-    responses={200: {"description": "The customer's choice about offers"}, **NotFound.openapi()},
+    responses={200: {"description": "The customer's choice about offers"}, **_NO_CARD},
 )
 async def marketing_page(card: LinkedCard, session: Session) -> HTMLResponse:
     """Whether the card shows offers, and a button to change that (nothing changes here but
@@ -66,7 +73,7 @@ async def marketing_page(card: LinkedCard, session: Session) -> HTMLResponse:
     response_class=HTMLResponse,
     responses={
         200: {"description": "The choice, recorded"},
-        **NotFound.openapi(),
+        **_NO_CARD,
         **InvalidInput.openapi("consent is neither yes nor no"),
     },
     openapi_extra={
