@@ -294,6 +294,13 @@ def _standin_component(settings: Settings) -> Component:
 def apns_mock(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = STANDIN_PORT,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append one JSON line per push to this file (token suffix, apns-id, status, "
+            "time), for tests and tools in another process."
+        ),
+    ] = None,
 ) -> None:
     """Run the local APNs stand-in (HTTP/2 over TLS), logging every push it receives.
 
@@ -304,7 +311,9 @@ def apns_mock(
     configure_logging(settings.log_level, settings.log_json)
     chain = ensure_dev_chain(settings.keys_dir)
     typer.echo(f"APNs stand-in on https://{host}:{port}", err=True)
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.suppress(KeyboardInterrupt))
+        lines = stack.enter_context(record.open("a")) if record is not None else None
         asyncio.run(
             run_apns_standin(
                 host,
@@ -312,6 +321,7 @@ def apns_mock(
                 chain.apns_standin_certificate,
                 chain.apns_standin_key,
                 chain.client_ca_bundle,
+                record=lines,
             )
         )
 

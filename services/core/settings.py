@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     apns_connection_max_requests: int = Field(default=50_000, ge=1)
     """Recycle an APNs connection after this many pushes (aioapns keeps per-stream state)."""
     push_max_attempts: int = Field(default=8, ge=1)
+    push_lease_seconds: float = Field(default=60.0, gt=0)
+    """How long a push worker keeps the pushes it claimed from other workers (longer than a
+    send may take): also how long those of a worker killed outright wait for another one."""
 
     google_api_url: str = "https://walletobjects.googleapis.com/walletobjects/v1"
     google_root_keys_file: Path | None = None

@@ -32,6 +32,7 @@ def component(settings: Settings) -> Component:
             app.state.apns_sender,
             apns_wakeup,
             max_attempts=settings.push_max_attempts,
+            lease_seconds=settings.push_lease_seconds,
             poll_interval=settings.queue_poll_interval,
         )
         app.state.google_clients = GoogleClients(settings.google_api_url)

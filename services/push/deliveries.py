@@ -160,6 +160,16 @@ class DueTarget:
     credentials: ApnsCredentials
 
 
+_PUSH_IDS = uuid.UUID("6f1d8a52-3c1e-4c59-9a57-2b0e7f4f8d31")
+
+
+def push_id(card_id: uuid.UUID, device: str, version: int) -> str:
+    """The ``apns-id`` of the push telling ``device`` of ``version`` of a card: the same for
+    every attempt, so a push repeated (a crash between APNs's answer and our record of it) is
+    recognisable as the same notification in APNs's answers and our delivery records."""
+    return str(uuid.uuid5(_PUSH_IDS, f"{card_id}/{device}/{version}"))
+
+
 @functools.lru_cache(maxsize=256)
 def _credentials(stored: str) -> ApnsCredentials:
     """A merchant's APNs credentials as stored on its targets, decoded once: a claim returns
@@ -376,7 +386,12 @@ class DeliveryWorker(LeasedWorker):
 
     async def _send(self, target: DueTarget) -> ApnsResult:
         try:
-            return await self._sender.send(target.credentials, target.push_token, target.topic)
+            return await self._sender.send(
+                target.credentials,
+                target.push_token,
+                target.topic,
+                push_id(target.card_id, target.device, target.version),
+            )
         except Exception as exc:  # a bad credential file must not stop the other pushes
             log.warning("push could not be sent", extra={"error": f"{type(exc).__name__}: {exc}"})
             return ApnsResult(status=0, reason=f"{type(exc).__name__}: {exc}"[:500])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,10 @@ async def _exchange(keys: Path, recycle_after: int = 50_000) -> list[int]:
             standin.url, ca_file=chain.root_certificate, timeout=2, recycle_after=recycle_after
         )
         try:
-            results = [await sender.send(credentials, TOKEN, TOPIC) for _ in range(3)]
-            results.append(await sender.send(credentials, "cd" * 32, TOPIC))
+            results = [
+                await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4())) for _ in range(3)
+            ]
+            results.append(await sender.send(credentials, "cd" * 32, TOPIC, str(uuid.uuid4())))
         finally:
             await sender.close()
         assert {p.connection for p in standin.received} == (
@@ -96,11 +99,11 @@ async def test_token_key_authentication(dev_keys: Path, tmp_path: Path) -> None:
     ) as standin:
         sender = AioApnsSender(standin.url, ca_file=chain.root_certificate, timeout=2)
         try:
-            result = await sender.send(credentials, TOKEN, TOPIC)
+            result = await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4()))
             forged = ApnsCredentials(
                 auth="token", key_path=str(key_file), key_id="ZZZZZ99999", team_id="X"
             )
-            refused = await sender.send(forged, TOKEN, TOPIC)
+            refused = await sender.send(forged, TOKEN, TOPIC, str(uuid.uuid4()))
         finally:
             await sender.close()
     assert result.status == 200
@@ -133,14 +136,14 @@ async def test_pushes_sent_together_go_out_in_few_writes(dev_keys: Path) -> None
             standin.url, ca_file=chain.root_certificate, timeout=5, max_connections=1
         )
         try:
-            assert (await sender.send(credentials, TOKEN, TOPIC)).status == 200
+            assert (await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4()))).status == 200
             (pool,) = sender._pools.values()
             (connection,) = pool.connections
             assert connection.transport is not None
             counting = _CountingTransport(connection.transport)
             connection.transport = counting  # type: ignore[assignment]
             results = await asyncio.gather(
-                *(sender.send(credentials, TOKEN, TOPIC) for _ in range(50))
+                *(sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4())) for _ in range(50))
             )
         finally:
             await sender.close()

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.contracts.messages import CardUpdated
 from services.core.queue import OutboxMessage
 from services.push.apns import ApnsCredentials, ApnsResult
-from services.push.deliveries import DeliveryWorker, schedule
+from services.push.deliveries import DeliveryWorker, push_id, schedule
 from services.push.models import Delivery, PushTarget
 from services.push.workers import Wakeup
 
@@ -28,14 +28,18 @@ class ScriptedSender:
     def __init__(self, script: dict[str, list[ApnsResult]] | None = None) -> None:
         self.script = {token: deque(results) for token, results in (script or {}).items()}
         self.sent: list[tuple[str, str]] = []
+        self.apns_ids: list[str] = []
         self._pushed = asyncio.Condition()
 
-    async def send(self, credentials: ApnsCredentials, token: str, topic: str) -> ApnsResult:
+    async def send(
+        self, credentials: ApnsCredentials, token: str, topic: str, apns_id: str
+    ) -> ApnsResult:
         self.sent.append((token, topic))
+        self.apns_ids.append(apns_id)
         async with self._pushed:
             self._pushed.notify_all()
         queue = self.script.get(token)
-        return queue.popleft() if queue else ApnsResult(200, apns_id=str(uuid.uuid4()))
+        return queue.popleft() if queue else ApnsResult(200, apns_id=apns_id)
 
     async def close(self) -> None:
         return None
@@ -53,10 +57,12 @@ class GatedSender(ScriptedSender):
         self._gate = asyncio.Semaphore(0)
         self.in_flight = self.most_in_flight = 0
 
-    async def send(self, credentials: ApnsCredentials, token: str, topic: str) -> ApnsResult:
+    async def send(
+        self, credentials: ApnsCredentials, token: str, topic: str, apns_id: str
+    ) -> ApnsResult:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        result = await super().send(credentials, token, topic)
+        result = await super().send(credentials, token, topic, apns_id)
         await self._gate.acquire()
         self.in_flight -= 1
         return result
@@ -191,6 +197,27 @@ async def test_transient_failures_are_retried_with_backoff(
     await session.commit()
     assert await _round(worker) == 1
     assert await _deliveries(session) == [("d1", 2, "retry"), ("d1", 2, "delivered")]
+
+
+async def test_every_attempt_of_a_push_has_one_apns_id_and_each_version_its_own(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    token = "aa" * 32
+    sender = ScriptedSender({token: [ApnsResult(500, "InternalServerError")]})
+    worker = _worker(sessionmaker, sender)
+    await _schedule(sessionmaker, change(2, ("d1", token)))
+    await _round(worker)
+    target = (await session.scalars(select(PushTarget))).one()
+    target.available_at = target.available_at.replace(year=2000)
+    await session.commit()
+    await _round(worker)
+    await _schedule(sessionmaker, change(3, ("d1", token)))
+    await _round(worker)
+    retried, delivered, newer = sender.apns_ids
+    assert retried == delivered == push_id(CARD, "d1", 2)
+    assert newer == push_id(CARD, "d1", 3) != delivered
+    recorded = await session.scalars(select(Delivery.apns_id).order_by(Delivery.id))
+    assert list(recorded)[1:] == [delivered, newer]
 
 
 async def test_gives_up_after_max_attempts(
