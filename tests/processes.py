@@ -299,7 +299,10 @@ class Installation:
             await self.standin.stop()
 
     def engine(self) -> AsyncEngine:
-        return create_async_engine(self.database_url)
+        """For checking outcomes (the embedded SQLite default when no URL is set)."""
+        return create_async_engine(
+            self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'passpost.db'}"
+        )
 
 
 @contextlib.asynccontextmanager

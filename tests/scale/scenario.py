@@ -17,6 +17,7 @@ What "right" means once the run converged:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -74,6 +75,7 @@ class Figures:
     repeated_pushes: int = 0
     out_of_order_pushes: int = 0
     retried_requests: int = 0
+    seed_seconds: float = 0.0
     seconds: float = 0.0
     converge_seconds: float = 0.0
 
@@ -84,7 +86,8 @@ class Figures:
             f"{self.devices} devices; kills {len(self.kills)} ({', '.join(self.kills)}); "
             f"lost {self.lost}; pushes {self.pushes}, repeated {self.repeated_pushes} "
             f"(crash window), out of order {self.out_of_order_pushes}; requests retried on "
-            f"another replica {self.retried_requests}; {self.seconds:.1f} s "
+            f"another replica {self.retried_requests}; seeding {self.seed_seconds:.1f} s, "
+            f"flow {self.seconds:.1f} s "
             f"(converged {self.converge_seconds:.1f} s after the last event)"
         )
 
@@ -114,7 +117,7 @@ class OrderScenario:
         devices_per_card: int = 2,
         duplicates: float = 0.1,
         late: float = 0.1,
-        concurrency: int = 8,
+        concurrency: int = 24,
         seed: int | None = None,
     ) -> None:
         self.installation = installation
@@ -187,7 +190,9 @@ class OrderScenario:
             }
             order.events.append(stale)
             after = max(i for i, e in enumerate(self.flow_events) if e["order"]["id"] == order.id)
-            self.flow_events.insert(self.random.randrange(after + 1, len(self.flow_events) + 1), stale)
+            self.flow_events.insert(
+                self.random.randrange(after + 1, len(self.flow_events) + 1), stale
+            )
             self.figures.late += 1
 
     # ------------------------------------------------------------ driving
@@ -207,6 +212,7 @@ class OrderScenario:
     async def seed(self, orders: Replicas, passes: Replicas, phones: Phones) -> None:
         """Every customer's first event; then the card downloaded and its devices registered."""
         self.phones = phones
+        started = time.monotonic()
         slots = asyncio.Semaphore(self.concurrency)
         number = iter(range(1, 1 << 30))
 
@@ -233,6 +239,7 @@ class OrderScenario:
         await asyncio.gather(*(card(e) for e in self.first_events))
         self.figures.cards = len(self.first_events)
         self.figures.devices = len(phones.by_suffix)
+        self.figures.seed_seconds = time.monotonic() - started
 
     async def flow(
         self, orders: Replicas, kills: Sequence[Process] = (), *, kill_between: float = 0.15
@@ -371,15 +378,15 @@ class OrderScenario:
             versions = by_device.get(phone.device, [])
             newest = cards[phone.serial]["version"]
             assert newest in versions, f"{phone.device} never heard of version {newest}"
-            behind = sum(1 for a, b in zip(versions, versions[1:], strict=False) if b < a)
+            behind = sum(1 for a, b in itertools.pairwise(versions) if b < a)
             self.figures.out_of_order_pushes += behind
         assert self.figures.out_of_order_pushes == 0
         recorded = Counter(
             (row.card_id, row.device_library_identifier, row.version)
             for row in await connection.execute(
-                select(Delivery.card_id, Delivery.device_library_identifier, Delivery.version).where(
-                    Delivery.outcome == "delivered"
-                )
+                select(
+                    Delivery.card_id, Delivery.device_library_identifier, Delivery.version
+                ).where(Delivery.outcome == "delivered")
             )
         )
         twice = [key for key, count in recorded.items() if count > 1]

@@ -1,8 +1,7 @@
-"""What the replica tests share: a fresh PostgreSQL database per run, and figures printed."""
+"""What the tests that run real processes share: the servers they need, and a fresh PostgreSQL
+database per run."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -24,14 +23,3 @@ async def own_database(suffix: str) -> str:
     that outlive any one test's schema."""
     name = f"{make_url(POSTGRES_URL).database}_{suffix}"
     return await fresh_postgres_database(POSTGRES_URL, name)
-
-
-@pytest.fixture
-def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
-    """Print a line of figures whether or not the test passes (and without ``-s``)."""
-
-    def show(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n{line}")
-
-    return show
