@@ -23,7 +23,7 @@ from services.core.jsonbody import nested_too_deep, too_deep_error
 from services.core.logging import request_id
 from services.core.queue import QueueBackend, Subscription, on_commit_of_published
 from services.core.queue.db import DatabaseQueue
-from services.core.queue.nats import NatsQueue
+from services.core.queue.nats import NatsQueue, StreamLimits
 from services.core.queue.notify import CommitListener
 from services.core.settings import Settings
 
@@ -74,6 +74,13 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
                     poll_interval=settings.queue_poll_interval,
                     lease_seconds=settings.queue_lease_seconds,
                     max_attempts=settings.queue_max_attempts,
+                    limits=StreamLimits(
+                        max_age_seconds=settings.nats_max_age_seconds,
+                        max_bytes=settings.nats_max_bytes,
+                        max_msgs=settings.nats_max_msgs,
+                        duplicate_window_seconds=settings.nats_duplicate_window_seconds,
+                    ),
+                    tls=settings.nats_tls(),
                 )
             elif subscriptions:
                 queue = DatabaseQueue(

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import uuid
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
