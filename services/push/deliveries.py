@@ -334,6 +334,28 @@ class DeliveryWorker(LeasedWorker):
         )
         self._more_due = False
         """The last claim took all it could: claim again without first peeking for due rows."""
+        self._lease_seconds = lease_seconds
+        self._held: set[tuple[uuid.UUID, str]] = set()
+        """The targets claimed and not yet recorded, whose leases ``_keep_leases`` renews."""
+
+    async def run(self) -> None:
+        keeper = asyncio.create_task(self._keep_leases())
+        try:
+            await super().run()
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the pushes in flight every third of a lease: a push answered
+        while the database is slow to record it must not be claimed and sent again by another
+        worker meanwhile (its lease would run out between APNs's answer and the record)."""
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            try:
+                await self._leases.extend(sorted(self._held))
+            except Exception as exc:  # the record path will fail the same way and stop us
+                log.warning("push leases not renewed", extra={"error": repr(exc)[:300]})
 
     async def deliver_once(self) -> int:
         """Wait for room, claim due targets and start sending them; 0 once nothing is due and
@@ -347,6 +369,7 @@ class DeliveryWorker(LeasedWorker):
         if not due:
             await self.settle()
             return 0
+        self._held.update((target.card_id, target.device) for target in due)
         self._pipeline.send(due)
         return len(due)
 
@@ -439,6 +462,7 @@ class DeliveryWorker(LeasedWorker):
                 await session.execute(_MARK_SENT, sent)
             if deliveries:
                 await session.execute(insert(_deliveries), deliveries)
+        self._held.difference_update((target.card_id, target.device) for target, _ in outcomes)
         for (outcome, status), count in counts.items():
             metrics.PUSHES.labels(outcome=outcome, status=str(status)).inc(count)
 

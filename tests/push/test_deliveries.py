@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from services.push.apns import ApnsCredentials, ApnsResult
 from services.push.deliveries import DeliveryWorker, push_id, schedule
 from services.push.models import Delivery, PushTarget
 from services.push.workers import Wakeup
+from tests.waiting import eventually
 
 CARD = uuid.uuid4()
 CREDENTIALS = {"auth": "certificate", "certificate_path": "c.pem", "key_path": "k.pem"}
@@ -251,6 +253,38 @@ async def test_a_push_in_flight_is_not_claimed_twice(
     assert second_sender.sent == []
     first_sender.answer(1)
     await first.settle()
+    assert await _deliveries(session) == [("d1", 2, "delivered")]
+
+
+async def test_a_push_answered_slower_than_its_lease_keeps_it(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Caught by tests/faults/test_kill.py on a busy SQLite: a push answered, then recorded
+    after its lease ran out, was claimed and sent again by the next worker meanwhile."""
+    clock = [datetime.now(UTC) + timedelta(seconds=5)]  # after the target became due
+    monkeypatch.setattr("services.core.leases.utcnow", lambda: clock[0])
+    await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
+    first_sender, second_sender = GatedSender(), ScriptedSender()
+    first = _worker(sessionmaker, first_sender, lease_seconds=0.3)
+    second = _worker(sessionmaker, second_sender)
+    running = asyncio.create_task(first.run())
+    await first_sender.wait_for_pushes(1)
+    clock[0] += timedelta(seconds=1)  # the first lease ran out while APNs was answering
+
+    async def renewed() -> bool:
+        locked_until = await session.scalar(select(PushTarget.locked_until))
+        await session.rollback()
+        return locked_until is not None and locked_until > clock[0]
+
+    await eventually(renewed, seconds=10)
+    assert await second.deliver_once() == 0, "still leased by the first worker"
+    first_sender.answer(1)
+    await first.stop(grace=5)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert second_sender.sent == []
     assert await _deliveries(session) == [("d1", 2, "delivered")]
 
 
