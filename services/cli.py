@@ -228,6 +228,8 @@ def serve(
         "log_config": None,
         "proxy_headers": True,
         "server_header": False,
+        # SIGTERM: requests in flight get this long; then the lifespan's shutdown as long.
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
     }
     if workers > 1:
         # Each worker is a fresh process that imports the app factory by name.

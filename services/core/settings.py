@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     google_root_keys_file: Path | None = None
     """Google's callback signing keys (JSON, as Google publishes them); unset, callbacks are 503."""
 
+    shutdown_grace_seconds: float = Field(default=10.0, gt=0)
+    """On SIGTERM: how long requests in flight may take to finish, and then how long the
+    queue and the push workers may take to finish or hand back what they hold; a process
+    exits within twice this (and a second)."""
+
     log_level: str = "INFO"
     log_json: bool = True
     max_request_bytes: int = Field(default=256 * 1024, gt=0)

@@ -59,12 +59,12 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         workers: list[asyncio.Task[None]] = []
         remove_listener: Callable[[], None] | None = None
+        queue: QueueBackend | None = None
         try:
             for component in components:
                 for hook in component.on_startup:
                     await hook(app)
             subscriptions = [s for c in components for s in c.subscriptions]
-            queue: QueueBackend | None = None
             if settings.queue_backend == "nats":
                 # Even without subscriptions: its relay moves this process's commits to NATS.
                 queue = NatsQueue(
@@ -106,9 +106,12 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
         finally:
             if remove_listener is not None:
                 remove_listener()
-            for component in reversed(components):
-                for hook in component.on_shutdown:
-                    await hook(app)
+            # Uvicorn finished the requests in flight; now the background work stops taking
+            # more and finishes or hands back what it holds, the queue beside the components.
+            await asyncio.gather(
+                _stop_components(app, components),
+                queue.stop(settings.shutdown_grace_seconds) if queue is not None else _nothing(),
+            )
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
@@ -132,6 +135,16 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
             app.include_router(router)
     app.add_middleware(RequestContextMiddleware, max_body=settings.max_request_bytes)
     return app
+
+
+async def _stop_components(app: FastAPI, components: Sequence[Component]) -> None:
+    for component in reversed(components):
+        for hook in component.on_shutdown:
+            await hook(app)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def app_settings(request: Request) -> Settings:

@@ -145,6 +145,14 @@ def _stop_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+async def _hand_back(fetched: Sequence[Msg]) -> None:
+    """Ask JetStream to redeliver at once what this consumer fetched and did not finish (a
+    message already acknowledged stays acknowledged)."""
+    for msg in fetched:
+        with contextlib.suppress(Exception):
+            await msg.nak()
+
+
 class NatsQueue:
     def __init__(
         self,
@@ -185,6 +193,8 @@ class NatsQueue:
         self._wakeup = asyncio.Event()
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
+        self._stopping = False
+        self._stopped = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -194,9 +204,19 @@ class NatsQueue:
         """A message was committed in this process: relay it now rather than at the next poll."""
         self._wakeup.set()
 
+    async def stop(self, grace: float) -> None:
+        """Fetch and relay no more: each consumer applies and acknowledges the batch it holds
+        (its pull ends within ``FETCH_SECONDS``), the relay finishes its batch, all within
+        ``grace`` seconds; cancelled after that, they hand back what they hold."""
+        self._stopping = True
+        self._wakeup.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._stopped.wait()
+
     async def run(self, subscriptions: list[Subscription[Any]]) -> None:
-        """Relay and consume until cancelled (the relay runs even with no subscriptions: this
-        process's commits reach the consumers of other processes through it)."""
+        """Relay and consume until stopped or cancelled (the relay runs even with no
+        subscriptions: this process's commits reach the consumers of other processes)."""
         try:
             pulls = await self._start(subscriptions)
             if subscriptions:
@@ -207,6 +227,7 @@ class NatsQueue:
                     tasks.create_task(self._consume_forever(subscription, pull))
         finally:
             await self.close()
+            self._stopped.set()
 
     async def _start(
         self, subscriptions: list[Subscription[Any]]
@@ -343,7 +364,11 @@ class NatsQueue:
             fetched = await pull.fetch(self._batch_size, timeout=wait_seconds)
         except TimeoutError:  # nothing came (nats-py raises its own subclass, or the builtin)
             return 0
-        await self._apply(subscription, await self._outbox_messages(subscription, fetched))
+        try:
+            await self._apply(subscription, await self._outbox_messages(subscription, fetched))
+        except BaseException:  # cancelled (a shutdown past its grace): hand them back now
+            await asyncio.shield(_hand_back(fetched))
+            raise
         return len(fetched)
 
     async def _outbox_messages(
@@ -401,7 +426,7 @@ class NatsQueue:
                 await msg.nak(delay=failure.retry_in)
 
     async def _relay_forever(self) -> None:
-        while True:
+        while not self._stopping:
             _stop_if_cancelled()
             # Cleared before relaying: a commit meanwhile wakes the next wait at once.
             self._wakeup.clear()
@@ -417,7 +442,7 @@ class NatsQueue:
     async def _consume_forever(
         self, subscription: Subscription[Any], pull: JetStreamContext.PullSubscription
     ) -> None:
-        while True:
+        while not self._stopping:
             _stop_if_cancelled()
             try:
                 if not await self.consume_once(subscription, pull):
