@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-READY_SECONDS = 60.0
+READY_SECONDS = 120.0
 """How long a process may take to answer /readyz (Python starting on a busy 2-core machine)."""
 
 

@@ -124,6 +124,17 @@ class _PassProtocol(APNsProductionClientProtocol):
                 del self.requests[notification_id]
         super().connection_lost(exc)
 
+    def on_response_received(self, headers: Any) -> None:
+        # The answer to a push we stopped waiting for (timed out): aioapns would set a result
+        # on its cancelled future, which raises and takes the whole connection down with the
+        # other pushes on it.
+        notification_id = headers.get(b"apns-id", b"").decode()
+        future = self.requests.get(notification_id)
+        if future is not None and future.done():
+            del self.requests[notification_id]
+            return
+        super().on_response_received(headers)
+
     def on_stream_ended(self, stream_id: int) -> None:
         self.request_streams.pop(stream_id, None)
         super().on_stream_ended(stream_id)

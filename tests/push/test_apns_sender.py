@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from services.passes.apple.devchain import (
     ensure_pass_type_certificate,
 )
 from services.push.apns import AioApnsSender, ApnsCredentials, protocol_for
+from tests.waiting import eventually
 
 TOPIC = "pass.dev.passpost.shop"
 TOKEN = "ab" * 32
@@ -149,3 +151,30 @@ async def test_pushes_sent_together_go_out_in_few_writes(dev_keys: Path) -> None
             await sender.close()
     assert {r.status for r in results} == {200}
     assert counting.writes < 10  # aioapns alone writes once per push
+
+
+def _answered(standin: ApnsStandin) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return standin.streams_in_progress == 0
+
+    return check
+
+
+async def test_an_answer_after_the_timeout_keeps_the_connection(tmp_path: Path) -> None:
+    """aioapns set a result on the push we stopped waiting for, which raised and dropped the
+    connection with every other push on it (seen under load in tests/faults/test_kill.py)."""
+    chain, credentials, standin = _certificate_setup(tmp_path)
+    slow = "ef" * 32
+    async with standin:
+        standin.delay(slow, 1.0)
+        sender = AioApnsSender(standin.url, ca_file=chain.root_certificate, timeout=0.3)
+        try:
+            late = await sender.send(credentials, slow, TOPIC, str(uuid.uuid4()))
+            await standin.wait_for(1)
+            await eventually(_answered(standin))  # the answer came after we stopped waiting
+            on_time = await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4()))
+        finally:
+            await sender.close()
+        assert (late.status, late.reason) == (0, "Timeout")
+        assert on_time.delivered
+        assert [p.connection for p in standin.received] == [1, 1]

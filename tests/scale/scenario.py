@@ -22,7 +22,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -242,10 +242,16 @@ class OrderScenario:
         self.figures.seed_seconds = time.monotonic() - started
 
     async def flow(
-        self, orders: Replicas, kills: Sequence[Process] = (), *, kill_between: float = 0.15
+        self,
+        orders: Replicas,
+        kills: Sequence[Process] = (),
+        *,
+        kill_between: float = 0.15,
+        disrupt: Callable[[Process], Awaitable[None]] | None = None,
     ) -> None:
         """Post the rest of the events, ``concurrency`` at a time; each process in ``kills`` is
-        SIGKILLed once, at a random point of the flow, and restarted."""
+        SIGKILLed once, at a random point of the flow, and restarted (or ``disrupt``ed)."""
+        disrupt = disrupt or self.installation.kill_and_restart
         started = time.monotonic()
         pending = list(self.flow_events)
         posted = 0
@@ -263,7 +269,7 @@ class OrderScenario:
             at = int(len(pending) * self.random.uniform(kill_between, 1 - kill_between))
             async with progress:
                 await progress.wait_for(lambda: posted >= at)
-            await self.installation.kill_and_restart(process)
+            await disrupt(process)
             self.figures.kills.append(f"{process.name} after {at} events")
 
         await asyncio.gather(*(poster() for _ in range(self.concurrency)), *map(kill, kills))
