@@ -52,6 +52,7 @@ async def test_sigterm_mid_flow_loses_nothing_and_leaves_nothing_leased(
         scenario = OrderScenario(
             running,
             backend=f"postgresql+{queue_backend}, SIGTERM",
+            cards=50,
             orders_per_card=1,
             devices_per_card=1,
         )
