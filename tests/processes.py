@@ -22,7 +22,7 @@ import time
 import uuid
 import zipfile
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from pathlib import Path
@@ -468,7 +468,7 @@ class Phones:
         assert phone.token_suffix not in self.by_suffix, "token suffixes must differ"
         self.by_suffix[phone.token_suffix] = phone
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Phone]:
         return iter(self.by_suffix.values())
 
     async def __aenter__(self) -> Phones:
