@@ -160,6 +160,8 @@ class DueTarget:
     credentials: ApnsCredentials
 
 
+RECORD_ATTEMPTS = 3
+RECORD_RETRY_SECONDS = 0.5
 _PUSH_IDS = uuid.UUID("6f1d8a52-3c1e-4c59-9a57-2b0e7f4f8d31")
 
 
@@ -284,7 +286,7 @@ class DeliveryWorker(LeasedWorker):
     pushes are recorded in batches of at least half that size (or whatever is answered once
     nothing is in flight), one record at a time, while the rest are being sent. Every target
     stays leased until its outcome is committed, so no claim picks it up twice. A record that
-    fails stops the worker: the leases of its targets run out and they are sent again.
+    fails is tried again; given up, the leases of its targets run out and they are sent again.
 
     The stages a push goes through are ``_Pipeline``'s; the worker moves it on only in
     ``deliver_once`` and ``settle``, between its own awaits.
@@ -420,6 +422,24 @@ class DeliveryWorker(LeasedWorker):
             return ApnsResult(status=0, reason=f"{type(exc).__name__}: {exc}"[:500])
 
     async def _record(self, outcomes: list[Outcome]) -> None:
+        """Record a batch, trying again on a failure (a deadlock, a database restarting): the
+        pushes went out, and a record given up on sends them again once their leases run
+        out. Given up, the targets are no longer renewed, so that happens."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                await self._record_once(outcomes)
+                return
+            except Exception as exc:
+                if attempt == RECORD_ATTEMPTS:
+                    self._held.difference_update((t.card_id, t.device) for t, _ in outcomes)
+                    raise
+                log.warning(
+                    "push outcomes not recorded; trying again",
+                    extra={"attempt": attempt, "error": repr(exc)[:300]},
+                )
+                await asyncio.sleep(RECORD_RETRY_SECONDS * attempt)
+
+    async def _record_once(self, outcomes: list[Outcome]) -> None:
         """Record a batch in one transaction: delivered pushes in bulk, the rest row by row."""
         now = utcnow()
         sent: list[dict[str, Any]] = []

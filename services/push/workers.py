@@ -65,8 +65,14 @@ class LeasedWorker(ABC):
         try:
             while not self._stopping:
                 self._idle.clear()
-                if await self.deliver_once():
-                    continue
+                try:
+                    if await self.deliver_once():
+                        continue
+                except Exception as exc:  # the next round may work: a worker never stops
+                    log.error(
+                        "worker round failed; what it held goes again when its leases run out",
+                        extra={"worker": type(self).__name__, "error": repr(exc)[:500]},
+                    )
                 self._idle.set()
                 await self._wakeup.wait(self._poll_interval)
         finally:

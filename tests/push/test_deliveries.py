@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.contracts.messages import CardUpdated
 from services.core.queue import OutboxMessage
 from services.push.apns import ApnsCredentials, ApnsResult
-from services.push.deliveries import DeliveryWorker, push_id, schedule
+from services.push.deliveries import RECORD_ATTEMPTS, DeliveryWorker, push_id, schedule
 from services.push.models import Delivery, PushTarget
 from services.push.workers import Wakeup
 from tests.waiting import eventually
@@ -408,30 +408,68 @@ async def test_shutdown_records_every_push_in_flight(
     assert len(sent) == 6
 
 
-async def test_a_failed_record_stops_the_worker_and_the_push_is_sent_again(
+async def test_a_record_that_fails_once_is_tried_again_and_the_push_goes_once(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
 ) -> None:
-    """The outcome was never committed: once the lease runs out the target is due again."""
-    failing = True
+    """Caught by tests/scale/test_sigterm.py: a record chosen as a deadlock's victim stopped the
+    worker for good, its pushes leased and every later push of the process waiting."""
+    failures = [1]
 
-    def fail_the_record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if failing and statement.startswith("INSERT INTO push_deliveries"):
-            raise RuntimeError("disk full")
+    def fail_once(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if failures[0] and statement.startswith("INSERT INTO push_deliveries"):
+            failures[0] -= 1
+            raise RuntimeError("deadlock detected")
 
-    event.listen(engine.sync_engine, "before_cursor_execute", fail_the_record)
+    event.listen(engine.sync_engine, "before_cursor_execute", fail_once)
     try:
         await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
         sender = ScriptedSender()
-        with pytest.raises(RuntimeError, match="disk full"):
-            await asyncio.wait_for(_worker(sessionmaker, sender).run(), 30)
+        assert await _round(_worker(sessionmaker, sender)) == 1
+        assert sender.sent == [("aa" * 32, "pass.test.shop")]
+        assert await _deliveries(session) == [("d1", 2, "delivered")]
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", fail_once)
+
+
+async def test_a_record_that_keeps_failing_leaves_the_push_to_its_lease_and_the_worker_goes_on(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    """The outcome was never committed: once the lease runs out the target is due again, and
+    the same worker, still running, sends it."""
+    failing = [True]
+    tried = [0]
+
+    def fail_the_record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if failing[0] and statement.startswith("INSERT INTO push_deliveries"):
+            tried[0] += 1
+            raise RuntimeError("disk full")
+
+    event.listen(engine.sync_engine, "before_cursor_execute", fail_the_record)
+    sender = ScriptedSender()
+    worker = _worker(sessionmaker, sender, poll_interval=0.05)
+    running = asyncio.create_task(worker.run())
+    try:
+        await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
+
+        async def given_up() -> bool:
+            return tried[0] >= RECORD_ATTEMPTS
+
+        await eventually(given_up)
+        failing[0] = False
+        assert not running.done(), "the worker goes on"
         target = (await session.scalars(select(PushTarget))).one()
         assert target.sent_version == 0
         assert target.locked_until is not None, "still leased"
         target.locked_until = target.locked_until.replace(year=2000)  # the lease ran out
         await session.commit()
-        failing = False
-        assert await _round(_worker(sessionmaker, sender)) == 1
+
+        async def delivered() -> bool:
+            return await _deliveries(session) == [("d1", 2, "delivered")]
+
+        await eventually(delivered)
         assert sender.sent == [("aa" * 32, "pass.test.shop")] * 2
-        assert await _deliveries(session) == [("d1", 2, "delivered")]
     finally:
+        await worker.stop(grace=5)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
         event.remove(engine.sync_engine, "before_cursor_execute", fail_the_record)
