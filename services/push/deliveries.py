@@ -143,6 +143,8 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
         await session.execute(insert(_targets), list(new.values()))
         due += len(new) if version > 0 else 0
     if changed:
+        # Rows locked in key order, as the record locks them: no deadlock between the two.
+        changed.sort(key=lambda row: str(row["b_device"]))
         await session.execute(_SCHEDULE_CHANGED, changed)
     if due and wakeup is not None:
         after_commit(session, wakeup.set)
@@ -440,7 +442,9 @@ class DeliveryWorker(LeasedWorker):
                 await asyncio.sleep(RECORD_RETRY_SECONDS * attempt)
 
     async def _record_once(self, outcomes: list[Outcome]) -> None:
-        """Record a batch in one transaction: delivered pushes in bulk, the rest row by row."""
+        """Record a batch in one transaction: delivered pushes in bulk, the rest row by row,
+        every row locked in key order (as ``schedule`` locks them)."""
+        outcomes = sorted(outcomes, key=lambda o: (o[0].card_id, o[0].device))
         now = utcnow()
         sent: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
