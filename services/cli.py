@@ -258,6 +258,8 @@ def server_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
         "server_header": False,
         # Bounds on each request's head: its time, its size, its number of headers.
         "http": functools.partial(BoundedHttpProtocol, header_timeout=settings.http_header_timeout),
+        # SIGTERM: requests in flight get this long; then the lifespan's shutdown as long.
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
     }
 
 
@@ -319,6 +321,13 @@ def _standin_component(settings: Settings) -> Component:
 def apns_mock(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = STANDIN_PORT,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append one JSON line per push to this file (token suffix, apns-id, status, "
+            "time), for tests and tools in another process."
+        ),
+    ] = None,
 ) -> None:
     """Run the local APNs stand-in (HTTP/2 over TLS), logging every push it receives.
 
@@ -329,7 +338,9 @@ def apns_mock(
     configure_logging(settings.log_level, settings.log_json)
     chain = ensure_dev_chain(settings.keys_dir)
     typer.echo(f"APNs stand-in on https://{host}:{port}", err=True)
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.suppress(KeyboardInterrupt))
+        lines = stack.enter_context(record.open("a")) if record is not None else None
         asyncio.run(
             run_apns_standin(
                 host,
@@ -337,6 +348,7 @@ def apns_mock(
                 chain.apns_standin_certificate,
                 chain.apns_standin_key,
                 chain.client_ca_bundle,
+                record=lines,
             )
         )
 

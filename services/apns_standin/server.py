@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, Self, TextIO, cast
 
 import jwt
 from cryptography import x509
@@ -176,12 +176,17 @@ class ApnsStandin:
         token_keys: Mapping[str, EllipticCurvePublicKey] | None = None,
         received_limit: int | None = None,
         log_pushes: bool = False,
+        record: TextIO | None = None,
     ) -> None:
-        """`received_limit` keeps only the newest pushes, so long benchmarks stay flat in memory."""
+        """`received_limit` keeps only the newest pushes, so long benchmarks stay flat in memory.
+
+        `record`: where to write one JSON line per push as it is answered, for a test or a
+        tool in another process (the token's last 8 characters only, as push records it)."""
         self.host = host
         self._requested_port = port
         self._token_keys = token_keys
         self._log_pushes = log_pushes
+        self._record_to = record
         self._ssl_context = _server_ssl_context(certfile, keyfile, client_ca_file)
         self._server: asyncio.Server | None = None
         self._connections: set[_ApnsConnection] = set()
@@ -463,6 +468,9 @@ class ApnsStandin:
         )
         self.received.append(push)
         self.push_count += 1
+        if self._record_to is not None:
+            self._record_to.write(json.dumps(_record_line(push), separators=(",", ":")) + "\n")
+            self._record_to.flush()
         if self._log_pushes:
             logger.info(
                 "push to ..%s topic=%s status=%s reason=%s auth=%s connection=%d",
@@ -711,6 +719,18 @@ class _ApnsConnection(asyncio.Protocol):
             self._transport.close()
 
 
+def _record_line(push: ReceivedPush) -> dict[str, Any]:
+    return {
+        "token_suffix": push.token[-8:],
+        "topic": push.topic,
+        "status": push.status,
+        "reason": push.reason,
+        "apns_id": push.apns_id,
+        "connection": push.connection,
+        "received_at": push.received_at,
+    }
+
+
 def _check_times(times: int | None) -> None:
     if times is not None and times < 1:
         raise ValueError(f"times must be at least 1, or None for always; not {times}")
@@ -783,8 +803,10 @@ async def main(
     client_ca_file: str | Path | None = None,
     *,
     token_keys: Mapping[str, EllipticCurvePublicKey] | None = None,
+    record: TextIO | None = None,
 ) -> None:
-    """Run the stand-in until cancelled, logging one line per push (`passpost apns-mock`)."""
+    """Run the stand-in until cancelled, logging one line per push (`passpost apns-mock`),
+    and writing one JSON line per push to ``record`` when given."""
     async with ApnsStandin(
         host,
         port,
@@ -793,5 +815,6 @@ async def main(
         client_ca_file=client_ca_file,
         token_keys=token_keys,
         log_pushes=True,
+        record=record,
     ):
         await asyncio.Event().wait()

@@ -65,6 +65,28 @@ class Lease:
             .order_by(self._order_by)
         )
 
+    async def extend(self, keys: Sequence[tuple[Any, ...]]) -> None:
+        """Lease the rows of ``keys`` (primary keys) for another ``seconds``, unless their lease
+        was ended (their work recorded): work that takes longer than a lease keeps its rows."""
+        if not keys:
+            return
+        key = self._key[0] if len(self._key) == 1 else tuple_(*self._key)
+        held = [k[0] for k in keys] if len(self._key) == 1 else list(keys)
+        # SKIP LOCKED: a row that a record or a schedule holds is left to the next renewal,
+        # rather than waited for (waits in another order than theirs would deadlock).
+        chosen = (
+            select(*self._key)
+            .where(key.in_(held), self._table.c.locked_until.is_not(None))
+            .with_for_update(skip_locked=True)
+        )
+        extend = (
+            update(self._table)
+            .where(key.in_(chosen))
+            .values(locked_until=utcnow() + self._duration)
+        )
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(extend)
+
     async def claim(self, limit: int, *, peek: bool = True) -> Sequence[Row[Any]]:
         """Lease up to ``limit`` due rows and return them (``returning``), in no set order.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -46,6 +47,21 @@ class Settings(BaseSettings):
     """Where NATS JetStream runs (``nats://host:4222``), for the ``nats`` backend."""
     nats_stream: str = Field(default="passpost", pattern=r"^[A-Za-z0-9_-]+$")
     """The JetStream stream of the ``nats`` backend; its subjects are ``<stream>.<topic>``."""
+    nats_max_age_seconds: float = Field(default=7 * 24 * 3600.0)
+    """How long the stream keeps a message (0: for ever). Only ids travel, so a week is small;
+    a message no consumer took within it is dropped from the stream (its row stays)."""
+    nats_max_bytes: int = Field(default=1 << 30)
+    """The most the stream keeps (0: no limit); beyond it the oldest messages go."""
+    nats_max_msgs: int = Field(default=0)
+    """The most messages the stream keeps (0: no limit)."""
+    nats_duplicate_window_seconds: float = Field(default=120.0, ge=25.0)
+    """How long JetStream drops a message id it has seen: at least the relay's retry horizon
+    (25 s: a relay's lease of 15 s and its 10 s wait for acks)."""
+    nats_ca_file: Path | None = None
+    """The CA that signed the NATS server's certificate, for ``tls://`` (default: the system's)."""
+    nats_cert_file: Path | None = None
+    nats_key_file: Path | None = None
+    """A client certificate and key, for a NATS server that verifies clients (mutual TLS)."""
     queue_poll_interval: float = Field(default=0.2, gt=0)
     queue_lease_seconds: float = Field(default=30.0, gt=0)
     queue_max_attempts: int = Field(default=10, ge=1)
@@ -58,6 +74,9 @@ class Settings(BaseSettings):
     apns_connection_max_requests: int = Field(default=50_000, ge=1)
     """Recycle an APNs connection after this many pushes (aioapns keeps per-stream state)."""
     push_max_attempts: int = Field(default=8, ge=1)
+    push_lease_seconds: float = Field(default=60.0, gt=0)
+    """How long a push worker keeps the pushes it claimed from other workers (longer than a
+    send may take): also how long those of a worker killed outright wait for another one."""
 
     max_devices_per_card: int = Field(default=32, ge=1)
     """Devices one card may be registered on (an Apple account has a handful); more are 429."""
@@ -100,11 +119,27 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=600, gt=0)
     """Seconds between prune rounds once a round finds nothing to delete."""
 
+    shutdown_grace_seconds: float = Field(default=10.0, gt=0)
+    """On SIGTERM: how long requests in flight may take to finish, and then how long the
+    queue and the push workers may take to finish or hand back what they hold; a process
+    exits within twice this (and a second)."""
+
     log_level: str = "INFO"
     log_json: bool = True
     max_request_bytes: int = Field(default=256 * 1024, gt=0)
     http_header_timeout: float = Field(default=10.0, gt=0)
     """Seconds a client has to send a request's headers, from its first byte (``core/http.py``)."""
+
+    def nats_tls(self) -> ssl.SSLContext | None:
+        """How to verify the NATS server (and show our certificate), when configured."""
+        if self.nats_ca_file is None and self.nats_cert_file is None:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.nats_ca_file) if self.nats_ca_file else None
+        )
+        if self.nats_cert_file is not None and self.nats_key_file is not None:
+            context.load_cert_chain(str(self.nats_cert_file), str(self.nats_key_file))
+        return context
 
     @property
     def resolved_database_url(self) -> str:
@@ -170,6 +205,17 @@ class Settings(BaseSettings):
                 "PASSPOST_RETENTION_INBOX_DAYS must be at least PASSPOST_RETENTION_OUTBOX_DAYS: "
                 "an applied message still kept (and so deliverable again) must find its record"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_a_window_longer_than_the_stream_keeps(self) -> Settings:
+        if 0 < self.nats_max_age_seconds < self.nats_duplicate_window_seconds:
+            raise ValueError(
+                "PASSPOST_NATS_DUPLICATE_WINDOW_SECONDS must not exceed "
+                "PASSPOST_NATS_MAX_AGE_SECONDS (JetStream refuses such a stream)"
+            )
+        if (self.nats_cert_file is None) != (self.nats_key_file is None):
+            raise ValueError("PASSPOST_NATS_CERT_FILE and PASSPOST_NATS_KEY_FILE go together")
         return self
 
     @model_validator(mode="after")

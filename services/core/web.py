@@ -37,7 +37,7 @@ from services.core.jsonbody import MAX_JSON_DEPTH, nested_too_deep, too_deep_err
 from services.core.logging import request_id
 from services.core.queue import QueueBackend, Subscription, on_commit_of_published
 from services.core.queue.db import DatabaseQueue
-from services.core.queue.nats import NatsQueue
+from services.core.queue.nats import NatsQueue, StreamLimits
 from services.core.queue.notify import CommitListener
 from services.core.queue.retention import queue_retention
 from services.core.schedule import Job, run_job
@@ -96,12 +96,12 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         workers: list[asyncio.Task[None]] = []
         remove_listener: Callable[[], None] | None = None
+        queue: QueueBackend | None = None
         try:
             for component in components:
                 for hook in component.on_startup:
                     await hook(app)
             subscriptions = [s for c in components for s in c.subscriptions]
-            queue: QueueBackend | None = None
             if settings.queue_backend == "nats":
                 # Even without subscriptions: its relay moves this process's commits to NATS.
                 queue = NatsQueue(
@@ -111,6 +111,13 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
                     poll_interval=settings.queue_poll_interval,
                     lease_seconds=settings.queue_lease_seconds,
                     max_attempts=settings.queue_max_attempts,
+                    limits=StreamLimits(
+                        max_age_seconds=settings.nats_max_age_seconds,
+                        max_bytes=settings.nats_max_bytes,
+                        max_msgs=settings.nats_max_msgs,
+                        duplicate_window_seconds=settings.nats_duplicate_window_seconds,
+                    ),
+                    tls=settings.nats_tls(),
                 )
             elif subscriptions:
                 queue = DatabaseQueue(
@@ -139,9 +146,12 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
         finally:
             if remove_listener is not None:
                 remove_listener()
-            for component in reversed(components):
-                for hook in component.on_shutdown:
-                    await hook(app)
+            # Uvicorn finished the requests in flight; now the background work stops taking
+            # more and finishes or hands back what it holds, the queue beside the components.
+            await asyncio.gather(
+                _stop_components(app, components),
+                queue.stop(settings.shutdown_grace_seconds) if queue is not None else _nothing(),
+            )
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
@@ -207,6 +217,16 @@ def _document_body_refusals(app: FastAPI, max_body: int) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _stop_components(app: FastAPI, components: Sequence[Component]) -> None:
+    for component in reversed(components):
+        for hook in component.on_shutdown:
+            await hook(app)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def app_settings(request: Request) -> Settings:

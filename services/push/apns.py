@@ -24,7 +24,6 @@ import contextlib
 import logging
 import ssl
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -88,8 +87,10 @@ class ApnsResult:
 
 
 class ApnsSender(Protocol):
-    async def send(self, credentials: ApnsCredentials, token: str, topic: str) -> ApnsResult:
-        """Send the empty pass-update push ``{}`` for ``topic`` to ``token``."""
+    async def send(
+        self, credentials: ApnsCredentials, token: str, topic: str, apns_id: str
+    ) -> ApnsResult:
+        """Send the empty pass-update push ``{}`` for ``topic`` to ``token``, as ``apns_id``."""
 
     async def close(self) -> None: ...
 
@@ -297,13 +298,15 @@ class AioApnsSender:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    async def send(self, credentials: ApnsCredentials, token: str, topic: str) -> ApnsResult:
+    async def send(
+        self, credentials: ApnsCredentials, token: str, topic: str, apns_id: str
+    ) -> ApnsResult:
         pool = self._pool(credentials, topic)
         pool.requests_sent += 1
         request = NotificationRequest(
             device_token=token,
             message={},
-            notification_id=str(uuid.uuid4()),
+            notification_id=apns_id,
             apns_topic=topic,  # Wallet's documented push: topic and {} only, no push type
         )
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from services.contracts.messages import CardUpdated
@@ -33,6 +35,7 @@ def component(settings: Settings) -> Component:
             app.state.apns_sender,
             apns_wakeup,
             max_attempts=settings.push_max_attempts,
+            lease_seconds=settings.push_lease_seconds,
             poll_interval=settings.queue_poll_interval,
         )
         app.state.google_clients = GoogleClients(settings.google_api_url)
@@ -51,9 +54,10 @@ def component(settings: Settings) -> Component:
         await app.state.google_worker.run()
 
     async def stop(app: FastAPI) -> None:
-        grace = settings.apns_timeout + 1
-        await app.state.delivery_worker.stop(grace=grace)
-        await app.state.google_worker.stop(grace=grace)
+        grace = settings.shutdown_grace_seconds
+        await asyncio.gather(
+            app.state.delivery_worker.stop(grace=grace), app.state.google_worker.stop(grace=grace)
+        )
         await app.state.apns_sender.close()
         await app.state.google_clients.aclose()
 

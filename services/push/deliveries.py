@@ -143,6 +143,8 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
         await session.execute(insert(_targets), list(new.values()))
         due += len(new) if version > 0 else 0
     if changed:
+        # Rows locked in key order, as the record locks them: no deadlock between the two.
+        changed.sort(key=lambda row: str(row["b_device"]))
         await session.execute(_SCHEDULE_CHANGED, changed)
     if due and wakeup is not None:
         after_commit(session, wakeup.set)
@@ -158,6 +160,18 @@ class DueTarget:
     version: int
     attempt: int
     credentials: ApnsCredentials
+
+
+RECORD_ATTEMPTS = 3
+RECORD_RETRY_SECONDS = 0.5
+_PUSH_IDS = uuid.UUID("6f1d8a52-3c1e-4c59-9a57-2b0e7f4f8d31")
+
+
+def push_id(card_id: uuid.UUID, device: str, version: int) -> str:
+    """The ``apns-id`` of the push telling ``device`` of ``version`` of a card: the same for
+    every attempt, so a push repeated (a crash between APNs's answer and our record of it) is
+    recognisable as the same notification in APNs's answers and our delivery records."""
+    return str(uuid.uuid5(_PUSH_IDS, f"{card_id}/{device}/{version}"))
 
 
 @functools.lru_cache(maxsize=256)
@@ -274,7 +288,7 @@ class DeliveryWorker(LeasedWorker):
     pushes are recorded in batches of at least half that size (or whatever is answered once
     nothing is in flight), one record at a time, while the rest are being sent. Every target
     stays leased until its outcome is committed, so no claim picks it up twice. A record that
-    fails stops the worker: the leases of its targets run out and they are sent again.
+    fails is tried again; given up, the leases of its targets run out and they are sent again.
 
     The stages a push goes through are ``_Pipeline``'s; the worker moves it on only in
     ``deliver_once`` and ``settle``, between its own awaits.
@@ -324,6 +338,28 @@ class DeliveryWorker(LeasedWorker):
         )
         self._more_due = False
         """The last claim took all it could: claim again without first peeking for due rows."""
+        self._lease_seconds = lease_seconds
+        self._held: set[tuple[uuid.UUID, str]] = set()
+        """The targets claimed and not yet recorded, whose leases ``_keep_leases`` renews."""
+
+    async def run(self) -> None:
+        keeper = asyncio.create_task(self._keep_leases())
+        try:
+            await super().run()
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the pushes in flight every third of a lease: a push answered
+        while the database is slow to record it must not be claimed and sent again by another
+        worker meanwhile (its lease would run out between APNs's answer and the record)."""
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            try:
+                await self._leases.extend(sorted(self._held))
+            except Exception as exc:  # the record path will fail the same way and stop us
+                log.warning("push leases not renewed", extra={"error": repr(exc)[:300]})
 
     async def deliver_once(self) -> int:
         """Wait for room, claim due targets and start sending them; 0 once nothing is due and
@@ -337,6 +373,7 @@ class DeliveryWorker(LeasedWorker):
         if not due:
             await self.settle()
             return 0
+        self._held.update((target.card_id, target.device) for target in due)
         self._pipeline.send(due)
         return len(due)
 
@@ -376,13 +413,38 @@ class DeliveryWorker(LeasedWorker):
 
     async def _send(self, target: DueTarget) -> ApnsResult:
         try:
-            return await self._sender.send(target.credentials, target.push_token, target.topic)
+            return await self._sender.send(
+                target.credentials,
+                target.push_token,
+                target.topic,
+                push_id(target.card_id, target.device, target.version),
+            )
         except Exception as exc:  # a bad credential file must not stop the other pushes
             log.warning("push could not be sent", extra={"error": f"{type(exc).__name__}: {exc}"})
             return ApnsResult(status=0, reason=f"{type(exc).__name__}: {exc}"[:500])
 
     async def _record(self, outcomes: list[Outcome]) -> None:
-        """Record a batch in one transaction: delivered pushes in bulk, the rest row by row."""
+        """Record a batch, trying again on a failure (a deadlock, a database restarting): the
+        pushes went out, and a record given up on sends them again once their leases run
+        out. Given up, the targets are no longer renewed, so that happens."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                await self._record_once(outcomes)
+                return
+            except Exception as exc:
+                if attempt == RECORD_ATTEMPTS:
+                    self._held.difference_update((t.card_id, t.device) for t, _ in outcomes)
+                    raise
+                log.warning(
+                    "push outcomes not recorded; trying again",
+                    extra={"attempt": attempt, "error": repr(exc)[:300]},
+                )
+                await asyncio.sleep(RECORD_RETRY_SECONDS * attempt)
+
+    async def _record_once(self, outcomes: list[Outcome]) -> None:
+        """Record a batch in one transaction: delivered pushes in bulk, the rest row by row,
+        every row locked in key order (as ``schedule`` locks them)."""
+        outcomes = sorted(outcomes, key=lambda o: (o[0].card_id, o[0].device))
         now = utcnow()
         sent: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
@@ -424,6 +486,7 @@ class DeliveryWorker(LeasedWorker):
                 await session.execute(_MARK_SENT, sent)
             if deliveries:
                 await session.execute(insert(_deliveries), deliveries)
+        self._held.difference_update((target.card_id, target.device) for target, _ in outcomes)
         for (outcome, status, reason), count in counts.items():
             metrics.PUSHES.labels(outcome=outcome, status=str(status), reason=reason).inc(count)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import ipaddress
 import json
 import logging
@@ -928,3 +929,30 @@ async def test_main_logs_each_push_without_the_device_token(
     assert TOKEN[-8:] in line
     assert TOKEN not in caplog.text
     assert "status=200" in line
+
+
+async def test_each_push_is_recorded_as_a_json_line_with_only_the_token_suffix(
+    pki: Pki,
+) -> None:
+    record = io.StringIO()
+    async with ApnsStandin(
+        certfile=pki.server_cert,
+        keyfile=pki.server_key,
+        client_ca_file=pki.ca_file,
+        record=record,
+    ) as standin:
+        apns = standin_apns(standin.port, pki.ca_file, client_cert=str(pki.client_pem), topic=TOPIC)
+        notification_id = str(uuid.uuid4())
+        try:
+            assert (await send(apns, notification_id=notification_id)).is_successful
+        finally:
+            await close_apns(apns)
+    [line] = record.getvalue().splitlines()
+    recorded = json.loads(line)
+    assert recorded["token_suffix"] == TOKEN[-8:]
+    assert (recorded["status"], recorded["apns_id"], recorded["topic"]) == (
+        200,
+        notification_id,
+        TOPIC,
+    )
+    assert TOKEN not in line

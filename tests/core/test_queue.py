@@ -225,17 +225,14 @@ async def test_message_gives_up_after_max_attempts(
 async def test_claimed_message_is_not_claimed_twice_until_its_lease_ends(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    """A consumer that dies mid-message (its process killed while the handler ran) leaves the
-    message leased: no other consumer takes it until the lease runs out, then one does."""
+    """A consumer that stops without a word (its process killed after its claim) leaves the
+    message leased: no other consumer takes it until the lease runs out, then
+    one does."""
     async with sessionmaker() as session:
         message_id = publish(session, Named(name="leased"))
         await session.commit()
-
-    async def dies(_session: AsyncSession, _message: Named) -> None:
-        raise asyncio.CancelledError  # as a killed process's consumer stops mid-message
-
-    with pytest.raises(asyncio.CancelledError):
-        await _queue(sessionmaker).drain_once([Subscription("t", Named, dies)])
+    # Claimed, and the process was killed before applying it.
+    assert len(await _queue(sessionmaker)._claim([Named.topic])) == 1
     recorder = Recorder()
     other = _queue(sessionmaker)
     assert await other.drain_once([Subscription("t", Named, recorder)]) == 0
@@ -252,6 +249,51 @@ async def test_claimed_message_is_not_claimed_twice_until_its_lease_ends(
         )
         assert row is not None
         assert (row.attempts, row.processed_at is not None) == (2, True)
+
+
+async def test_a_consumer_stopped_mid_message_hands_it_back_at_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A shutdown past its grace cancels the consumer mid-batch: the next one takes the
+    message at once, not when the lease runs out."""
+    async with sessionmaker() as session:
+        message_id = publish(session, Named(name="handed back"))
+        await session.commit()
+
+    async def cancelled(_session: AsyncSession, _message: Named) -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await _queue(sessionmaker).drain_once([Subscription("t", Named, cancelled)])
+    recorder = Recorder()
+    assert await _queue(sessionmaker).drain_once([Subscription("t", Named, recorder)]) == 1
+    assert [m.id for m in recorder.seen] == [message_id]
+
+
+async def test_a_stopped_queue_finishes_its_batch_and_takes_no_more(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        publish(session, Named(name="in flight"))
+        await session.commit()
+    handling, release = asyncio.Event(), asyncio.Event()
+    recorder = Recorder()
+
+    async def slow(session: AsyncSession, message: Named) -> None:
+        handling.set()
+        await release.wait()
+        await recorder(session, message)
+
+    queue = _queue(sessionmaker)
+    running = asyncio.create_task(queue.run([Subscription("t", Named, slow)]))
+    await handling.wait()
+    stopping = asyncio.create_task(queue.stop(grace=30))
+    release.set()
+    await stopping
+    assert running.done(), "stopped once its batch was applied"
+    assert [m.name for m in recorder.seen] == ["in flight"]
+    async with sessionmaker() as session:
+        assert await _count(session, InboxMessage) == 1
 
 
 async def test_other_topics_are_left_alone(sessionmaker: async_sessionmaker[AsyncSession]) -> None:

@@ -56,13 +56,18 @@ class Fault:
     program: Callable[[ApnsStandin, str], None]
     token_auth: bool = False
     doomed: bool = False
+    lands_late: bool = False
+    """The doomed device's push may still be recorded delivered: every attempt of a push
+    carries the same apns-id, so APNs's late 200 to one attempt answers the next (APNs took it)."""
 
 
 FAULTS = {
     "500s_30_percent": Fault(lambda s, _: s.fail_randomly(0.3, 500, seed=12)),
     "429_burst": Fault(lambda s, _: s.fail(None, 429, times=30)),
     "dropped_connections": Fault(lambda s, _: s.drop_connection(after_requests=3, times=6)),
-    "slower_than_the_timeout": Fault(lambda s, doomed: s.delay(doomed, 2.0), doomed=True),
+    "slower_than_the_timeout": Fault(
+        lambda s, doomed: s.delay(doomed, 2.0), doomed=True, lands_late=True
+    ),
     "200_without_apns_id": Fault(lambda s, doomed: s.omit_apns_id(doomed), doomed=True),
     "403_expired_provider_token": Fault(lambda s, _: s.expire_provider_tokens(), token_auth=True),
     "429_too_many_provider_token_updates": Fault(
@@ -172,7 +177,9 @@ async def test_the_push_service_survives_apns_misbehaving(
         p.status != 200 or p.apns_id is None or (fault.doomed and p.token == doomed) for p in during
     )
     assert figures.faults_injected > 0, "the fault was injected"
-    await _check_outcomes(sessionmaker, cards, tokens, doomed if fault.doomed else None, figures)
+    await _check_outcomes(
+        sessionmaker, cards, tokens, doomed if fault.doomed else None, figures, fault.lands_late
+    )
     figures.record()
 
 
@@ -182,6 +189,7 @@ async def _check_outcomes(
     tokens: dict[uuid.UUID, list[str]],
     doomed: str | None,
     figures: Figures,
+    lands_late: bool,
 ) -> None:
     """Every device at its card's latest version, or (the doomed one) recorded as failed after
     the bounded attempts; no version recorded delivered twice."""
@@ -217,7 +225,7 @@ async def _check_outcomes(
         assert given_up, "the failure is recorded"
         assert all(d.attempt == MAX_ATTEMPTS for d in given_up)
         figures.failed_for_good += len(given_up)
-    assert doomed is None or figures.failed_for_good > 0
+    assert doomed is None or lands_late or figures.failed_for_good > 0
     figures.lost = sum(
         1
         for target in targets

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from services.passes.apple.devchain import (
     ensure_pass_type_certificate,
 )
 from services.push.apns import AioApnsSender, ApnsCredentials, ProviderToken, protocol_for
+from tests.waiting import eventually
 
 TOPIC = "pass.dev.passpost.shop"
 TOKEN = "ab" * 32
@@ -46,8 +49,10 @@ async def _exchange(keys: Path, recycle_after: int = 50_000) -> list[int]:
             standin.url, ca_file=chain.root_certificate, timeout=2, recycle_after=recycle_after
         )
         try:
-            results = [await sender.send(credentials, TOKEN, TOPIC) for _ in range(3)]
-            results.append(await sender.send(credentials, "cd" * 32, TOPIC))
+            results = [
+                await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4())) for _ in range(3)
+            ]
+            results.append(await sender.send(credentials, "cd" * 32, TOPIC, str(uuid.uuid4())))
         finally:
             await sender.close()
         assert {p.connection for p in standin.received} == (
@@ -88,11 +93,11 @@ async def test_token_key_authentication(dev_keys: Path, tmp_path: Path) -> None:
     ) as standin:
         sender = AioApnsSender(standin.url, ca_file=chain.root_certificate, timeout=2)
         try:
-            result = await sender.send(credentials, TOKEN, TOPIC)
+            result = await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4()))
             forged = ApnsCredentials(
                 auth="token", key_path=str(key_file), key_id="ZZZZZ99999", team_id="X"
             )
-            refused = await sender.send(forged, TOKEN, TOPIC)
+            refused = await sender.send(forged, TOKEN, TOPIC, str(uuid.uuid4()))
         finally:
             await sender.close()
     assert result.status == 200
@@ -125,14 +130,14 @@ async def test_pushes_sent_together_go_out_in_few_writes(dev_keys: Path) -> None
             standin.url, ca_file=chain.root_certificate, timeout=5, max_connections=1
         )
         try:
-            assert (await sender.send(credentials, TOKEN, TOPIC)).status == 200
+            assert (await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4()))).status == 200
             (pool,) = sender._pools.values()
             (connection,) = pool.connections
             assert connection.transport is not None
             counting = _CountingTransport(connection.transport)
             connection.transport = counting  # type: ignore[assignment]
             results = await asyncio.gather(
-                *(sender.send(credentials, TOKEN, TOPIC) for _ in range(50))
+                *(sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4())) for _ in range(50))
             )
         finally:
             await sender.close()
@@ -191,13 +196,40 @@ async def test_a_push_answered_expired_provider_token_goes_with_a_new_token(
     ) as standin:
         sender = AioApnsSender(standin.url, ca_file=chain.root_certificate, timeout=2)
         try:
-            assert (await sender.send(credentials, TOKEN, TOPIC)).status == 200
+            assert (await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4()))).status == 200
             standin.expire_provider_tokens()
-            expired = await sender.send(credentials, TOKEN, TOPIC)
-            again = await sender.send(credentials, TOKEN, TOPIC)
+            expired = await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4()))
+            again = await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4()))
         finally:
             await sender.close()
     assert (expired.status, expired.reason) == (403, "ExpiredProviderToken")
     assert again.status == 200
     tokens = [push.headers["authorization"] for push in standin.received]
     assert tokens[0] == tokens[1] != tokens[2]
+
+
+def _answered(standin: ApnsStandin) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return standin.streams_in_progress == 0
+
+    return check
+
+
+async def test_an_answer_after_the_timeout_keeps_the_connection(tmp_path: Path) -> None:
+    """aioapns set a result on the push we stopped waiting for, which raised and dropped the
+    connection with every other push on it (seen under load in tests/faults/test_kill.py)."""
+    chain, credentials, standin = _certificate_setup(tmp_path)
+    slow = "ef" * 32
+    async with standin:
+        standin.delay(slow, 1.0)
+        sender = AioApnsSender(standin.url, ca_file=chain.root_certificate, timeout=0.3)
+        try:
+            late = await sender.send(credentials, slow, TOPIC, str(uuid.uuid4()))
+            await standin.wait_for(1)
+            await eventually(_answered(standin))  # the answer came after we stopped waiting
+            on_time = await sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4()))
+        finally:
+            await sender.close()
+        assert (late.status, late.reason) == (0, "Timeout")
+        assert on_time.delivered
+        assert [p.connection for p in standin.received] == [1, 1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.contracts.messages import CardUpdated
 from services.core.queue import OutboxMessage
 from services.push.apns import ApnsCredentials, ApnsResult
-from services.push.deliveries import DeliveryWorker, schedule
+from services.push.deliveries import RECORD_ATTEMPTS, DeliveryWorker, push_id, schedule
 from services.push.models import Delivery, PushTarget
 from services.push.workers import Wakeup
 from tests.waiting import eventually
@@ -29,14 +30,18 @@ class ScriptedSender:
     def __init__(self, script: dict[str, list[ApnsResult]] | None = None) -> None:
         self.script = {token: deque(results) for token, results in (script or {}).items()}
         self.sent: list[tuple[str, str]] = []
+        self.apns_ids: list[str] = []
         self._pushed = asyncio.Condition()
 
-    async def send(self, credentials: ApnsCredentials, token: str, topic: str) -> ApnsResult:
+    async def send(
+        self, credentials: ApnsCredentials, token: str, topic: str, apns_id: str
+    ) -> ApnsResult:
         self.sent.append((token, topic))
+        self.apns_ids.append(apns_id)
         async with self._pushed:
             self._pushed.notify_all()
         queue = self.script.get(token)
-        return queue.popleft() if queue else ApnsResult(200, apns_id=str(uuid.uuid4()))
+        return queue.popleft() if queue else ApnsResult(200, apns_id=apns_id)
 
     async def close(self) -> None:
         return None
@@ -54,10 +59,12 @@ class GatedSender(ScriptedSender):
         self._gate = asyncio.Semaphore(0)
         self.in_flight = self.most_in_flight = 0
 
-    async def send(self, credentials: ApnsCredentials, token: str, topic: str) -> ApnsResult:
+    async def send(
+        self, credentials: ApnsCredentials, token: str, topic: str, apns_id: str
+    ) -> ApnsResult:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        result = await super().send(credentials, token, topic)
+        result = await super().send(credentials, token, topic, apns_id)
         await self._gate.acquire()
         self.in_flight -= 1
         return result
@@ -194,6 +201,27 @@ async def test_transient_failures_are_retried_with_backoff(
     assert await _deliveries(session) == [("d1", 2, "retry"), ("d1", 2, "delivered")]
 
 
+async def test_every_attempt_of_a_push_has_one_apns_id_and_each_version_its_own(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    token = "aa" * 32
+    sender = ScriptedSender({token: [ApnsResult(500, "InternalServerError")]})
+    worker = _worker(sessionmaker, sender)
+    await _schedule(sessionmaker, change(2, ("d1", token)))
+    await _round(worker)
+    target = (await session.scalars(select(PushTarget))).one()
+    target.available_at = target.available_at.replace(year=2000)
+    await session.commit()
+    await _round(worker)
+    await _schedule(sessionmaker, change(3, ("d1", token)))
+    await _round(worker)
+    retried, delivered, newer = sender.apns_ids
+    assert retried == delivered == push_id(CARD, "d1", 2)
+    assert newer == push_id(CARD, "d1", 3) != delivered
+    recorded = await session.scalars(select(Delivery.apns_id).order_by(Delivery.id))
+    assert list(recorded)[1:] == [delivered, newer]
+
+
 async def test_gives_up_after_max_attempts(
     sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
 ) -> None:
@@ -225,6 +253,38 @@ async def test_a_push_in_flight_is_not_claimed_twice(
     assert second_sender.sent == []
     first_sender.answer(1)
     await first.settle()
+    assert await _deliveries(session) == [("d1", 2, "delivered")]
+
+
+async def test_a_push_answered_slower_than_its_lease_keeps_it(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Caught by tests/faults/test_kill.py on a busy SQLite: a push answered, then recorded
+    after its lease ran out, was claimed and sent again by the next worker meanwhile."""
+    clock = [datetime.now(UTC) + timedelta(seconds=5)]  # after the target became due
+    monkeypatch.setattr("services.core.leases.utcnow", lambda: clock[0])
+    await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
+    first_sender, second_sender = GatedSender(), ScriptedSender()
+    first = _worker(sessionmaker, first_sender, lease_seconds=0.3)
+    second = _worker(sessionmaker, second_sender)
+    running = asyncio.create_task(first.run())
+    await first_sender.wait_for_pushes(1)
+    clock[0] += timedelta(seconds=1)  # the first lease ran out while APNs was answering
+
+    async def renewed() -> bool:
+        locked_until = await session.scalar(select(PushTarget.locked_until))
+        await session.rollback()
+        return locked_until is not None and locked_until > clock[0]
+
+    await eventually(renewed, seconds=10)
+    assert await second.deliver_once() == 0, "still leased by the first worker"
+    first_sender.answer(1)
+    await first.stop(grace=5)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert second_sender.sent == []
     assert await _deliveries(session) == [("d1", 2, "delivered")]
 
 
@@ -348,25 +408,41 @@ async def test_shutdown_records_every_push_in_flight(
     assert len(sent) == 6
 
 
-async def test_a_failed_record_pauses_the_worker_and_the_push_is_sent_again(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+async def test_a_record_that_fails_once_is_tried_again_and_the_push_goes_once(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
 ) -> None:
-    """The outcome was never committed (the database failed): the worker keeps going, and
-    once the lease runs out the target is due again."""
-    failing, failures = True, 0
+    """Caught by tests/scale/test_sigterm.py: a record chosen as a deadlock's victim stopped the
+    worker for good, its pushes leased and every later push of the process waiting."""
+    failures = [1]
+
+    def fail_once(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if failures[0] and statement.startswith("INSERT INTO push_deliveries"):
+            failures[0] -= 1
+            raise RuntimeError("deadlock detected")
+
+    event.listen(engine.sync_engine, "before_cursor_execute", fail_once)
+    try:
+        await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
+        sender = ScriptedSender()
+        assert await _round(_worker(sessionmaker, sender)) == 1
+        assert sender.sent == [("aa" * 32, "pass.test.shop")]
+        assert await _deliveries(session) == [("d1", 2, "delivered")]
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", fail_once)
+
+
+async def test_a_record_that_keeps_failing_leaves_the_push_to_its_lease_and_the_worker_goes_on(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    """The outcome was never committed: once the lease runs out the target is due again, and
+    the same worker, still running, sends it."""
+    failing = [True]
+    tried = [0]
 
     def fail_the_record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        nonlocal failures
-        if failing and statement.startswith("INSERT INTO push_deliveries"):
-            failures += 1
+        if failing[0] and statement.startswith("INSERT INTO push_deliveries"):
+            tried[0] += 1
             raise RuntimeError("disk full")
-
-    async def failed() -> bool:
-        return failures > 0
-
-    async def leased() -> PushTarget:
-        async with sessionmaker() as session:
-            return (await session.scalars(select(PushTarget))).one()
 
     event.listen(engine.sync_engine, "before_cursor_execute", fail_the_record)
     sender = ScriptedSender()
@@ -374,19 +450,21 @@ async def test_a_failed_record_pauses_the_worker_and_the_push_is_sent_again(
     running = asyncio.create_task(worker.run())
     try:
         await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
-        await eventually(failed)
-        target = await leased()
+
+        async def given_up() -> bool:
+            return tried[0] >= RECORD_ATTEMPTS
+
+        await eventually(given_up)
+        failing[0] = False
+        assert not running.done(), "the worker goes on"
+        target = (await session.scalars(select(PushTarget))).one()
         assert target.sent_version == 0
         assert target.locked_until is not None, "still leased"
-        assert not running.done(), "the worker outlived the failure"
-        failing = False
-        async with sessionmaker() as session, session.begin():
-            row = (await session.scalars(select(PushTarget))).one()
-            row.locked_until = row.locked_until.replace(year=2000)  # the lease ran out
+        target.locked_until = target.locked_until.replace(year=2000)  # the lease ran out
+        await session.commit()
 
         async def delivered() -> bool:
-            async with sessionmaker() as session:
-                return await _deliveries(session) == [("d1", 2, "delivered")]
+            return await _deliveries(session) == [("d1", 2, "delivered")]
 
         await eventually(delivered)
         assert sender.sent == [("aa" * 32, "pass.test.shop")] * 2

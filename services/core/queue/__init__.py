@@ -73,6 +73,9 @@ class QueueBackend(Protocol):
     async def run(self, subscriptions: list[Subscription[Any]]) -> None:
         """Consume until cancelled."""
 
+    async def stop(self, grace: float) -> None:
+        """Take no more work, finish (or hand back) what is held, within ``grace`` seconds."""
+
     def wake(self) -> None:
         """A message was just committed (in this process, or in another one that told this one):
         look now rather than at the next poll."""

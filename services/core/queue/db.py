@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.dbfaults import FailedRounds
@@ -38,13 +40,30 @@ class DatabaseQueue:
         self._applier = BatchApplier(sessionmaker, max_attempts=max_attempts)
         self._wakeup = asyncio.Event()
         self._failures = FailedRounds("queue", first=poll_interval)
+        self._stopping = False
+        self._stopped = asyncio.Event()
 
     def wake(self) -> None:
         self._wakeup.set()
 
+    async def stop(self, grace: float) -> None:
+        """Take no more batches, and finish the one being applied (within ``grace`` seconds;
+        cancelled after that, it hands its messages back)."""
+        self._stopping = True
+        self._wakeup.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._stopped.wait()
+
     async def run(self, subscriptions: list[Subscription[Any]]) -> None:
+        try:
+            await self._run(subscriptions)
+        finally:
+            self._stopped.set()
+
+    async def _run(self, subscriptions: list[Subscription[Any]]) -> None:
         claimed = 0
-        while True:
+        while not self._stopping:
             # Cleared before the drain: a commit during it wakes the next wait at once.
             self._wakeup.clear()
             pause = self._poll_interval
@@ -72,9 +91,27 @@ class DatabaseQueue:
         by_topic = {s.topic: s for s in subscriptions}
         claimed = await self._claim(list(by_topic), look_first=look_first)
         if claimed:
-            # Failures are recorded on their rows, due again after their backoff.
-            await self._applier.apply(by_topic, claimed)
+            try:
+                # Failures are recorded on their rows, due again after their backoff.
+                await self._applier.apply(by_topic, claimed)
+            except BaseException:  # cancelled (a shutdown past its grace): hand them back
+                await asyncio.shield(self._release([m.id for m in claimed]))
+                raise
         return len(claimed)
+
+    async def _release(self, message_ids: list[uuid.UUID]) -> None:
+        """End the lease of claimed messages not applied, so another consumer takes them at
+        once rather than when the lease runs out (if this fails too, the lease runs out)."""
+        with contextlib.suppress(Exception):
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(
+                    update(outbox_table)
+                    .where(
+                        outbox_table.c.message_id.in_(message_ids),
+                        outbox_table.c.processed_at.is_(None),
+                    )
+                    .values(locked_until=None)
+                )
 
     async def _claim(self, topics: list[str], *, look_first: bool = True) -> list[Message]:
         lease = Lease(

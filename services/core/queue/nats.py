@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import ssl
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +42,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core import metrics
 from services.core.db import read_rows
 from services.core.leases import Lease
 from services.core.models import utcnow
@@ -53,8 +57,6 @@ BATCH_SIZE = 64
 FETCH_SECONDS = 5.0
 """How long a consumer's pull request waits for messages (JetStream answers at once when some
 arrive); only how soon an idle consumer notices a lost connection."""
-DUPLICATE_WINDOW_SECONDS = 120.0
-"""How long JetStream remembers a message id: a row relayed again within it is dropped."""
 MESSAGE_ID_HEADER = "Nats-Msg-Id"
 PUBLISH_ACK_SECONDS = 10.0
 RELAY_LEASE_SECONDS = 1.5 * PUBLISH_ACK_SECONDS
@@ -64,6 +66,39 @@ it is also how long the rows of a relay killed outright (kill -9) wait for anoth
 that fails or is stopped ends its lease at once). A lease that ran out too early only publishes
 a row twice, which the stream's duplicate window drops. (Consumers of this backend never look
 at ``locked_until``; the ``db`` backend's claims are its other user.)"""
+RELAY_RETRY_HORIZON_SECONDS = RELAY_LEASE_SECONDS + PUBLISH_ACK_SECONDS
+"""The longest a row published but not yet marked relayed waits before another relay publishes
+it again (its lease runs out): the stream's duplicate window must be at least this."""
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+ADVISORY_QUEUE_GROUP = "passpost-max-deliveries"
+"""One process of all that consume takes each advisory (any of them may record it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """What the stream keeps (JetStream drops the oldest beyond them; 0 or less: no limit)."""
+
+    max_age_seconds: float = 7 * 24 * 3600.0
+    max_bytes: int = 1 << 30
+    max_msgs: int = -1
+    duplicate_window_seconds: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.duplicate_window_seconds < RELAY_RETRY_HORIZON_SECONDS:
+            raise ValueError(
+                f"the stream's duplicate window must be at least the relay's retry horizon "
+                f"({RELAY_RETRY_HORIZON_SECONDS:.0f} s)"
+            )
+
+    def config(self, stream: str) -> StreamConfig:
+        return StreamConfig(
+            name=stream,
+            subjects=[subject(stream, ">")],
+            max_age=self.max_age_seconds if self.max_age_seconds > 0 else None,
+            max_bytes=self.max_bytes if self.max_bytes > 0 else -1,
+            max_msgs=self.max_msgs if self.max_msgs > 0 else -1,
+            duplicate_window=self.duplicate_window_seconds,
+        )
 
 
 def redact_url(url: str) -> str:
@@ -110,6 +145,14 @@ def _stop_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+async def _hand_back(fetched: Sequence[Msg]) -> None:
+    """Ask JetStream to redeliver at once what this consumer fetched and did not finish (a
+    message already acknowledged stays acknowledged)."""
+    for msg in fetched:
+        with contextlib.suppress(Exception):
+            await msg.nak()
+
+
 class NatsQueue:
     def __init__(
         self,
@@ -121,10 +164,15 @@ class NatsQueue:
         lease_seconds: float = 30.0,
         max_attempts: int = 10,
         batch_size: int = BATCH_SIZE,
+        limits: StreamLimits | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: how to verify the server (and show a client certificate) on ``tls://``."""
         self._sessionmaker = sessionmaker
         self._url = url
         self.stream = stream
+        self.limits = limits or StreamLimits()
+        self._tls = tls
         self._poll_interval = poll_interval
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
@@ -145,6 +193,8 @@ class NatsQueue:
         self._wakeup = asyncio.Event()
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
+        self._stopping = False
+        self._stopped = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -154,17 +204,30 @@ class NatsQueue:
         """A message was committed in this process: relay it now rather than at the next poll."""
         self._wakeup.set()
 
+    async def stop(self, grace: float) -> None:
+        """Fetch and relay no more: each consumer applies and acknowledges the batch it holds
+        (its pull ends within ``FETCH_SECONDS``), the relay finishes its batch, all within
+        ``grace`` seconds; cancelled after that, they hand back what they hold."""
+        self._stopping = True
+        self._wakeup.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._stopped.wait()
+
     async def run(self, subscriptions: list[Subscription[Any]]) -> None:
-        """Relay and consume until cancelled (the relay runs even with no subscriptions: this
-        process's commits reach the consumers of other processes through it)."""
+        """Relay and consume until stopped or cancelled (the relay runs even with no
+        subscriptions: this process's commits reach the consumers of other processes)."""
         try:
             pulls = await self._start(subscriptions)
+            if subscriptions:
+                await self.watch_max_deliveries()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._relay_forever())
                 for subscription, pull in pulls:
                     tasks.create_task(self._consume_forever(subscription, pull))
         finally:
             await self.close()
+            self._stopped.set()
 
     async def _start(
         self, subscriptions: list[Subscription[Any]]
@@ -192,21 +255,23 @@ class NatsQueue:
             self._url,
             name="passpost",
             max_reconnect_attempts=-1,
+            tls=self._tls,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
         self._js = self._client.jetstream()
-        config = StreamConfig(
-            name=self.stream,
-            subjects=[subject(self.stream, ">")],
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        )
-        try:
-            await self._js.add_stream(config)
-        except nats.js.errors.BadRequestError:  # it exists with another configuration
-            await self._js.update_stream(config)
+        await self._ensure_stream()
         log.info("queue connected to NATS", extra={"url": redact_url(self._url)})
+
+    async def _ensure_stream(self) -> None:
+        """Make the stream, or bring its limits to the settings."""
+        js = self._jetstream()
+        config = self.limits.config(self.stream)
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:  # it exists with another configuration
+            await js.update_stream(config)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -299,7 +364,11 @@ class NatsQueue:
             fetched = await pull.fetch(self._batch_size, timeout=wait_seconds)
         except TimeoutError:  # nothing came (nats-py raises its own subclass, or the builtin)
             return 0
-        await self._apply(subscription, await self._outbox_messages(subscription, fetched))
+        try:
+            await self._apply(subscription, await self._outbox_messages(subscription, fetched))
+        except BaseException:  # cancelled (a shutdown past its grace): hand them back now
+            await asyncio.shield(_hand_back(fetched))
+            raise
         return len(fetched)
 
     async def _outbox_messages(
@@ -357,7 +426,7 @@ class NatsQueue:
                 await msg.nak(delay=failure.retry_in)
 
     async def _relay_forever(self) -> None:
-        while True:
+        while not self._stopping:
             _stop_if_cancelled()
             # Cleared before relaying: a commit meanwhile wakes the next wait at once.
             self._wakeup.clear()
@@ -373,16 +442,81 @@ class NatsQueue:
     async def _consume_forever(
         self, subscription: Subscription[Any], pull: JetStreamContext.PullSubscription
     ) -> None:
-        while True:
+        while not self._stopping:
             _stop_if_cancelled()
             try:
-                await self.consume_once(subscription, pull)
+                if not await self.consume_once(subscription, pull):
+                    pull = await self.rebind_if_deleted(subscription, pull)
             except Exception as exc:  # a lost connection: nats-py reconnects, fetch again
                 log.warning(
                     "queue consumer failed; retrying",
                     extra={"consumer": durable_name(subscription), "error": repr(exc)[:500]},
                 )
                 await asyncio.sleep(self._poll_interval)
+
+    async def rebind_if_deleted(
+        self, subscription: Subscription[Any], pull: JetStreamContext.PullSubscription
+    ) -> JetStreamContext.PullSubscription:
+        """The subscription's consumer, made again if it was deleted on the server: a fetch from
+        a deleted consumer only ever times out, so an idle consumer checks it exists."""
+        js = self._jetstream()
+        try:
+            await js.consumer_info(self.stream, durable_name(subscription))
+            return pull
+        except nats.js.errors.NotFoundError:
+            log.warning(
+                "queue consumer was deleted on the NATS server; making it again",
+                extra={"consumer": durable_name(subscription)},
+            )
+        with contextlib.suppress(Exception):
+            await pull.unsubscribe()
+        await self._ensure_stream()  # the stream may have gone with it
+        return await self.pull(subscription)
+
+    async def watch_max_deliveries(self) -> None:
+        """Record as failed what JetStream stops delivering: a message whose every delivery
+        ended without an answer (the process died, or the ack was lost) reaches
+        ``max_deliver`` with nothing on its outbox row; JetStream announces it in an advisory."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("the NATS queue is not connected")
+        await client.subscribe(
+            f"{MAX_DELIVERIES_ADVISORY}.{self.stream}.*",
+            queue=ADVISORY_QUEUE_GROUP,
+            cb=self._on_max_deliveries,
+        )
+
+    async def _on_max_deliveries(self, advisory: Msg) -> None:
+        try:
+            sequence = int(json.loads(advisory.data)["stream_seq"])
+            stored = await self._jetstream().get_msg(self.stream, sequence)
+            message_id = uuid.UUID((stored.headers or {})[MESSAGE_ID_HEADER])
+        except Exception as exc:  # gone from the stream, or not ours: nothing to record
+            log.warning("queue max-deliveries advisory not recorded", extra={"error": repr(exc)})
+            return
+        await self.record_undelivered(message_id)
+
+    async def record_undelivered(self, message_id: uuid.UUID) -> None:
+        """Mark the message's row failed, unless a delivery was applied or recorded after all."""
+        error = (
+            f"NATS JetStream stopped delivering after {self._max_attempts} deliveries "
+            "without an answer (max_deliver)"
+        )
+        async with self._sessionmaker() as session, session.begin():
+            done = await session.execute(
+                update(outbox_table)
+                .where(
+                    outbox_table.c.message_id == message_id,
+                    outbox_table.c.processed_at.is_(None),
+                    outbox_table.c.failed_at.is_(None),
+                )
+                .values(failed_at=utcnow(), locked_until=None, last_error=error)
+                .returning(outbox_table.c.topic)
+            )
+            topic = done.scalar()
+        if topic is not None:
+            log.error("message failed", extra={"topic": topic, "gave_up": True, "error": error})
+            metrics.QUEUE_MESSAGES.labels(topic=topic, outcome="failed").inc()
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("NATS connection error", extra={"error": type(exc).__name__})
