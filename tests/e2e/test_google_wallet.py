@@ -395,7 +395,8 @@ async def test_saves_and_removals_tell_passes_and_the_channels_stats(
         for payload in await _published(sessionmaker, ChannelCounted.topic)
     ]
     assert [(c.card_id, c.saved) for c in changed] == [(card_id, True), (card_id, False)]
-    assert [(c.merchant_id, c.counts) for c in counts] == [
+    from_callbacks = [c for c in counts if any(key.startswith("google.") for key in c.counts)]
+    assert [(c.merchant_id, c.counts) for c in from_callbacks] == [  # passes counts the rest
         (shop.merchant.id, {"google.saved": 1}),
         (shop.merchant.id, {"google.removed": 1}),
     ]
