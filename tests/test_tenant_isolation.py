@@ -307,6 +307,12 @@ REACHES: dict[str, Reach] = {
     "GET /c/{link_token}/pass.pkpass": Reach(
         _anonymous("GET", lambda w: f"/c/{w.b_link_guessed()}/pass.pkpass"), 404, LINK
     ),
+    "GET /c/{link_token}/marketing": Reach(
+        _anonymous("GET", lambda w: f"/c/{w.b_link_guessed()}/marketing"), 404, LINK
+    ),
+    "POST /c/{link_token}/marketing": Reach(
+        _anonymous("POST", lambda w: f"/c/{w.b_link_guessed()}/marketing"), 404, LINK
+    ),
     "GET /c/{link_token}/google": Reach(
         _anonymous("GET", lambda w: f"/c/{w.b_link_guessed()}/google"), 404, LINK
     ),
@@ -488,8 +494,7 @@ async def test_no_route_lets_one_merchant_reach_anothers(
         b_card.link_token,
         b_card.authentication_token,
         b.api_key,
-        B_OFFER_TITLE,
-        b_campaign,
+        B_OFFER_TITLE,  # (B's campaign id A sent, and a 404 may echo it)
     ]
     leaks = {
         name: [s for s in b_said if s in answer.text]

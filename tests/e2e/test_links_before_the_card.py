@@ -29,6 +29,7 @@ from services.core.settings import Settings
 from services.core.web import create_app
 from services.integrations.google_wallet.jwt import SAVE_URL_PREFIX
 from services.merchants import google_wallet
+from services.offers.app import component as offers_component
 from services.orders.app import component as orders_component
 from services.passes.app import component as passes_component
 from services.passes.models import Card
@@ -53,10 +54,11 @@ SLOVAK = {"Accept-Language": "sk-SK,sk;q=0.9,en;q=0.5"}
 
 
 def passes_held_back(settings: Settings) -> FastAPI:
-    """orders, push and the passes service's routes, without its queue consumer: what a split
-    deployment serves while the passes consumer is down or behind."""
+    """orders (with offers, the shop's API), push and the passes service's routes, without its
+    queue consumer: what a split deployment serves while the passes consumer is down or behind."""
     web_only = dataclasses.replace(passes_component(settings), subscriptions=())
-    return create_app(settings, [orders_component(settings), web_only, push_component(settings)])
+    shop_api = [orders_component(settings), offers_component(settings)]
+    return create_app(settings, [*shop_api, web_only, push_component(settings)])
 
 
 @contextlib.asynccontextmanager

@@ -179,7 +179,8 @@ async def test_no_secret_in_any_log_line_or_stored_error(
     second_key = (
         await client.post(f"{ADMIN}/merchants/shop/api-keys", json={}, headers=admin)
     ).json()["api_key"]
-    key_file = tmp_path / "service-account.json"
+    key_file = leak_settings.resolved_admin_files_dir / "service-account.json"  # where ops put it
+    key_file.parent.mkdir(parents=True, exist_ok=True)
     key_file.write_text(json.dumps(service_account_info))
     google_on = await client.put(
         f"{ADMIN}/merchants/shop/google",
@@ -274,7 +275,9 @@ async def test_no_secret_in_any_log_line_or_stored_error(
     assert (await client.get(f"{ADMIN}/merchants", headers=admin)).status_code == 200
     await eventually(lambda: nothing_to_push(sessionmaker))
 
-    save_jwt = links["google_save_url"].rsplit("/", 1)[1]
+    to_google = await client.get(links["google_save_url"])  # ours: signs the object now
+    assert to_google.status_code == 303
+    save_jwt = to_google.headers["location"].rsplit("/", 1)[1]
     private_key_line = service_account_info["private_key"].splitlines()[1]
     pass_key_line = _a_line_of(Path(design.key_path))
     secrets = {
