@@ -100,6 +100,8 @@ def open_link(secret_key: bytes, link_token: str) -> CardCustomer | None:
         return None
     try:
         sealed = base64.urlsafe_b64decode(link_token + "=" * (-len(link_token) % 4))
+        if base64.urlsafe_b64encode(sealed).decode().rstrip("=") != link_token:
+            return None  # another spelling of the same bytes: one link per card, not several
         plain = _sealer(secret_key).decrypt(sealed, [_SEAL_LABEL])
     except (InvalidTag, ValueError):  # binascii.Error is a ValueError
         return None

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import hmac
 import os
+import string
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -72,6 +73,7 @@ async def test_links_nobody_issued_answer_one_and_the_same_404(
             OTHER_SECRET_KEY, shop.merchant.id, "c-3"
         ),
         "not a link": "x",
+        "another spelling of the real one": _respelt(real),
     }
     suffixes = ("", "/pass.pkpass", "/google")
     answers: dict[str, set[tuple[str, bytes]]] = {suffix: set() for suffix in suffixes}
@@ -160,3 +162,14 @@ async def _waiting_on_a_lock(sessionmaker: async_sessionmaker[AsyncSession]) -> 
             text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
         )
         return bool(waiting)
+
+
+def _respelt(token: str) -> str:
+    """The same bytes in other base64: the last character with an unused low bit flipped."""
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    assert len(token) % 4 in (2, 3), "an unpadded length whose last character has spare bits"
+    respelt = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(
+        respelt + "=" * (-len(respelt) % 4)
+    ) == base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    return respelt
