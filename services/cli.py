@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -33,30 +34,47 @@ from services.core.web import Component
 from services.core.workers import WorkerPool
 from services.integrations.google_wallet.auth import AccessTokens, ServiceAccount
 from services.integrations.google_wallet.client import GoogleWalletClient, GoogleWalletError
-from services.merchants import google_wallet, marketing
+from services.merchants import google_wallet, journeys, marketing
 from services.merchants import service as merchants
 from services.merchants.schemas import MerchantCreate, MerchantRead
-from services.onboarding import onboard_merchant
-from services.passes import changes, designs, issuing
+from services.onboarding import development_wallet_orders, onboard_merchant
+from services.orders.connectors import service as connectors
+from services.orders.connectors.common import Platform
+from services.orders.connectors.schemas import ConnectorConfigure, MappingSet
+from services.passes import changes, designs, issuing, locations
 from services.passes import google_wallet as card_google_wallet
 from services.passes.apple.devchain import ensure_dev_chain
-from services.passes.schemas import AppleSettings, Branding, CardIssue
+from services.passes.schemas import AppleSettings, Branding, CardIssue, StoreLocations
+from services.passes.wallet_orders import settings as order_settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 merchants_app = typer.Typer(help="Merchants and their API keys.", no_args_is_help=True)
 designs_app = typer.Typer(
     help="A merchant's pass design: Apple settings, branding, images.", no_args_is_help=True
 )
+locations_app = typer.Typer(
+    help="A merchant's stores (at most 10): near one, the card comes up on the lock screen.",
+    no_args_is_help=True,
+)
 cards_app = typer.Typer(help="Customer cards.", no_args_is_help=True)
 google_app = typer.Typer(help="Google Wallet for a merchant.", no_args_is_help=True)
 offers_app = typer.Typer(help="A merchant's offers and coupons.", no_args_is_help=True)
 campaigns_app = typer.Typer(help="The campaigns that deliver offers.", no_args_is_help=True)
+connectors_app = typer.Typer(
+    help="Shopify, WooCommerce and Shoptet webhooks straight to the card.", no_args_is_help=True
+)
+journeys_app = typer.Typer(
+    help="A merchant's journeys: triggered messages on the card.", no_args_is_help=True
+)
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(designs_app, name="designs")
+designs_app.add_typer(locations_app, name="locations")
 app.add_typer(cards_app, name="cards")
 app.add_typer(google_app, name="google")
 app.add_typer(offers_app, name="offers")
 app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(connectors_app, name="connectors")
+app.add_typer(journeys_app, name="journeys")
 
 T = TypeVar("T")
 DEMO_SLUG = "demo"
@@ -85,7 +103,7 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
     async def main() -> T:
         engine = create_engine(settings)
         try:
-            async with create_sessionmaker(engine)() as session, session.begin():
+            async with create_sessionmaker(engine, settings)() as session, session.begin():
                 return await work(session)
         finally:
             await engine.dispose()
@@ -150,6 +168,8 @@ def init() -> None:
         else:
             saved = json.loads(demo_file.read_text()) if demo_file.exists() else {}
             api_key = saved.get("api_key") or await merchants.create_api_key(session, merchant)
+        if settings.environment != Environment.production and not merchant.order_type_identifier:
+            await development_wallet_orders(session, settings, merchant)
         problems = await designs.check_designs(session)
         if problems:
             _fail("\n  ".join(["the configuration has problems:", *problems]))
@@ -278,10 +298,12 @@ def _build_app(settings: Settings, service: ServiceName, extra: list[Component])
 
 def components_of(service: ServiceName, settings: Settings) -> list[Component]:
     """What ``serve SERVICE`` runs. The admin API comes with the passes service too, where a
-    split deployment has always found it, and alone with ``serve admin``; the offers API with
+    split deployment has always found it, and alone with ``serve admin`` (the connectors' admin
+    routes, which the orders service owns, with it); the offers API with
     the orders API (both are the shop's, under ``/v1``), and alone with ``serve offers``."""
     from services.admin.app import component as admin_component
     from services.offers.app import component as offers_component
+    from services.orders.app import admin_component as orders_admin
     from services.orders.app import component as orders_component
     from services.passes.app import component as passes_component
     from services.push.app import component as push_component
@@ -289,15 +311,20 @@ def components_of(service: ServiceName, settings: Settings) -> list[Component]:
     chosen = {
         ServiceName.orders: [orders_component(settings), offers_component(settings)],
         ServiceName.offers: [offers_component(settings)],
-        ServiceName.passes: [passes_component(settings), admin_component(settings)],
+        ServiceName.passes: [
+            passes_component(settings),
+            admin_component(settings),
+            orders_admin(settings),
+        ],
         ServiceName.push: [push_component(settings)],
-        ServiceName.admin: [admin_component(settings)],
+        ServiceName.admin: [admin_component(settings), orders_admin(settings)],
     }.get(service) or [
         orders_component(settings),
         offers_component(settings),
         passes_component(settings),
         push_component(settings),
         admin_component(settings),
+        orders_admin(settings),
     ]
     return chosen
 
@@ -460,6 +487,63 @@ def merchants_signing_secret(
     _print(_in_transaction(settings, work))
 
 
+PlatformOption = Annotated[Platform, typer.Option("--platform", help="The shop's platform.")]
+
+
+@connectors_app.command("configure")
+def connectors_configure(
+    merchant_slug: Slug,
+    platform: PlatformOption,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The secret the platform signs webhooks with. Give it twice (old, then new) "
+            "during a rotation; a new one alone keeps the old one too until --revoke-old."
+        ),
+    ] = None,
+    api_token: Annotated[
+        str | None, typer.Option(help="Shoptet: the shop's API access token.")
+    ] = None,
+    revoke_old: Annotated[bool, typer.Option(help="Stop accepting the previous secret.")] = False,
+) -> None:
+    """Connect a merchant's shop: prints the webhook URL to give the platform. Secrets and
+    tokens are stored and never shown again."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        body = ConnectorConfigure(
+            secrets=secret or None, api_token=api_token, revoke_old=revoke_old
+        )
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        connector = await connectors.configure(session, merchant, platform, body)
+        return connectors.connector_read(connector, merchant, settings).model_dump(mode="json")
+
+    _print(_in_transaction(settings, work))
+
+
+@connectors_app.command("map")
+def connectors_map(
+    merchant_slug: Slug,
+    platform: PlatformOption,
+    source: Annotated[
+        str, typer.Option("--from", help="The platform's status (a Shoptet status id).")
+    ],
+    to: Annotated[str, typer.Option(help="Ours: placed, confirmed, ..., refunded.")],
+) -> None:
+    """Map one of the platform's statuses to ours, over the platform's table."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        mapping = MappingSet.model_validate({"from": source, "to": to})
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        connector = await connectors.set_mapping(
+            session, merchant, platform, mapping.source, mapping.to.value
+        )
+        return connectors.connector_read(connector, merchant, settings).model_dump(mode="json")
+
+    _print(_in_transaction(settings, work))
+
+
 @merchants_app.command("marketing")
 def merchants_marketing(
     merchant_slug: Slug,
@@ -502,6 +586,120 @@ def merchants_marketing(
     _print(_in_transaction(settings, work))
 
 
+@journeys_app.command("list")
+def journeys_list(
+    merchant_slug: Annotated[str, typer.Option("--merchant", help="The merchant's slug.")],
+) -> None:
+    """Every journey of a merchant with its settings (defaults where never set)."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        return {
+            "merchant": merchant.slug,
+            "journeys": {
+                name: current.model_dump(mode="json")
+                for name, current in journeys.journeys_of(merchant).items()
+            },
+        }
+
+    _print(_in_transaction(settings, work))
+
+
+@journeys_app.command("set")
+def journeys_set(
+    merchant_slug: Annotated[str, typer.Option("--merchant", help="The merchant's slug.")],
+    journey: Annotated[str, typer.Option(help=f"One of {', '.join(journeys.JOURNEYS)}.")],
+    enabled: Annotated[
+        bool | None, typer.Option("--on/--off", help="Switch the journey on or off.")
+    ] = None,
+    delay_days: Annotated[int | None, typer.Option(help="The delay in days.")] = None,
+    delay_hours: Annotated[int | None, typer.Option(help="... or in hours.")] = None,
+    delay_minutes: Annotated[int | None, typer.Option(help="... or in minutes.")] = None,
+    valid_days: Annotated[
+        int | None, typer.Option(help="Days the message stays on the card.")
+    ] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option(help="The journey's words in a language: LOCALE=TITLE|TEXT (repeatable)."),
+    ] = None,
+    offer_code: Annotated[
+        str | None, typer.Option(help="The coupon code the message brings.")
+    ] = None,
+    offer_valid_days: Annotated[int, typer.Option(help="Days the coupon is valid.")] = 7,
+    no_offer: Annotated[bool, typer.Option(help="The message brings no coupon.")] = False,
+    url: Annotated[str | None, typer.Option(help="The journey's link.")] = None,
+    after_orders: Annotated[
+        int | None, typer.Option(help="loyalty: after this many delivered orders.")
+    ] = None,
+    refill: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="refill: a product's days after delivery, PRODUCT_ID=DAYS (repeatable;"
+            " 0 days forgets the product)."
+        ),
+    ] = None,
+) -> None:
+    """Change one journey of a merchant (what is not given stays), then show it."""
+    settings = _settings()
+    if journey not in journeys.JOURNEYS:
+        _fail(f"--journey: one of {', '.join(journeys.JOURNEYS)}")
+    delays = [d for d in (delay_days, delay_hours, delay_minutes) if d is not None]
+    if len(delays) > 1:
+        _fail("give the delay once: --delay-days, --delay-hours or --delay-minutes")
+    given: dict[str, Any] = {"enabled": enabled, "valid_days": valid_days, "url": url}
+    given["after_orders"] = after_orders
+    if delay_days is not None:
+        given["delay_minutes"] = delay_days * journeys.MINUTES_A_DAY
+    elif delay_hours is not None:
+        given["delay_minutes"] = delay_hours * 60
+    else:
+        given["delay_minutes"] = delay_minutes
+    if offer_code is not None:
+        given["offer"] = {"code": offer_code, "valid_days": offer_valid_days}
+    changes = {name: value for name, value in given.items() if value is not None}
+    if no_offer:
+        changes["offer"] = None
+    name: journeys.JourneyName = journey
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        texts = dict(journeys.journeys_of(merchant)[name].texts)
+        for value in text or []:
+            try:
+                locale, words = journeys.parse_text(value)
+            except ValueError as exc:
+                _fail(f"--text: {exc}")
+            texts[locale] = words
+        if text:
+            changes["texts"] = {k: v.model_dump() for k, v in texts.items()}
+        if refill:
+            changes["products"] = _refill_days(journeys.journeys_of(merchant)[name], refill)
+        try:
+            change = journeys.JourneyChange.model_validate(changes)
+            current = await journeys.update_journey(session, merchant, name, change.changes())
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            _fail(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}")
+        return {"merchant": merchant.slug, "journey": name, **current.model_dump(mode="json")}
+
+    _print(_in_transaction(settings, work))
+
+
+def _refill_days(current: journeys.JourneySettings, given: list[str]) -> dict[str, int]:
+    """The journey's products with ``PRODUCT_ID=DAYS`` applied (0 days: the product left)."""
+    products = dict(current.products)
+    for value in given:
+        product, separator, days = value.rpartition("=")
+        if not separator or not product or not days.isdigit():
+            _fail(f"--refill: PRODUCT_ID=DAYS, such as tea-green=30 (not {value!r})")
+        if int(days):
+            products[product] = int(days)
+        else:
+            products.pop(product, None)
+    return products
+
+
 @designs_app.command("apple")
 def designs_apple(
     merchant_slug: Slug,
@@ -530,6 +728,56 @@ def designs_apple(
         else:
             await designs.update_apple(session, merchant, design, apple)
         return {"merchant": merchant.slug, "pass_type_identifier": design.pass_type_identifier}
+
+    _print(_in_transaction(settings, work))
+
+
+@designs_app.command("apple-orders")
+def designs_apple_orders(
+    merchant_slug: Slug,
+    order_type_id: Annotated[
+        str | None, typer.Option(help="Apple Order Type ID, e.g. order.com.shop.")
+    ] = None,
+    certificate: Annotated[Path | None, typer.Option(help="Order Type ID certificate.")] = None,
+    key: Annotated[Path | None, typer.Option(help="Its private key (PEM or DER).")] = None,
+    merchant_identifier: Annotated[
+        str | None,
+        typer.Option(help="Apple Merchant ID for order.json (default: merchant.<order type>)."),
+    ] = None,
+    enable: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Switch Wallet Orders on or off.")
+    ] = None,
+) -> None:
+    """Set a merchant's Apple Wallet Orders material (checked before it is saved), and switch
+    Wallet Orders on or off."""
+    settings = _settings()
+    given = (order_type_id, certificate, key)
+    if any(value is not None for value in given) and not all(v is not None for v in given):
+        _fail("--order-type-id, --certificate and --key go together")
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        design = await designs.get_design(session, merchant)
+        if order_type_id is not None and certificate is not None and key is not None:
+            await order_settings.configure(
+                session,
+                merchant,
+                design,
+                order_settings.WalletOrdersSettings(
+                    order_type_id, certificate, key, merchant_identifier
+                ),
+                enable=enable,
+            )
+        elif enable is not None:
+            order_settings.switch(merchant, design, enable=enable)
+        else:
+            _fail("nothing to do: give the Order Type ID material, --enable or --disable")
+        await session.flush()
+        return {
+            "merchant": merchant.slug,
+            "order_type_identifier": merchant.order_type_identifier,
+            "wallet_orders": merchant.wallet_orders_enabled,
+        }
 
     _print(_in_transaction(settings, work))
 
@@ -568,6 +816,12 @@ def designs_branding(
     tracking_url: Annotated[str | None, typer.Option(help="May use {tracking_number}")] = None,
     returns_url: Annotated[str | None, typer.Option()] = None,
     account_url: Annotated[str | None, typer.Option()] = None,
+    review_url: Annotated[
+        str | None, typer.Option(help="Offered after a rating of 9-10; may use {order_id}")
+    ] = None,
+    survey_url: Annotated[
+        str | None, typer.Option(help="Offered after a rating of 0-6; may use {order_id}")
+    ] = None,
 ) -> None:
     """Change how a merchant's cards look and where their links lead."""
     settings = _settings()
@@ -583,6 +837,8 @@ def designs_branding(
         "tracking_url_template": tracking_url,
         "returns_url_template": returns_url,
         "account_url_template": account_url,
+        "review_url_template": review_url,
+        "survey_url_template": survey_url,
     }
 
     async def work(session: AsyncSession) -> dict[str, Any]:
@@ -632,6 +888,62 @@ def designs_image(
         design = await designs.get_design(session, merchant)
         await designs.set_image(session, design, name, data)
         return {"merchant": merchant.slug, "image": name, "bytes": len(data)}
+
+    _print(_in_transaction(settings, work))
+
+
+@locations_app.command("set")
+def designs_locations_set(
+    merchant_slug: Slug,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help='A JSON list of stores: [{"latitude": 48.1486, "longitude": 17.1077, '
+            '"relevant_text": {"en": "Our store is nearby"}}, ...]; - reads standard input.'
+        ),
+    ],
+) -> None:
+    """Replace a merchant's stores; every card gets a new version carrying them, silently."""
+    settings = _settings()
+    try:
+        given = json.loads(sys.stdin.read() if str(file) == "-" else file.read_text())
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}")
+    except json.JSONDecodeError as exc:
+        _fail(f"{file} is not JSON: {exc}")
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        stores = StoreLocations.model_validate({"locations": given})
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        design = await designs.get_design(session, merchant)
+        await locations.set_locations(session, design, stores.locations)
+        return {"merchant": merchant.slug, "locations": design.locations}
+
+    _print(_in_transaction(settings, work))
+
+
+@locations_app.command("list")
+def designs_locations_list(merchant_slug: Slug) -> None:
+    """A merchant's stores as its cards carry them."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        design = await designs.get_design(session, merchant)
+        return {"merchant": merchant.slug, "locations": design.locations or []}
+
+    _print(_in_transaction(settings, work))
+
+
+@locations_app.command("clear")
+def designs_locations_clear(merchant_slug: Slug) -> None:
+    """No stores on a merchant's cards any more."""
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        merchant = await merchants.get_merchant_by_slug(session, merchant_slug)
+        await locations.set_locations(session, await designs.get_design(session, merchant), [])
+        return {"merchant": merchant.slug, "locations": []}
 
     _print(_in_transaction(settings, work))
 

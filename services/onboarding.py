@@ -14,10 +14,15 @@ from services.core.settings import Environment, Settings
 from services.merchants.models import Merchant
 from services.merchants.schemas import MerchantCreate
 from services.merchants.service import create_merchant
-from services.passes.apple.devchain import ensure_dev_chain, ensure_pass_type_certificate
-from services.passes.designs import create_design
+from services.passes.apple.devchain import (
+    ensure_dev_chain,
+    ensure_order_type_certificate,
+    ensure_pass_type_certificate,
+)
+from services.passes.designs import create_design, get_design
 from services.passes.models import PassDesign
 from services.passes.schemas import AppleSettings, Branding
+from services.passes.wallet_orders.settings import WalletOrdersSettings, configure
 
 DEV_TEAM_IDENTIFIER = "PASSPOST42"
 
@@ -65,3 +70,23 @@ async def onboard_merchant(
         with named_by_caller():  # the caller's files: unusable ones are its mistake, a 422
             design = await create_design(session, merchant, apple, branding)
     return Onboarded(merchant=merchant, design=design, api_key=api_key)
+
+
+async def development_wallet_orders(
+    session: AsyncSession, settings: Settings, merchant: Merchant
+) -> None:
+    """Wallet Orders on, with an Order Type ID certificate from the development chain (the
+    demo merchant's, so ``make run`` shows "Track in Apple Wallet")."""
+    order_type = f"order.dev.passpost.{merchant.slug}"
+    files = ensure_order_type_certificate(
+        settings.keys_dir, order_type, DEV_TEAM_IDENTIFIER, merchant.name
+    )
+    design = await get_design(session, merchant)
+    await configure(
+        session,
+        merchant,
+        design,
+        WalletOrdersSettings(order_type, files.certificate, files.key),
+        enable=True,
+    )
+    await session.flush()

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.core.clock import clock
 from services.core.settings import Settings
 from services.merchants.schemas import MerchantCreate
 from services.onboarding import Onboarded, onboard_merchant
@@ -181,3 +182,37 @@ def offer_body(
         "notify": True,
         **fields,
     }
+
+
+SHOP_EVENTS = "/v1/events"
+"""Where a shop posts its customers' events (and ``/v1/events:batch``)."""
+
+
+def shop_event(
+    kind: str,
+    customer_id: str = "c-42",
+    data: dict[str, Any] | None = None,
+    *,
+    event_id: str | None = None,
+    **customer: Any,
+) -> dict[str, Any]:
+    """A shop event's body, happening now on the clock."""
+    body: dict[str, Any] = {
+        "id": event_id or f"ev-{uuid.uuid4().hex[:12]}",
+        "occurred_at": clock.now().isoformat(),
+        "type": kind,
+        "customer": {"id": customer_id, **customer},
+    }
+    if data is not None:
+        body["data"] = data
+    return body
+
+
+async def post_shop_event(
+    client: httpx.AsyncClient, onboarded: Onboarded, event: dict[str, Any]
+) -> dict[str, Any]:
+    """Post one shop event; it must be accepted (its answer)."""
+    response = await client.post(SHOP_EVENTS, json=event, headers=api_auth(onboarded))
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body

@@ -352,6 +352,13 @@ def test_a_worker_builds_the_service_it_was_told(
         (ServiceName.all, "/v1/stats", "/nowhere"),
         (ServiceName.push, "/google/callbacks", "/admin/v1/merchants"),
         (ServiceName.all, "/admin/v1/merchants", "/nowhere"),
+        (ServiceName.passes, "/admin/v1/merchants/{slug}/connectors", "/v1/connectors/events"),
+        (ServiceName.admin, "/admin/v1/merchants/{slug}/connectors/{platform}", "/v1/stats"),
+        (
+            ServiceName.orders,
+            "/v1/connectors/{platform}/{merchant_slug}",
+            "/admin/v1/merchants/{slug}/connectors",
+        ),
     ],
 )
 def test_the_admin_api_is_served_alone_or_beside_passes(
@@ -419,3 +426,77 @@ def test_bad_marketing_settings_are_named_and_change_nothing(
     shown = json.loads(cli("merchants", "marketing", "--merchant", "shop").stdout)
     assert shown["marketing"]["daily_cap"] == 1
     assert shown["marketing"]["time_zone"] == "UTC"
+
+
+def test_a_merchants_stores_are_set_listed_and_cleared(cli: Any, tmp_path: Path) -> None:
+    assert cli("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
+    stores = [{"latitude": 48.1439, "longitude": 17.1097, "relevant_text": {"en": "Nearby"}}]
+    file = tmp_path / "stores.json"
+    file.write_text(json.dumps(stores))
+    set_ = cli("designs", "locations", "set", "--merchant", "shop", str(file))
+    assert set_.exit_code == 0, set_.output
+    listed = cli("designs", "locations", "list", "--merchant", "shop")
+    assert json.loads(listed.stdout) == {"merchant": "shop", "locations": stores}
+
+    for given, named in [
+        (stores * 11, "locations: List should have at most 10 items"),
+        ([{"latitude": 91, "longitude": 0}], "locations.0.latitude: Input should be less than"),
+    ]:
+        file.write_text(json.dumps(given))
+        refused = cli("designs", "locations", "set", "--merchant", "shop", str(file))
+        assert refused.exit_code == 2
+        assert named in refused.stderr
+        assert "Traceback" not in refused.output
+    file.write_text("[{")
+    assert (
+        "is not JSON" in cli("designs", "locations", "set", "--merchant", "shop", str(file)).stderr
+    )
+    same = json.loads(cli("designs", "locations", "list", "--merchant", "shop").stdout)
+    assert same["locations"] == stores
+
+    cleared = cli("designs", "locations", "clear", "--merchant", "shop")
+    assert cleared.exit_code == 0, cleared.output
+    empty = cli("designs", "locations", "list", "--merchant", "shop")
+    assert json.loads(empty.stdout)["locations"] == []
+
+
+def test_review_and_survey_links_are_branding(cli: Any) -> None:
+    assert cli("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
+    set_ = cli(
+        "designs", "branding", "--merchant", "shop",
+        "--review-url", "https://reviews.example.com/{order_id}",
+        "--survey-url", "https://shop.example.com/survey?o={order_number}",
+    )  # fmt: skip
+    assert set_.exit_code == 0, set_.output
+    updated = json.loads(set_.stdout)["updated"]
+    assert updated == ["review_url_template", "survey_url_template"]
+    bad = cli("designs", "branding", "--merchant", "shop", "--review-url", "https://r/{score}")
+    assert bad.exit_code == 2
+    assert "review_url_template" in bad.stderr
+
+
+def test_a_journeys_link_template_and_refill_days_are_set_as_written(cli: Any) -> None:
+    assert cli("merchants", "create", "--slug", "shop", "--name", "Shop").exit_code == 0
+    referral = cli(
+        "journeys", "set", "--merchant", "shop", "--journey", "referral", "--on",
+        "--url", "https://shop.example.com/invite/{customer_id}",
+    )  # fmt: skip
+    assert referral.exit_code == 0, referral.output
+    assert json.loads(referral.stdout)["url"] == "https://shop.example.com/invite/{customer_id}"
+
+    refill = cli(
+        "journeys", "set", "--merchant", "shop", "--journey", "refill",
+        "--refill", "tea-green=30", "--refill", "filters=60",
+    )  # fmt: skip
+    assert refill.exit_code == 0, refill.output
+    assert json.loads(refill.stdout)["products"] == {"tea-green": 30, "filters": 60}
+    forgot = cli(
+        "journeys", "set", "--merchant", "shop", "--journey", "refill", "--refill", "filters=0"
+    )
+    assert json.loads(forgot.stdout)["products"] == {"tea-green": 30}
+
+    for option, value in (("--refill", "tea-green"), ("--url", "not a url{")):
+        refused = cli("journeys", "set", "--merchant", "shop", "--journey", "refill", option, value)
+        assert refused.exit_code == 2, refused.output
+        assert option.removeprefix("--") in refused.stderr
+        assert "Traceback" not in refused.output

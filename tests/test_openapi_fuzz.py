@@ -51,12 +51,19 @@ DEPENDS_ON_STATE = [
     "GET /v1/offers",
     "GET /v1/campaigns",
     "GET /v1/stats",
+    "GET /v1/feedback",
     "PATCH /admin/v1/merchants/{slug}/marketing",
 ]
 """What a schema cannot say: an offer's ``valid_until`` must be ahead of the clock, a list's
 ``cursor`` is one of our own answers' ``next_cursor`` (opaque), the stats' period is at most 366
 days up to today, and a merchant's weekly cap is at least the daily cap it has. A well-formed
 body or query against those is rightly a 422; every other check still runs on them."""
+
+URL_TEMPLATES = ["PATCH /admin/v1/merchants/{slug}/journeys/{journey}"]
+"""A journey's link is a URL template (``{customer_id}`` and the like kept as written): its
+schema says http(s), printable, no spaces, but whether it parses as a URL once its
+placeholders are filled no pattern can say, so a well-formed one that does not is rightly a
+422; every other check still runs on it."""
 
 ORDER_ID_TAKES_THEIR_PATHS = [
     "POST /v1/orders/events",
@@ -137,7 +144,7 @@ def as_shop_and_ops(app: Any, merchant_key: str, run: FuzzRun) -> None:
         },
         operations=[
             {
-                "include-name": NAMES_SERVER_FILES + DEPENDS_ON_STATE,
+                "include-name": NAMES_SERVER_FILES + DEPENDS_ON_STATE + URL_TEMPLATES,
                 "checks": {"positive_data_acceptance": {"enabled": False}},
             },
             {

@@ -32,15 +32,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import Route
 
 from services.cli import ServiceName, components_of
+from services.contracts.wallet_orders import WalletOrderIdentity, wallet_order_identity
 from services.core import metrics
 from services.core.settings import Settings
 from services.core.web import health_router
 from services.merchants import google_wallet
 from services.models import Base
-from services.onboarding import Onboarded
+from services.onboarding import Onboarded, development_wallet_orders
+from services.orders.connectors import service as connectors
+from services.orders.connectors.common import Platform
+from services.orders.connectors.schemas import ConnectorConfigure
 from services.passes.models import Card, PassDesign
 from tests.factories import (
     EVENTS,
+    SHOP_EVENTS,
     WS,
     api_auth,
     batch,
@@ -49,11 +54,14 @@ from tests.factories import (
     order_event,
     pass_auth,
     post_order_event,
+    post_shop_event,
     register_device,
     registration_url,
+    shop_event,
 )
 from tests.integrations.google_wallet.conftest import ACCESS_TOKEN, TOKEN_URI
 from tests.integrations.google_wallet.test_callbacks import GoogleSigner, new_key
+from tests.orders.connectors.platforms import SHOPIFY_SECRET, post_shopify, shopify_order
 from tests.waiting import eventually, queue_drained
 
 ADMIN = "/admin/v1"
@@ -68,8 +76,28 @@ B_ONLY_OFFER = "b-only"
 """B's offer A never posts: A's reads and changes of it are 404."""
 B_OFFER_TITLE = "B only: 30 % off"
 B_DEVICE = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0"
+B_WEBHOOK = "b-only-shopify-webhook-0b0b0b0b"
+"""B's Shopify delivery: A's list of deliveries must not have it."""
 A_DEVICE = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"
 PUSH_TOKEN = "ab" * 32
+WO = "/wallet-orders/v1"
+B_ORDER_TYPE = "order.dev.passpost.other"
+B_CART_EVENT: dict[str, Any] = {
+    "customer_id": "c-42",
+    "data": {"cart_id": "b-cart"},
+    "event_id": "b-cart-event",
+}
+"""B's customer's abandoned cart (B's event id): A recovers "the same" cart of its own."""
+B_WATCHED_PRICE_DROP = shop_event(
+    "price.dropped",
+    "shop",
+    {
+        "product": {"id": "b-product", "name": "B's tea"},
+        "old_price": {"amount": "10", "currency": "EUR"},
+        "new_price": {"amount": "5", "currency": "EUR"},
+    },
+)
+"""A drop of the product B's customer watches, posted by A: B's watcher hears nothing."""
 
 
 @dataclass
@@ -86,6 +114,14 @@ class World:
     @property
     def b_registration(self) -> str:
         return registration_url(self.b_card, B_DEVICE)
+
+    def wallet_order(self, onboarded: Onboarded, order_id: str) -> WalletOrderIdentity:
+        key = self.settings.resolved_secret_key()
+        return wallet_order_identity(key, onboarded.merchant.id, order_id)
+
+    def b_wallet_registration(self) -> str:
+        b = self.wallet_order(self.b, B_ONLY_ORDER).order_identifier
+        return f"{WO}/devices/{B_DEVICE}/registrations/{B_ORDER_TYPE}/{b}"
 
     def b_link_guessed(self) -> str:
         """B's link token with a character changed: links are not enumerable."""
@@ -124,6 +160,17 @@ def _with_a_card(method: str, url: Callable[[World], str], body: Any = None) -> 
     return call
 
 
+def _with_a_wallet_order(method: str, url: Callable[[World], str], body: Any = None) -> Call:
+    """A request with the token of A's Wallet order, the Orders web service's credential."""
+
+    async def call(w: World) -> httpx.Response:
+        token = w.wallet_order(w.a, "A-1").authentication_token
+        headers = {"Authorization": f"AppleOrder {token}"}
+        return await w.client.request(method, url(w), json=body, headers=headers)
+
+    return call
+
+
 def _anonymous(method: str, url: Callable[[World], str], body: Any = None) -> Call:
     """A request with A's API key where the route takes none (it must not matter)."""
     return _as_a(method, url, body)
@@ -144,10 +191,16 @@ async def _callback_for_b_object(w: World) -> httpx.Response:
     return await w.client.post("/google/callbacks", content=body)
 
 
+async def _shopify_signed_by_a_for_b(w: World) -> httpx.Response:
+    """A's Shopify webhook, signed with A's connector secret, posted to B's connector."""
+    return await post_shopify(w.client, "orders/create", shopify_order("paid"), slug="other")
+
+
 MERCHANT_KEY = "A's API key: B's objects are not there for it (as if they did not exist)"
 ADMIN_TOKEN = "the admin token (ops see every merchant): a merchant's key is not it"
 PASS_TOKEN = "the pass's own authenticationToken (Apple): A's card's token opens no other card"
 DEVICE_ID = "the device's library id, which only the device knows (Apple's protocol)"
+ORDER_TOKEN = "the Wallet order's own authenticationToken: A's order's token opens no other"
 LINK = "the unguessable link token (derived with the server's secret key)"
 NONE = "nothing: no merchant's data is behind it"
 
@@ -209,6 +262,31 @@ REACHES: dict[str, Reach] = {
         MERCHANT_KEY,
     ),
     "GET /v1/stats": Reach(_as_a("GET", lambda w: "/v1/stats"), 200, MERCHANT_KEY),
+    "GET /v1/connectors/events": Reach(
+        _as_a("GET", lambda w: "/v1/connectors/events"), 200, MERCHANT_KEY
+    ),
+    # A platform's webhook: the signature under the connector's own secret is the credential.
+    "POST /v1/connectors/{platform}/{merchant_slug}": Reach(
+        _shopify_signed_by_a_for_b,
+        401,
+        "the platform's signature under the merchant's connector secret: A's signs nothing of B",
+    ),
+    "POST /v1/customers/{customer_id}/feedback": Reach(
+        _as_a("POST", lambda w: "/v1/customers/c-42/feedback", {"order_id": B_ORDER, "score": 2}),
+        201,  # A's own customer and order of those ids: B's rating is B's (checked after)
+        MERCHANT_KEY,
+    ),
+    "GET /v1/feedback": Reach(_as_a("GET", lambda w: "/v1/feedback"), 200, MERCHANT_KEY),
+    "POST /v1/events": Reach(
+        _as_a("POST", lambda w: SHOP_EVENTS, shop_event("cart.recovered", **B_CART_EVENT)),
+        202,  # A's own event and customer of those ids: B's reminder stays (checked after)
+        MERCHANT_KEY,
+    ),
+    "POST /v1/events:batch": Reach(
+        _as_a("POST", lambda w: f"{SHOP_EVENTS}:batch", batch(B_WATCHED_PRICE_DROP)),
+        200,  # no watcher of A's: nothing reaches B's watcher's card
+        MERCHANT_KEY,
+    ),
     # Admin routes: the admin token or nothing, whichever merchant the path names.
     "GET /admin/v1/merchants": Reach(
         _as_a("GET", lambda w: f"{ADMIN}/merchants"), 401, ADMIN_TOKEN
@@ -258,6 +336,17 @@ REACHES: dict[str, Reach] = {
     "GET /admin/v1/merchants/{slug}/marketing": Reach(
         _as_a("GET", lambda w: f"{ADMIN}{B_SLUG}/marketing"), 401, ADMIN_TOKEN
     ),
+    "GET /admin/v1/merchants/{slug}/journeys": Reach(
+        _as_a("GET", lambda w: f"{ADMIN}{B_SLUG}/journeys"), 401, ADMIN_TOKEN
+    ),
+    "GET /admin/v1/merchants/{slug}/journeys/{journey}": Reach(
+        _as_a("GET", lambda w: f"{ADMIN}{B_SLUG}/journeys/welcome"), 401, ADMIN_TOKEN
+    ),
+    "PATCH /admin/v1/merchants/{slug}/journeys/{journey}": Reach(
+        _as_a("PATCH", lambda w: f"{ADMIN}{B_SLUG}/journeys/welcome", {"enabled": False}),
+        401,
+        ADMIN_TOKEN,
+    ),
     "PATCH /admin/v1/merchants/{slug}/marketing": Reach(
         _as_a("PATCH", lambda w: f"{ADMIN}{B_SLUG}/marketing", {"daily_cap": 5}),
         401,
@@ -267,6 +356,40 @@ REACHES: dict[str, Reach] = {
         _as_a("PATCH", lambda w: f"{ADMIN}{B_SLUG}/branding", {"organization_name": "A was here"}),
         401,
         ADMIN_TOKEN,
+    ),
+    "GET /admin/v1/merchants/{slug}/connectors": Reach(
+        _as_a("GET", lambda w: f"{ADMIN}{B_SLUG}/connectors"), 401, ADMIN_TOKEN
+    ),
+    "PUT /admin/v1/merchants/{slug}/connectors/{platform}": Reach(
+        _as_a(
+            "PUT", lambda w: f"{ADMIN}{B_SLUG}/connectors/shopify", {"secrets": [SHOPIFY_SECRET]}
+        ),
+        401,
+        ADMIN_TOKEN,
+    ),
+    "PUT /admin/v1/merchants/{slug}/connectors/{platform}/mapping": Reach(
+        _as_a(
+            "PUT",
+            lambda w: f"{ADMIN}{B_SLUG}/connectors/shopify/mapping",
+            {"from": "paid", "to": "cancelled"},
+        ),
+        401,
+        ADMIN_TOKEN,
+    ),
+    "GET /admin/v1/merchants/{slug}/locations": Reach(
+        _as_a("GET", lambda w: f"{ADMIN}{B_SLUG}/locations"), 401, ADMIN_TOKEN
+    ),
+    "PUT /admin/v1/merchants/{slug}/locations": Reach(
+        _as_a(
+            "PUT",
+            lambda w: f"{ADMIN}{B_SLUG}/locations",
+            {"locations": [{"latitude": 48.1, "longitude": 17.1}]},
+        ),
+        401,
+        ADMIN_TOKEN,
+    ),
+    "DELETE /admin/v1/merchants/{slug}/locations": Reach(
+        _as_a("DELETE", lambda w: f"{ADMIN}{B_SLUG}/locations"), 401, ADMIN_TOKEN
     ),
     "POST /admin/v1/merchants/{slug}/cards": Reach(
         _as_a("POST", lambda w: f"{ADMIN}{B_SLUG}/cards", {"customer_id": "c-b"}),
@@ -300,6 +423,46 @@ REACHES: dict[str, Reach] = {
     "POST /passkit/v1/log": Reach(
         _anonymous("POST", lambda w: f"{WS}/log", {"logs": ["a line"]}), 200, NONE
     ),
+    # The Wallet Orders web service: each order has its own token.
+    "POST /wallet-orders/v1/devices/{device}/registrations/{order_type}/{order_identifier}": Reach(
+        _with_a_wallet_order("POST", lambda w: w.b_wallet_registration(), {"pushToken": "cd" * 32}),
+        401,
+        ORDER_TOKEN,
+    ),
+    "DELETE /wallet-orders/v1/devices/{device}/registrations/{order_type}/{order_identifier}": (
+        Reach(_with_a_wallet_order("DELETE", lambda w: w.b_wallet_registration()), 401, ORDER_TOKEN)
+    ),
+    "GET /wallet-orders/v1/orders/{order_type}/{order_identifier}": Reach(
+        _with_a_wallet_order(
+            "GET",
+            lambda w: (
+                f"{WO}/orders/{B_ORDER_TYPE}/{w.wallet_order(w.b, B_ONLY_ORDER).order_identifier}"
+            ),
+        ),
+        401,
+        ORDER_TOKEN,
+    ),
+    "GET /wallet-orders/v1/devices/{device}/registrations/{order_type}": Reach(
+        _with_a_wallet_order(
+            "GET", lambda w: f"{WO}/devices/{A_DEVICE}/registrations/{B_ORDER_TYPE}"
+        ),
+        204,  # A's device has no order of B's
+        DEVICE_ID,
+    ),
+    "POST /wallet-orders/v1/log": Reach(
+        _anonymous("POST", lambda w: f"{WO}/log", {"logs": ["a line"]}), 200, NONE
+    ),
+    "GET /wallet-orders/packages/{order_identifier}/{link}": Reach(
+        _anonymous(
+            "GET",
+            lambda w: (
+                f"/wallet-orders/packages/{w.wallet_order(w.b, B_ONLY_ORDER).order_identifier}/"
+                f"{w.wallet_order(w.a, 'A-1').link}"
+            ),
+        ),
+        404,
+        LINK,
+    ),
     # Links a customer opens, and Google's callbacks.
     "GET /c/{link_token}": Reach(
         _anonymous("GET", lambda w: f"/c/{w.b_link_guessed()}"), 404, LINK
@@ -312,6 +475,12 @@ REACHES: dict[str, Reach] = {
     ),
     "POST /c/{link_token}/marketing": Reach(
         _anonymous("POST", lambda w: f"/c/{w.b_link_guessed()}/marketing"), 404, LINK
+    ),
+    "GET /c/{link_token}/feedback": Reach(
+        _anonymous("GET", lambda w: f"/c/{w.b_link_guessed()}/feedback"), 404, LINK
+    ),
+    "POST /c/{link_token}/feedback": Reach(
+        _anonymous("POST", lambda w: f"/c/{w.b_link_guessed()}/feedback"), 404, LINK
     ),
     "GET /c/{link_token}/google": Reach(
         _anonymous("GET", lambda w: f"/c/{w.b_link_guessed()}/google"), 404, LINK
@@ -453,20 +622,37 @@ async def test_no_route_lets_one_merchant_reach_anothers(
 ) -> None:
     a = await create_merchant(session, settings, slug="shop", name="Shop")
     b = await create_merchant(session, settings, slug="other", name="Other")
+    for onboarded in (a, b):
+        await development_wallet_orders(session, settings, onboarded.merchant)
+    await session.commit()
     a_links = await post_order_event(client, a.api_key, order_event(order_id="A-1"))
     await post_order_event(client, b.api_key, order_event(order_id=B_ORDER))
     b_links = await post_order_event(client, b.api_key, order_event(order_id=B_ONLY_ORDER))
+    cart = {**B_CART_EVENT, "data": {**B_CART_EVENT["data"], "url": "https://b.example/c"}}
+    await post_shop_event(client, b, shop_event("cart.abandoned", **cart))
+    watch = {"product_id": "b-product"}
+    await post_shop_event(client, b, shop_event("customer.watch", "c-42", watch))
     b_campaign = ""
     for offer_id in (B_OFFER, B_ONLY_OFFER):
         body = offer_body(offer_id=offer_id, title=B_OFFER_TITLE, valid_until=_in_a_month())
         created = await client.post("/v1/offers", json=body, headers=api_auth(b))
         assert created.status_code == 202, created.text
         b_campaign = created.json()["campaign_id"]
+    b_rating = {"order_id": B_ORDER, "score": 10, "text": B_OFFER_TITLE}
+    rated = await client.post("/v1/customers/c-42/feedback", json=b_rating, headers=api_auth(b))
+    assert rated.status_code == 201, rated.text
     await eventually(lambda: queue_drained(sessionmaker))
     a_card = await _card_of(session, a, a_links["card"]["serial_number"])
     b_card = await _card_of(session, b, b_links["card"]["serial_number"])
     await session.commit()  # a session of the app's kind holds SQLite's write lock till then
     await register_device(client, b_card, B_DEVICE, PUSH_TOKEN)
+    b_order = wallet_order_identity(settings.resolved_secret_key(), b.merchant.id, B_ONLY_ORDER)
+    registered = await client.post(
+        f"{WO}/devices/{B_DEVICE}/registrations/{B_ORDER_TYPE}/{b_order.order_identifier}",
+        json={"pushToken": PUSH_TOKEN},
+        headers={"Authorization": f"AppleOrder {b_order.authentication_token}"},
+    )
+    assert registered.status_code == 201, registered.text
     key_file = tmp_path / "service-account.json"
     key_file.write_text(json.dumps(service_account_info))
     for onboarded, issuer in ((a, A_ISSUER), (b, B_ISSUER)):
@@ -475,6 +661,20 @@ async def test_no_route_lets_one_merchant_reach_anothers(
             session, merchant, issuer_id=issuer, service_account_file=key_file, origins=[]
         )
     await session.commit()
+    for onboarded, secret in ((a, SHOPIFY_SECRET), (b, "shpss_b-only-secret-0123456789")):
+        merchant = await session.merge(onboarded.merchant)
+        body = ConnectorConfigure(secrets=[secret])
+        await connectors.configure(session, merchant, Platform.shopify, body)
+    await session.commit()
+    b_delivery = await post_shopify(  # unmappable: a delivery of B's that changes no card
+        client,
+        "orders/create",
+        shopify_order("b-only-status"),
+        slug="other",
+        secret="shpss_b-only-secret-0123456789",
+        webhook_id=B_WEBHOOK,
+    )
+    assert b_delivery.status_code == 200, b_delivery.text
     world = World(client, settings, signer, a, b, a_card, b_card, b_campaign)
     await eventually(lambda: queue_drained(sessionmaker))  # B's counts of it all are in
     before = await _rows_of(session, b)
@@ -495,7 +695,10 @@ async def test_no_route_lets_one_merchant_reach_anothers(
         b_card.link_token,
         b_card.authentication_token,
         b.api_key,
+        b_order.authentication_token,
+        b_order.link,
         B_OFFER_TITLE,  # (B's campaign id A sent, and a 404 may echo it)
+        B_WEBHOOK,
     ]
     leaks = {
         name: [s for s in b_said if s in answer.text]

@@ -26,8 +26,9 @@ from services.admin.schemas import (
 from services.core.admin import AdminSettings, admin_file, admin_router
 from services.core.db import Session
 from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound
-from services.merchants import google_wallet, marketing
+from services.merchants import google_wallet, journeys, marketing
 from services.merchants import service as merchants
+from services.merchants.journeys import JourneyChange, JourneyName, JourneyRead
 from services.merchants.marketing import MarketingChange, MarketingSettings
 from services.merchants.schemas import MerchantCreate, MerchantRead, SlugPath
 from services.onboarding import onboard_merchant
@@ -134,6 +135,44 @@ async def change_marketing(
     try:
         return await marketing.update_marketing(session, merchant, body.changes())
     except ValidationError as exc:  # the change does not fit the settings it joins
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-        ) from None
+        raise _in_body(exc) from None
+
+
+@router.get("/merchants/{slug}/journeys", response_model=list[JourneyRead], responses=_missing)
+async def list_journeys(slug: SlugPath, session: Session) -> list[JourneyRead]:
+    """Every journey of the merchant with its settings (defaults where never set)."""
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    return [
+        JourneyRead(journey=name, settings=settings)
+        for name, settings in journeys.journeys_of(merchant).items()
+    ]
+
+
+@router.get("/merchants/{slug}/journeys/{journey}", response_model=JourneyRead, responses=_missing)
+async def read_journey(slug: SlugPath, journey: JourneyName, session: Session) -> JourneyRead:
+    """One journey's settings."""
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    return JourneyRead(journey=journey, settings=journeys.journeys_of(merchant)[journey])
+
+
+@router.patch(
+    "/merchants/{slug}/journeys/{journey}", response_model=JourneyRead, responses=_missing
+)
+async def change_journey(
+    slug: SlugPath, journey: JourneyName, body: JourneyChange, session: Session
+) -> JourneyRead:
+    """Change one journey: fields left out stay, ``null`` resets one to its default. Steps
+    already scheduled keep their due time; their words and offer are taken when they are due."""
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    try:
+        settings = await journeys.update_journey(session, merchant, journey, body.changes())
+    except ValidationError as exc:  # the change does not fit the settings it joins
+        raise _in_body(exc) from None
+    return JourneyRead(journey=journey, settings=settings)
+
+
+def _in_body(exc: ValidationError) -> RequestValidationError:
+    """A settings model's error as the 422 of the request body it came from."""
+    return RequestValidationError(
+        [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+    )

@@ -20,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from services.contracts.orders import OrderStatus
+from services.contracts.shop_events import ShopEventIn
 from services.core.queue.contract import Contract, Part
 
 # order.changed ---------------------------------------------------------------------------
@@ -49,6 +50,10 @@ class Shipping(Part):
 class Item(Part):
     name: str
     quantity: int = 1
+    product_id: str | None = None
+    refill_after_days: int | None = None
+    """The shop's own follow-up for the product: a refill reminder this many days after the
+    order is delivered."""
 
 
 class OrderLinks(Part):
@@ -163,12 +168,34 @@ class CardUpdated(Contract):
     """What this version announces on the lock screen, if anything (for the channel's stats)."""
 
 
+# wallet_order.updated --------------------------------------------------------------------
+
+
+class WalletOrderUpdated(Contract):
+    """passes -> push: an Apple Wallet order's new version. Push tells each device of it once
+    (topic = the order type id, an empty payload), through the path card versions take, so it
+    reads no passes table; ``wallet_order_id`` is where a card's id is there (its targets and
+    deliveries), and a token APNs rejects comes back as ``push_token.rejected`` with it."""
+
+    topic: ClassVar[str] = "wallet_order.updated"
+
+    wallet_order_id: uuid.UUID
+    merchant_id: uuid.UUID
+    order_type_identifier: str
+    order_identifier: str
+    version: int
+    apns: ApnsCertificate
+    """APNs authenticated by the Order Type ID certificate (file paths, never keys)."""
+    devices: list[Device]
+
+
 # push_token.rejected ---------------------------------------------------------------------
 
 
 class PushTokenRejected(Contract):
     """push -> passes: APNs refused a token for good (410 Unregistered, 400 BadDeviceToken);
-    drop that registration unless the device registered a new token since."""
+    drop that registration unless the device registered a new token since. ``card_id`` is a
+    Wallet order's id when the push was a Wallet order's (``wallet_order.updated``)."""
 
     topic: ClassVar[str] = "push_token.rejected"
 
@@ -267,8 +294,10 @@ class CampaignProgress(Contract):
     """passes -> offers: what a part of a campaign's audience (``part``) or a later step for
     some of its cards (a deferred send that went out or expired: ``part`` None) did. Counts are
     deltas the campaign adds; ``deferred`` falls again when a held notification is sent or
-    dropped. Reasons: silent ``capped``; skipped ``opted_out``, ``not_on_a_device``,
-    ``no_card``, ``expired``."""
+    dropped, and skipped ``not_on_a_device`` when the card later lands on a device and the
+    offer shows (silent ``later_on_a_device``). Reasons: silent ``capped``, ``not_requested``,
+    ``later_on_a_device``; skipped ``opted_out``, ``not_on_a_device``, ``no_card``,
+    ``expired``."""
 
     topic: ClassVar[str] = "campaign.progress"
 
@@ -312,6 +341,43 @@ class MarketingConsentSet(Contract):
     at: datetime
 
 
+# feedback --------------------------------------------------------------------------------
+
+PROMOTERS_FROM = 9
+"""Scores from 9 up are promoters (a review invitation follows); NPS counts them."""
+DETRACTORS_UP_TO = 6
+"""Scores up to 6 are detractors ("we're sorry: talk to us" follows); 7 and 8 are passives."""
+
+
+class FeedbackGiven(Contract):
+    """passes -> offers: the customer rated a delivered order on the card's page. Offers keeps
+    one rating per (merchant, customer, order): the latest ``at`` wins, whichever path it came
+    by."""
+
+    topic: ClassVar[str] = "feedback.given"
+
+    merchant_id: uuid.UUID
+    customer_id: str
+    order_id: str
+    score: Annotated[int, Field(ge=0, le=10)]
+    text: str | None = None
+    at: datetime
+
+
+class FeedbackRecorded(Contract):
+    """offers -> passes: the shop recorded a rating through the API
+    (``POST /v1/customers/{id}/feedback``), so the card's back shows the same follow-up as
+    after a rating on the card's page (a review invitation for 9-10, "talk to us" for 0-6)."""
+
+    topic: ClassVar[str] = "feedback.recorded"
+
+    merchant_id: uuid.UUID
+    customer_id: str
+    order_id: str
+    score: Annotated[int, Field(ge=0, le=10)]
+    at: datetime
+
+
 # google_wallet.changed -------------------------------------------------------------------
 
 
@@ -333,7 +399,8 @@ class ChannelCounted(Contract):
     """passes or push -> offers: what happened on a merchant's cards on one day (UTC), added to
     the channel's stats. One message per handled batch, never one per card. Keys: ``cards.issued``,
     ``apple.registered``, ``apple.unregistered``, ``google.saved``, ``google.removed``,
-    ``notifications.status``, ``notifications.marketing``, ``suppressed.<reason>``."""
+    ``notifications.status``, ``notifications.marketing``, ``suppressed.<reason>``,
+    ``journeys.<journey>`` (a journey's message notified), ``events.no_effect``."""
 
     topic: ClassVar[str] = "channel.counted"
 
@@ -342,9 +409,41 @@ class ChannelCounted(Contract):
     counts: dict[str, int]
 
 
+# cards.refreshed -------------------------------------------------------------------------
+
+
+class CardsRefreshed(Contract):
+    """passes -> passes: every card of a merchant gets a new version, silently (no
+    ``changeMessage`` field changes), after the design changed what all of them carry (the
+    store locations). A page of cards per message; the rest follows with ``after`` set to the
+    page's last customer id, so no transaction handles more than a page."""
+
+    topic: ClassVar[str] = "cards.refreshed"
+
+    merchant_id: uuid.UUID
+    reason: Literal["locations"]
+    after: str | None = None
+
+
+# shop.event -------------------------------------------------------------------------------
+
+
+class ShopEventReceived(Contract):
+    """offers -> passes: a shop event accepted (``POST /v1/events``), published in the
+    transaction that stored it, for the journeys it triggers on the customer's card. Key: the
+    customer, so one customer's events arrive in their order."""
+
+    topic: ClassVar[str] = "shop.event"
+
+    merchant_id: uuid.UUID
+    event: ShopEventIn
+    received_at: datetime
+
+
 CONTRACTS: tuple[type[Contract], ...] = (
     OrderChanged,
     CardUpdated,
+    WalletOrderUpdated,
     PushTokenRejected,
     CampaignStarted,
     CampaignAudience,
@@ -353,4 +452,8 @@ CONTRACTS: tuple[type[Contract], ...] = (
     MarketingConsentSet,
     GoogleWalletChanged,
     ChannelCounted,
+    FeedbackGiven,
+    FeedbackRecorded,
+    CardsRefreshed,
+    ShopEventReceived,
 )

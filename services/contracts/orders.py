@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+CARD_LANGUAGES = ("en", "sk", "cs", "pl", "ru", "de")
+"""The languages a card speaks (``passes/texts.py``): a customer's locale is one of them, or the
+merchant's default applies."""
+
 
 class OrderStatus(StrEnum):
     placed = "placed"

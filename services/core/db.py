@@ -110,8 +110,21 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def create_sessionmaker(
+    engine: AsyncEngine, settings: Settings
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that know the deployment's public base URL (what a card's links start with,
+    where work a consumer does in a session writes them: the Google object's)."""
+    info = {PUBLIC_BASE_URL: settings.base_url()}
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+PUBLIC_BASE_URL = "passpost.public_base_url"
+
+
+def public_base_url(session: AsyncSession) -> str:
+    """The public base URL of the deployment whose sessionmaker made ``session``."""
+    return str(session.info[PUBLIC_BASE_URL])
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -98,6 +98,13 @@ CAMPAIGN_CARDS = Counter(
     "quiet hours; falls back as they go), skipped, failed",
     ["outcome"],
 )
+CONNECTOR_DELIVERIES = Counter(
+    "passpost_connector_deliveries_total",
+    "Platform webhook deliveries by platform and outcome: applied, same, stale, duplicate,"
+    " redelivered, ignored, unmappable (changed no card: see GET /v1/connectors/events),"
+    " refused, pending (Shoptet: to fetch), failed (Shoptet: fetching gave up)",
+    ["platform", "outcome"],
+)
 PRUNED_ROWS = Counter(
     "passpost_pruned_rows_total", "Rows deleted by retention, by table", ["table"]
 )

@@ -55,7 +55,11 @@ async def run_job(job: Job, sessionmaker: async_sessionmaker[AsyncSession]) -> N
                     moved.clear()
             except Exception:
                 log.exception("scheduled job failed", extra={"job": job.name})
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a wake-up that
+            # arrives with a cancellation and drops the cancellation, and the job then held
+            # its process's shutdown forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), timeout=job.every)
+                async with asyncio.timeout(job.every):
+                    await moved.wait()
     finally:
         stop_watching()

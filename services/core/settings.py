@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,13 @@ SECRET_KEY_FILE = "secret_key"  # noqa: S105  (a file name)
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PASSPOST_", env_file=".env", extra="ignore")
+
+    _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
+    """The development secrets read from or made in ``_secrets_of`` (``data_dir``), by file: a
+    secret file is written once and never changed (``_create_once``), and reading it on every
+    use was two system calls per card link, a third of applying an order event in development
+    (the embedded default)."""
+    _secrets_of: Path | None = PrivateAttr(default=None)
 
     environment: Environment = Environment.development
     data_dir: Path = Path("./var")
@@ -74,6 +81,9 @@ class Settings(BaseSettings):
     apns_connection_max_requests: int = Field(default=50_000, ge=1)
     """Recycle an APNs connection after this many pushes (aioapns keeps per-stream state)."""
     push_max_attempts: int = Field(default=8, ge=1)
+    push_in_flight: int = Field(default=200, ge=1)
+    """Pushes one delivery worker keeps between their claim and the record of their answers:
+    enough to cover the round trips to APNs and to the database while the next ones go out."""
     push_lease_seconds: float = Field(default=60.0, gt=0)
     """How long a push worker keeps the pushes it claimed from other workers (longer than a
     send may take): also how long those of a worker killed outright wait for another one."""
@@ -82,8 +92,16 @@ class Settings(BaseSettings):
     """Devices one card may be registered on (an Apple account has a handful); more are 429."""
     max_passes_per_device: int = Field(default=100, ge=1)
     """Passes one device library identifier may register for; more are 429."""
+    pass_cache_seconds: float = Field(default=10.0, ge=0)
+    """How long a process may answer a device's pass request from what it read of the card
+    (0: never). Changes reach the cache at once (``passes/apple/pass_cache.py``); this bounds
+    a stale answer should every way of hearing of a change fail."""
+    pass_bundle_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    """Signed bundles a process keeps in memory for the PassKit web service's 200s."""
 
     google_api_url: str = "https://walletobjects.googleapis.com/walletobjects/v1"
+    shoptet_api_url: str = "https://api.myshoptet.com"
+    """Where the Shoptet connector fetches the orders a shop's webhooks name."""
     google_root_keys_file: Path | None = None
     """Google's callback signing keys (JSON, as Google publishes them); unset, callbacks are 503."""
 
@@ -110,10 +128,16 @@ class Settings(BaseSettings):
     """Google callback nonces, which make Google's retries no-ops: a callback is refused once
     its signed message expires (``expTimeMillis``, minutes to hours), so a month is far past
     any retry that could still be accepted."""
+    retention_connector_deliveries_days: float = Field(default=30, gt=0)
+    """Platform webhook deliveries (their payloads, outcomes and dedupe keys): a month, far past
+    any platform's retries (Shopify's last 48 hours) and Shoptet's fetches (hours)."""
     retention_order_events_days: float = Field(default=400, gt=0)
     """Order event history, also the idempotency record of each event id (a replayed id gets
     its stored answer): 13 months, a year of audits plus the returns period, far past any
     shop's retries. Orders themselves keep their last status."""
+    retention_shop_events_days: float = Field(default=90, gt=0)
+    """Shop events (``POST /v1/events``), the idempotency record of each event id: a quarter,
+    far past any shop's retries; what they started lives on in the journeys' own rows."""
     retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
     """Rows deleted per transaction: short transactions, however large the backlog."""
     retention_interval_seconds: float = Field(default=600, gt=0)
@@ -181,12 +205,18 @@ class Settings(BaseSettings):
             return value.get_secret_value()
         if self.environment == Environment.production:
             return None
+        if self._secrets_of is not self.data_dir:  # a copy of these settings, elsewhere
+            self._secrets, self._secrets_of = {}, self.data_dir
+        if (kept := self._secrets.get(file_name)) is not None:
+            return kept
         path = self.data_dir / file_name
         if path.exists() and (saved := path.read_text().strip()):
+            self._secrets[file_name] = saved
             return saved
         if not create:
             return None
-        return _create_once(path, secrets.token_urlsafe(32))
+        self._secrets[file_name] = made = _create_once(path, secrets.token_urlsafe(32))
+        return made
 
     @model_validator(mode="after")
     def _refuse_nats_without_url(self) -> Settings:

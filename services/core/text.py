@@ -58,3 +58,39 @@ TimeZoneName = Annotated[
 ]
 """An IANA time zone name, the one type of every zone the edges take (order events, merchant
 settings); the OpenAPI description lists the names the system knows."""
+
+
+_UNFIT_IN_LINES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\ud800-\udfff]")
+
+
+def multiline_text(value: str) -> str:
+    """``value`` with its line breaks as ``\\n``, unless another control character or a lone
+    surrogate is in it: a customer's own words may come in paragraphs."""
+    value = value.replace("\r\n", "\n")
+    if _UNFIT_IN_LINES.search(value):
+        raise ValueError("control characters other than line breaks (such as NUL) are not allowed")
+    return value
+
+
+MultilineText = Annotated[
+    str,
+    AfterValidator(multiline_text),
+    Field(json_schema_extra={"pattern": "^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f]*$"}),
+]
+"""Free text in paragraphs (a customer's comment): ``PlainText`` with line breaks allowed."""
+LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+
+
+def normalize_locale(value: str) -> str:
+    """``sk``, ``sk-SK`` and ``sk_SK`` all name Slovak; we keep the language part lowercased."""
+    if not LOCALE_PATTERN.fullmatch(value):
+        raise ValueError("a language tag such as 'en', 'sk' or 'de-AT'")
+    return value.split("-")[0].split("_")[0].lower()
+
+
+Locale = Annotated[
+    str,
+    Field(max_length=35, json_schema_extra={"pattern": LOCALE_PATTERN.pattern}),
+    AfterValidator(normalize_locale),
+]
+"""A language tag at any edge (``sk-SK``), kept as its language (``sk``)."""

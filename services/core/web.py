@@ -93,7 +93,7 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.read_engine = read_only(engine)
-        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.sessionmaker = create_sessionmaker(engine, settings)
         workers: list[asyncio.Task[None]] = []
         remove_listener: Callable[[], None] | None = None
         queue: QueueBackend | None = None
@@ -133,7 +133,9 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
                     workers.append(asyncio.create_task(listener.run(), name="queue-listener"))
             if queue is not None:
                 app.state.queue = queue
-                remove_listener = on_commit_of_published(queue.wake)
+                # The NATS relay moves every topic; the database queue consumes its own.
+                topics = None if isinstance(queue, NatsQueue) else {s.topic for s in subscriptions}
+                remove_listener = on_commit_of_published(queue.wake, topics)
                 workers.append(asyncio.create_task(queue.run(subscriptions), name="queue"))
             for component in components:
                 for task in component.tasks:
@@ -152,9 +154,7 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
                 _stop_components(app, components),
                 queue.stop(settings.shutdown_grace_seconds) if queue is not None else _nothing(),
             )
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await _cancel(workers, settings.shutdown_grace_seconds)
             await engine.dispose()
 
     app = FastAPI(
@@ -223,6 +223,25 @@ async def _stop_components(app: FastAPI, components: Sequence[Component]) -> Non
     for component in reversed(components):
         for hook in component.on_shutdown:
             await hook(app)
+
+
+async def _cancel(workers: list[asyncio.Task[None]], grace: float) -> None:
+    """Cancel the background tasks and wait for them, ``grace`` seconds at most: a task that
+    does not stop is named in the log, and the process still ends (an orchestrator would
+    otherwise kill it mid-write after its own grace period)."""
+    for worker in workers:
+        worker.cancel()
+    if not workers:
+        return
+    stopped, running = await asyncio.wait(workers, timeout=grace)
+    for task in stopped:  # what they raised is theirs to log; retrieved, so asyncio is quiet
+        if not task.cancelled():
+            task.exception()
+    if running:
+        log.error(
+            "background tasks did not stop when cancelled",
+            extra={"tasks": sorted(task.get_name() for task in running)},
+        )
 
 
 async def _nothing() -> None:

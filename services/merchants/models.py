@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from services.core.models import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
@@ -27,6 +27,13 @@ class Merchant(IdMixin, TimestampMixin, Base):
     """When set, order events must carry a valid ``Passpost-Signature``; never shown again."""
     marketing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """Marketing settings that differ from the defaults (``merchants/marketing.py``)."""
+    # Apple Wallet Orders: the switch and the Order Type ID live here, so the orders service
+    # answers an event with the Wallet order without asking passes; the certificate and key
+    # are the pass design's (``passes.wallet_orders``), with the rest of the signing material.
+    wallet_orders_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    order_type_identifier: Mapped[str | None] = mapped_column(String(255))
+    journeys: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Per journey, its settings that differ from the defaults (``merchants/journeys.py``)."""
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant", lazy="raise")
 

@@ -1,4 +1,8 @@
-"""What merchants look like at the edge (CLI and admin API)."""
+"""What merchants look like at the edge (CLI and admin API).
+
+``Locale`` and ``normalize_locale`` live in the kernel (``core/text.py``), every edge's language
+tag; they are named here too, where the registry's edges have always found them.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ from typing import Annotated
 from fastapi import Path as PathParam
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.core.text import LOCALE_PATTERN as LOCALE_PATTERN
+from services.core.text import Locale as Locale
 from services.core.text import PlainText
+from services.core.text import normalize_locale as normalize_locale
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
 def _slug(value: str) -> str:
@@ -22,23 +28,11 @@ def _slug(value: str) -> str:
     return value
 
 
-def normalize_locale(value: str) -> str:
-    """``sk``, ``sk-SK`` and ``sk_SK`` all name Slovak; we keep the language part lowercased."""
-    if not LOCALE_PATTERN.fullmatch(value):
-        raise ValueError("a language tag such as 'en', 'sk' or 'de-AT'")
-    return value.split("-")[0].split("_")[0].lower()
-
-
 Slug = Annotated[
     str, AfterValidator(_slug), Field(json_schema_extra={"pattern": SLUG_PATTERN.pattern})
 ]
 SlugPath = Annotated[str, PathParam(pattern=SLUG_PATTERN.pattern)]
 """A merchant's slug in a path: anything else is a 422, never a query with NUL in it."""
-Locale = Annotated[
-    str,
-    Field(max_length=35, json_schema_extra={"pattern": LOCALE_PATTERN.pattern}),
-    AfterValidator(normalize_locale),
-]
 
 
 class MerchantCreate(BaseModel):

@@ -73,9 +73,9 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Merchant:
     The merchant returned is a detached copy: read it, never add it to a session.
     """
     key_hash = hash_api_key(key)
-    cached = _authenticated.get(key_hash)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
+    cached = _cached_merchant(key_hash)
+    if cached is not None:
+        return cached
     merchant = await session.scalar(
         select(Merchant)
         .join(ApiKey, ApiKey.merchant_id == Merchant.id)
@@ -87,6 +87,17 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Merchant:
     copy = _detached_copy(merchant)
     _authenticated[key_hash] = (time.monotonic() + API_KEY_CACHE_SECONDS, copy)
     return copy
+
+
+def cached_api_key(key: str) -> Merchant | None:
+    """The merchant ``authenticate_api_key`` answered for ``key`` within its TTL, if any: a
+    request whose key is cached needs no session at all."""
+    return _cached_merchant(hash_api_key(key))
+
+
+def _cached_merchant(key_hash: str) -> Merchant | None:
+    cached = _authenticated.get(key_hash)
+    return cached[1] if cached is not None and cached[0] > time.monotonic() else None
 
 
 def _detached_copy(merchant: Merchant) -> Merchant:

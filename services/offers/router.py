@@ -7,13 +7,11 @@ route reads the clock once, here, and hands ``now`` on.
 
 from __future__ import annotations
 
-import re
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BeforeValidator, WithJsonSchema
 
 from services.core.clock import clock
 from services.core.db import Session
@@ -28,6 +26,7 @@ from services.offers.schemas import (
     ConsentIn,
     ConsentRead,
     Cursor,
+    Day,
     OfferAccepted,
     OfferIn,
     OfferPage,
@@ -144,20 +143,6 @@ async def set_marketing_consent(
     return service.set_consent(session, merchant, customer_id, consent.consent, clock.now())
 
 
-Day = Annotated[
-    date,
-    BeforeValidator(lambda value: _iso_day(value)),
-    WithJsonSchema({"type": "string", "format": "date"}),
-]
-"""A calendar day as ``YYYY-MM-DD`` only (pydantic would also take a number of days since 1970)."""
-
-
-def _iso_day(value: object) -> object:
-    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        raise ValueError("a day as YYYY-MM-DD")
-    return value
-
-
 @router.get("/stats", response_model=Stats, responses=_changes)
 async def read_stats(
     merchant: CurrentMerchant,
@@ -166,7 +151,8 @@ async def read_stats(
     last: Annotated[Day | None, Query(alias="to", description="Last UTC day (included).")] = None,
 ) -> Stats:
     """The channel over a period (default: the last 30 days): cards issued, on Apple devices,
-    saved on Google, removed, notifications by kind and suppressed by reason."""
+    saved on Google, removed, notifications by kind and suppressed by reason, and the NPS of
+    the ratings given in it."""
     last = last or clock.now().date()
     first = first or last - DEFAULT_STATS_PERIOD
     if first > last:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -22,12 +23,14 @@ from pydantic import (
     Field,
     HttpUrl,
     StrictBool,
+    WithJsonSchema,
     model_validator,
 )
 
 from services.core.clock import clock
 from services.core.text import Identifier, PlainText
 from services.merchants.schemas import Locale
+from services.offers.feedback.schemas import Nps
 
 COUPON_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
 """Printable ASCII, inner spaces allowed: what every barcode symbology and till can carry."""
@@ -243,6 +246,13 @@ class Stats(BaseModel):
     google: dict[str, int]
     notifications: dict[str, int]
     suppressed: dict[str, int]
+    nps: Nps = Field(description="The ratings given in the period (GET /v1/feedback).")
+    journeys: dict[str, int] = Field(
+        description="Journey messages that notified, by journey (welcome, cart_abandoned, ...)."
+    )
+    events: dict[str, int] = Field(
+        description="Shop events by what they did: no_effect (an unknown customer, nothing due)."
+    )
     days: list[dict[str, Any]] = Field(description="Per day (UTC) with any count: its counts.")
 
     model_config = ConfigDict(populate_by_name=True)
@@ -269,3 +279,17 @@ def _cursor(value: str) -> str:
 
 
 Cursor = Annotated[str, Field(max_length=200), AfterValidator(_cursor)]
+
+
+def _iso_day(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a day as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[
+    date,
+    BeforeValidator(_iso_day),
+    WithJsonSchema({"type": "string", "format": "date"}),
+]
+"""A calendar day as ``YYYY-MM-DD`` only (pydantic would also take a number of days since 1970)."""

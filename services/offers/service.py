@@ -10,9 +10,7 @@ customers, for a segment with order criteria), and what passes did comes back as
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -35,6 +33,7 @@ from services.contracts.messages import (
     OfferWithdrawn,
     OrderCriteria,
 )
+from services.contracts.shop_api import body_hash
 from services.core import metrics
 from services.core.db import dialect_insert
 from services.core.errors import Conflict, NotFound
@@ -42,6 +41,7 @@ from services.core.queue import publish, publish_all
 from services.core.queue.contract import Contract
 from services.core.transaction import after_commit
 from services.merchants.models import Merchant
+from services.offers.feedback.service import nps
 from services.offers.models import Campaign, ChannelCount, Offer, Redemption
 from services.offers.schemas import (
     CampaignPage,
@@ -70,14 +70,11 @@ STATS_GROUPS = {
     "google": ("saved", "removed"),
     "notifications": ("status", "marketing"),
     "suppressed": (),
+    "journeys": (),
+    "events": (),
 }
 """The channel's counters by group (``channel.counted`` keys are ``<group>.<name>``), with the
 names every answer shows even at 0."""
-
-
-def body_hash(offer: OfferIn) -> str:
-    canonical = json.dumps(offer.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def invalid(path: tuple[str, ...], message: str) -> RequestValidationError:
@@ -559,7 +556,10 @@ def _count(progress: CampaignProgress) -> None:
 
 
 def _added(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
-    return {key: counts.get(key, 0) + more.get(key, 0) for key in counts.keys() | more.keys()}
+    """Counts by reason added up; a reason back at zero (a card skipped while on no device
+    whose offer showed once it landed on one) is left out."""
+    added = {key: counts.get(key, 0) + more.get(key, 0) for key in counts.keys() | more.keys()}
+    return {key: value for key, value in added.items() if value}
 
 
 # consent and stats ----------------------------------------------------------------------
@@ -618,6 +618,7 @@ async def stats(session: AsyncSession, merchant: Merchant, first: date, last: da
             "from": first,
             "to": last,
             **{group: groups.get(group, {}) for group in STATS_GROUPS},
+            "nps": await nps(session, merchant, first, last),
             "days": [{"day": day, "counts": counts} for day, counts in days.items()],
         }
     )

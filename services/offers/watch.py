@@ -39,7 +39,7 @@ async def watch(
 ) -> dict[str, Any]:
     """Show the bar until the campaign is done or cancelled; its last state, as the API has it."""
     engine = create_engine(settings)
-    sessionmaker = create_sessionmaker(engine)
+    sessionmaker = create_sessionmaker(engine, settings)
     columns = (
         TextColumn("campaign"),
         BarColumn(),

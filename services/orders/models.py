@@ -58,3 +58,7 @@ class OrderEvent(IdMixin, Base):
     body_hash: Mapped[str] = mapped_column(String(64))
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     """What the shop was answered, to answer a replay the same."""
+    connector: Mapped[str | None] = mapped_column(String(16))
+    """The platform connector that made the event of a webhook (None: the orders API)."""
+    delivery: Mapped[str | None] = mapped_column(String(200))
+    """Which of the connector's deliveries made it (``connector_deliveries``)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from pydantic import ValidationError
 
+from services.contracts.shop_api import BatchIn, BatchResult, answer_batch
 from services.core.db import Session
 from services.core.errors import (
     Conflict,
@@ -14,7 +14,6 @@ from services.core.errors import (
     NotFound,
     PasspostError,
     Unauthorized,
-    invalid_body,
 )
 from services.core.text import IDENTIFIER_PATTERN
 from services.core.web import AppSettings
@@ -22,9 +21,6 @@ from services.merchants.api import CurrentMerchant
 from services.orders import service
 from services.orders.intake import EventIntake
 from services.orders.schemas import (
-    BatchIn,
-    BatchItem,
-    BatchResult,
     EventAccepted,
     OrderEventIn,
     OrderRead,
@@ -52,24 +48,11 @@ async def post_events(
     batch: BatchIn, merchant: CurrentMerchant, session: Session, settings: AppSettings
 ) -> BatchResult:
     """Up to 500 events, each applied and answered on its own (``status`` per event)."""
-    results: dict[int, BatchItem] = {}
-    valid: list[tuple[int, OrderEventIn]] = []
-    for index, raw in enumerate(batch.events):
-        try:
-            valid.append((index, OrderEventIn.model_validate(raw)))
-        except ValidationError as exc:
-            body = invalid_body("the event is invalid", exc.errors())
-            results[index] = BatchItem(index=index, status=422, body=body)
-    outcomes = await service.ingest_events(session, merchant, [e for _, e in valid], settings)
-    for (index, _), outcome in zip(valid, outcomes, strict=True):
-        if isinstance(outcome, PasspostError):
-            results[index] = BatchItem(
-                index=index, status=outcome.status_code, body=outcome.to_dict()
-            )
-        else:
-            body = outcome.model_dump(mode="json")
-            results[index] = BatchItem(index=index, status=202, body=body)
-    return BatchResult(results=[results[index] for index in range(len(batch.events))])
+
+    async def ingest(events: list[OrderEventIn]) -> list[EventAccepted | PasspostError]:
+        return await service.ingest_events(session, merchant, events, settings)
+
+    return await answer_batch(batch, OrderEventIn.model_validate, ingest)
 
 
 @router.get("/{order_id}", response_model=OrderRead, responses=NotFound.openapi())

@@ -2,87 +2,24 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     HttpUrl,
-    WithJsonSchema,
 )
 
 from services.contracts.cards import CardLinks
 from services.contracts.orders import OrderStatus
-from services.core.models import utcnow
-from services.core.text import Identifier, PlainText, TimeZoneName
-from services.merchants.schemas import Locale
-
-Text = Annotated[PlainText, Field(min_length=1, max_length=200)]
-
-EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_OCCURRED_AHEAD = timedelta(days=365)
-_RFC_3339_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
-
-
-def _rfc_3339(value: object) -> object:
-    """A string such as ``2026-11-23T10:15:00Z``, not a Unix timestamp (pydantic would take one)."""
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not _RFC_3339_DATE.match(value):
-        raise ValueError("an RFC 3339 date-time with an offset, such as 2026-11-23T10:15:00Z")
-    return value
-
-
-def _sane(value: datetime) -> datetime:
-    """Within 2000-01-01 and a year from now: far outside is a mistake (and may not convert)."""
-    if not EARLIEST_OCCURRED_AT <= value <= utcnow() + LATEST_OCCURRED_AHEAD:
-        raise ValueError("a date-time from 2000-01-01 to a year from now")
-    return value
-
-
-OccurredAt = Annotated[AwareDatetime, BeforeValidator(_rfc_3339), AfterValidator(_sane)]
-
-
-class Edge(BaseModel):
-    """Unknown fields are ignored: shops post their own order objects, often with more in them."""
-
-    model_config = ConfigDict(extra="ignore")
-
-
-AMOUNT_SCHEMA = {
-    "anyOf": [
-        {"type": "string", "pattern": "^-?[0-9]{1,12}(?:\\.[0-9]{1,2})?$"},
-        {"type": "integer", "minimum": -999_999_999_999, "maximum": 999_999_999_999},
-        {
-            "type": "number",
-            "multipleOf": 0.01,
-            "minimum": -999_999_999_999.99,
-            "maximum": 999_999_999_999.99,
-        },
-    ]
-}
-"""At most 14 digits, 2 of them after the point: a decimal string (best), or a JSON number."""
-
-
-class Money(Edge):
-    amount: Annotated[
-        Decimal, Field(max_digits=14, decimal_places=2), WithJsonSchema(AMOUNT_SCHEMA)
-    ]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-
-
-class Customer(Edge):
-    id: Identifier
-    name: Text | None = None
-    locale: Locale | None = None
-    time_zone: TimeZoneName | None = None
+from services.contracts.shop_api import BatchIn as BatchIn
+from services.contracts.shop_api import BatchItem as BatchItem
+from services.contracts.shop_api import BatchResult as BatchResult
+from services.contracts.shop_api import Customer, Edge, EventIn, Money, Text
+from services.contracts.wallet_orders import WalletOrderLinks
+from services.core.text import Identifier, PlainText
+from services.merchants.journeys import RefillDays
 
 
 class Shipping(Edge):
@@ -96,6 +33,16 @@ class Shipping(Edge):
 class Item(Edge):
     name: Text
     quantity: Annotated[int, Field(ge=1, le=100_000)] = 1
+    product_id: Identifier | None = Field(
+        default=None,
+        description="The shop's product id: a later order with the same product cancels its"
+        " pending refill reminder (without one, the item's name stands for the product).",
+    )
+    refill_after_days: RefillDays | None = Field(
+        default=None,
+        description="Remind the customer to buy it again this many days after the order"
+        " is delivered (the refill journey; the merchant's per-product setting otherwise).",
+    )
 
 
 class OrderLinks(Edge):
@@ -116,12 +63,7 @@ class OrderSnapshot(Edge):
     links: OrderLinks | None = None
 
 
-class OrderEventIn(Edge):
-    id: Identifier = Field(description="Unique per merchant: the idempotency key.")
-    occurred_at: OccurredAt = Field(
-        description="When it happened at the shop: RFC 3339 with an offset, from 2000-01-01 to a"
-        " year from now."
-    )
+class OrderEventIn(EventIn):
     order: OrderSnapshot
 
 
@@ -131,6 +73,12 @@ class HistoryEntry(BaseModel):
     occurred_at: datetime
     received_at: datetime
     outcome: str = Field(description="applied, same, stale (late or a step back), or refused")
+    connector: str | None = Field(
+        default=None, description="The platform connector whose webhook made it (else the API)"
+    )
+    delivery: str | None = Field(
+        default=None, description="The connector's delivery that made it (its id at the platform)"
+    )
 
 
 class OrderRead(BaseModel):
@@ -152,17 +100,6 @@ class EventAccepted(BaseModel):
     duplicate: bool
     order: OrderRead
     card: CardLinks
-
-
-class BatchIn(Edge):
-    events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=500)]
-
-
-class BatchItem(BaseModel):
-    index: int
-    status: int
-    body: dict[str, Any]
-
-
-class BatchResult(BaseModel):
-    results: list[BatchItem]
+    wallet_order: WalletOrderLinks | None = None
+    """The order in Apple Wallet (its package's link, Apple Pay's order details), or null
+    while the merchant has Wallet Orders off."""

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
-import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,16 +13,19 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.contracts.cards import CardLinks, customer_links
+from services.contracts.cards import CardLinks
 from services.contracts.messages import OrderChanged
 from services.contracts.orders import OrderStatus
+from services.contracts.shop_api import Answer, answers, body_hash, replay
+from services.contracts.wallet_orders import WalletOrderLinks
 from services.core.db import dialect_insert
 from services.core.errors import Conflict, NotFound, PasspostError
 from services.core.models import utcnow
 from services.core.queue import publish_all
 from services.core.settings import Settings
-from services.merchants import google_wallet
+from services.merchants.api import links_for
 from services.merchants.models import Merchant
+from services.merchants.wallet_orders import wallet_order_of
 from services.orders.models import Order, OrderEvent
 from services.orders.schemas import (
     EventAccepted,
@@ -39,11 +39,6 @@ from services.orders.states import Decision, decide
 DELIVERED = frozenset({OrderStatus.delivered, OrderStatus.picked_up})
 """The statuses in which the customer has the parcel (``delivered_within_days``)."""
 SNAPSHOT_FIELDS = ("number", "customer", "total", "shipping", "items", "links")
-
-
-def body_hash(event: OrderEventIn) -> str:
-    canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def merge_snapshot(current: dict[str, Any], snapshot: OrderSnapshot) -> dict[str, Any]:
@@ -83,30 +78,20 @@ def order_read(order: Order, history: list[OrderEvent] | None = None) -> OrderRe
                 occurred_at=e.occurred_at,
                 received_at=e.received_at,
                 outcome=e.outcome,
+                connector=e.connector,
+                delivery=e.delivery,
             )
             for e in history
         ],
     )
 
 
-def links_for(merchant: Merchant, customer_id: str, settings: Settings) -> CardLinks:
-    """The links of the customer's card, whether or not passes has made it yet."""
-    return customer_links(
-        settings.resolved_secret_key(),
-        merchant.id,
-        customer_id,
-        settings.base_url(),
-        google=google_wallet.signs_save_links(merchant),
-    )
-
-
 @dataclass(frozen=True, slots=True)
-class _Answer:
-    """What an event id was answered: a replay with the same body gets it again."""
+class EventSource:
+    """Where events came from when not from the orders API: a connector's delivery."""
 
-    event_id: str
-    body_hash: str
-    response: dict[str, Any]
+    connector: str
+    delivery: str
 
 
 async def ingest_events(
@@ -114,11 +99,13 @@ async def ingest_events(
     merchant: Merchant,
     events: Sequence[OrderEventIn],
     settings: Settings,
+    source: EventSource | None = None,
 ) -> list[EventAccepted | PasspostError]:
     """Apply events in their order, each once, with set-based SQL.
 
     A replayed id answers as before, a reused id with another body is refused (409), and every
-    accepted event lands in its order's history.
+    accepted event lands in its order's history, with its ``source`` when a connector's
+    delivery made it (``orders/connectors``).
 
     A handful of statements whatever the number of events, in four steps: plan (the ids seen
     before, and which event would make each new order), lock (the orders ``FOR UPDATE``, in a
@@ -132,6 +119,9 @@ async def ingest_events(
     plan = _plan(events, await _answers(session, merchant, {event.id for event in events}))
     locked = await _lock(session, merchant, events, plan)
     outcomes, writes = await _apply_all(session, merchant, events, plan, locked, settings)
+    if source is not None:
+        for row in writes.history:
+            row.update(connector=source.connector, delivery=source.delivery)
     await _persist(session, writes)
     return outcomes
 
@@ -146,11 +136,11 @@ class _Plan:
     """
 
     digests: tuple[str, ...]
-    answered: Mapping[str, _Answer]
+    answered: Mapping[str, Answer]
     creators: Mapping[str, int]
 
 
-def _plan(events: Sequence[OrderEventIn], answered: Mapping[str, _Answer]) -> _Plan:
+def _plan(events: Sequence[OrderEventIn], answered: Mapping[str, Answer]) -> _Plan:
     """The plan of a batch from the answers its ids already have: no database needed."""
     return _Plan(
         digests=tuple(body_hash(event) for event in events),
@@ -170,7 +160,7 @@ class _Locked:
     orders: dict[str, Order]
     made: set[str]
     """The order ids inserted by this batch, each by the event at ``creators[id]``."""
-    answered: dict[str, _Answer]
+    answered: dict[str, Answer]
     creators: dict[str, int]
 
     def creates(self, event: OrderEventIn, index: int) -> bool:
@@ -204,7 +194,7 @@ class _Applied:
     """An accepted event: its answer, its history row, and its message if the order changed."""
 
     accepted: EventAccepted
-    answer: _Answer
+    answer: Answer
     history: dict[str, Any]
     change: tuple[OrderChanged, str] | None
 
@@ -222,15 +212,22 @@ async def _apply_all(
     outcomes: list[EventAccepted | PasspostError] = []
     writes = _Writes(history=[], changes=[])
     card = functools.cache(lambda customer_id: links_for(merchant, customer_id, settings))
+    wallet_order = functools.partial(wallet_order_of, merchant, settings=settings)
     for index, (event, digest) in enumerate(zip(events, plan.digests, strict=True)):
         if (seen := locked.answered.get(event.id)) is not None:
-            outcomes.append(_replay(seen, digest))
+            outcomes.append(replay(seen, digest, EventAccepted))
             continue
         if event.order.id not in locked.orders:
             await _create_late(session, merchant, event, index, locked)
         order = locked.orders[event.order.id]
         applied = _apply_event(
-            merchant, order, event, digest, creates=locked.creates(event, index), card=card
+            merchant,
+            order,
+            event,
+            digest,
+            creates=locked.creates(event, index),
+            card=card,
+            wallet_order=wallet_order,
         )
         if isinstance(applied, PasspostError):
             outcomes.append(applied)
@@ -262,6 +259,7 @@ def _apply_event(
     *,
     creates: bool,
     card: Callable[[str], CardLinks],
+    wallet_order: Callable[[str], WalletOrderLinks | None],
 ) -> _Applied | PasspostError:
     """One event on its locked order, in memory: refused, or accepted with what to write.
 
@@ -274,12 +272,16 @@ def _apply_event(
         return transition
     decision, previous, changed = transition
     accepted = EventAccepted(
-        event_id=event.id, duplicate=False, order=order_read(order), card=card(order.customer_id)
+        event_id=event.id,
+        duplicate=False,
+        order=order_read(order),
+        card=card(order.customer_id),
+        wallet_order=wallet_order(order.external_id),
     )
     response = accepted.model_dump(mode="json")
     return _Applied(
         accepted=accepted,
-        answer=_Answer(event.id, digest, response),
+        answer=Answer(event.id, digest, response),
         history={
             "id": uuid.uuid4(),
             "merchant_id": merchant.id,
@@ -342,18 +344,11 @@ def _decide(
 
 async def _answers(
     session: AsyncSession, merchant: Merchant, event_ids: set[str]
-) -> dict[str, _Answer]:
-    if not event_ids:
-        return {}
-    rows = await session.execute(
-        select(OrderEvent.event_id, OrderEvent.body_hash, OrderEvent.response).where(
-            OrderEvent.merchant_id == merchant.id, OrderEvent.event_id.in_(event_ids)
-        )
-    )
-    return {row.event_id: _Answer(row.event_id, row.body_hash, row.response) for row in rows}
+) -> dict[str, Answer]:
+    return await answers(session, OrderEvent, merchant.id, event_ids)
 
 
-def _creators(events: Sequence[OrderEventIn], answered: Mapping[str, _Answer]) -> dict[str, int]:
+def _creators(events: Sequence[OrderEventIn], answered: Mapping[str, Answer]) -> dict[str, int]:
     """Per order id, the first event that would make the order if it does not exist yet.
 
     A replayed id (seen before, or earlier in this batch) makes nothing: it is answered as
@@ -411,16 +406,6 @@ async def _locked(
     return {order.external_id: order for order in await session.scalars(query)}
 
 
-def _replay(seen: _Answer, digest: str) -> EventAccepted | PasspostError:
-    if not hmac.compare_digest(seen.body_hash, digest):
-        return Conflict(
-            f"event {seen.event_id!r} was received before with a different body",
-            event_id=seen.event_id,
-        )
-    replay = EventAccepted.model_validate(seen.response)
-    return replay.model_copy(update={"duplicate": True})
-
-
 def _new_order(merchant: Merchant, event: OrderEventIn) -> dict[str, Any]:
     occurred_at = event.occurred_at.astimezone(UTC)
     return {
@@ -437,6 +422,11 @@ def _new_order(merchant: Merchant, event: OrderEventIn) -> dict[str, Any]:
         "updated_at": utcnow(),
         **_segment_columns(event.order.status, merge_snapshot({}, event.order), occurred_at, None),
     }
+
+
+def order_total(order: Order) -> Decimal | None:
+    """The order's total as the shop last gave it (in ``order.currency``)."""
+    return None if order.total_minor is None else Decimal(order.total_minor) / 100
 
 
 def _segment_columns(

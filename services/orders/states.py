@@ -4,6 +4,9 @@ Shops send what they know when they know it, so steps may be skipped (confirmed 
 What never happens: a late event (older ``occurred_at`` than the last applied) moving the status,
 a newer event moving it back along the way to the customer, or anything leaving a final status
 but the after-sales path (delivered or picked up -> returned -> refunded, cancelled -> refunded).
+A paid order may be refunded at any point on its way: a shop refunds a lost parcel, or a
+platform whose last status is "shipped" (WooCommerce's completed) refunds a return, and the card
+must say so rather than keep "shipped".
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from services.contracts.orders import FINAL, OrderStatus
 S = OrderStatus
 
 _FORWARD_FROM_START = frozenset(OrderStatus) - {S.placed, S.returned, S.refunded}
+_PAID = _FORWARD_FROM_START | {S.refunded}
 ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.placed: _FORWARD_FROM_START,
-    S.confirmed: _FORWARD_FROM_START - {S.confirmed},
-    S.processing: _FORWARD_FROM_START - {S.confirmed, S.processing},
+    S.confirmed: _PAID - {S.confirmed},
+    S.processing: _PAID - {S.confirmed, S.processing},
     S.shipped: frozenset(
         {
             S.out_for_delivery,
@@ -28,12 +32,23 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
             S.delivery_issue,
             S.cancelled,
             S.returned,
+            S.refunded,
         }
     ),
     S.out_for_delivery: frozenset(
-        {S.delivered, S.ready_for_pickup, S.picked_up, S.delivery_issue, S.cancelled, S.returned}
+        {
+            S.delivered,
+            S.ready_for_pickup,
+            S.picked_up,
+            S.delivery_issue,
+            S.cancelled,
+            S.returned,
+            S.refunded,
+        }
     ),
-    S.ready_for_pickup: frozenset({S.picked_up, S.delivery_issue, S.cancelled, S.returned}),
+    S.ready_for_pickup: frozenset(
+        {S.picked_up, S.delivery_issue, S.cancelled, S.returned, S.refunded}
+    ),
     # A delivery problem can be solved (back on the way) or end the order.
     S.delivery_issue: frozenset(
         {
@@ -44,6 +59,7 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
             S.picked_up,
             S.cancelled,
             S.returned,
+            S.refunded,
         }
     ),
     S.delivered: frozenset({S.returned, S.refunded}),

@@ -9,8 +9,8 @@ from services.core.errors import Conflict, InvalidInput, NotConfigured, NotFound
 from services.core.settings import Settings
 from services.merchants import service as merchants
 from services.merchants.schemas import SlugPath
-from services.passes import designs, issuing
-from services.passes.schemas import AppleSettings, Branding, CardIssue
+from services.passes import designs, issuing, locations
+from services.passes.schemas import AppleSettings, Branding, CardIssue, StoreLocations
 
 router = admin_router()
 _missing = NotFound.openapi("No such merchant")
@@ -56,3 +56,42 @@ async def issue_card(
     merchant = await merchants.get_merchant_by_slug(session, slug)
     card = await issuing.issue_card(session, merchant, body, settings.resolved_secret_key())
     return issuing.links_of(merchant, card, settings)
+
+
+@router.get(
+    "/merchants/{slug}/locations",
+    response_model=StoreLocations,
+    responses={**_missing, **NotConfigured.openapi()},
+)
+async def list_locations(slug: SlugPath, session: Session) -> StoreLocations:
+    """The merchant's stores, as its cards carry them."""
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    design = await designs.get_design(session, merchant)
+    return StoreLocations.model_validate({"locations": design.locations or []})
+
+
+@router.put(
+    "/merchants/{slug}/locations",
+    response_model=StoreLocations,
+    responses={**_missing, **NotConfigured.openapi()},
+)
+async def set_locations(slug: SlugPath, body: StoreLocations, session: Session) -> StoreLocations:
+    """Replace the merchant's stores (at most 10): near one, Apple Wallet shows the card on the
+    lock screen with its relevant text (a shown offer's title instead while there is one), and
+    Google Wallet may notify. Every card gets a new version carrying them, without a
+    notification."""
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    design = await designs.get_design(session, merchant)
+    await locations.set_locations(session, design, body.locations)
+    return body
+
+
+@router.delete(
+    "/merchants/{slug}/locations",
+    status_code=204,
+    responses={**_missing, **NotConfigured.openapi()},
+)
+async def clear_locations(slug: SlugPath, session: Session) -> None:
+    """No stores on the merchant's cards any more (every card gets a new version)."""
+    merchant = await merchants.get_merchant_by_slug(session, slug)
+    await locations.set_locations(session, await designs.get_design(session, merchant), [])

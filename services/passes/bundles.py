@@ -20,7 +20,9 @@ from services.merchants.models import Merchant
 from services.passes.apple.document import pass_document, pass_strings_for
 from services.passes.apple.pkpass import build_pkpass
 from services.passes.designs import DesignAssetCache, design_problems, get_design
+from services.passes.journeys.referral import referral_link
 from services.passes.models import Card, PassBundle
+from services.passes.wallet_orders.settings import OrderSignerCache
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +55,11 @@ class PassBuilder:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._assets = DesignAssetCache()
+        self._orders = OrderSignerCache()
 
     async def broken_merchants(self, session: AsyncSession) -> list[NotConfigured]:
         """The merchants whose passes cannot be signed now (``designs.design_problems``)."""
-        return await design_problems(session, self._assets)
+        return await design_problems(session, self._assets, self._orders)
 
     async def signed_pass(self, session: AsyncSession, card: Card) -> SignedPass:
         bundle = await session.get(PassBundle, card.id)
@@ -75,7 +78,9 @@ class PassBuilder:
             ) from None
         with metrics.PASS_BUILD_SECONDS.time():
             content = build_pkpass(
-                pass_document(design, card, self._settings),
+                pass_document(
+                    design, card, self._settings, referral=referral_link(merchant, design, card)
+                ),
                 pass_strings_for(design, card),
                 assets.static,
                 assets.signer,

@@ -9,16 +9,27 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.messages import OrderChanged
+from services.contracts.orders import OrderStatus
 from services.core.clock import clock
 from services.merchants.models import Merchant
 from services.passes.card_view import PREPARING, Order, current_order
 from services.passes.changes import announce, record_change
 from services.passes.issuing import CardsOfBatch, find_or_issue, update_customer
+from services.passes.journeys import after_orders, engine
 from services.passes.marketing import slot
 from services.passes.models import Card
 from services.passes.schemas import CardIssue
 
 MAX_ORDERS_KEPT = 10
+
+
+DELIVERED = frozenset({OrderStatus.delivered, OrderStatus.picked_up})
+"""The customer has the parcel: what the journeys after an order wait for."""
+UNDONE = frozenset({OrderStatus.cancelled, OrderStatus.returned, OrderStatus.refunded})
+"""The order did not stay with the customer: nothing to ask about or follow up."""
+DELIVERED_ORDERS = "delivered_orders"
+"""``Card.content[DELIVERED_ORDERS]``: how many of the customer's orders reached the customer
+(delivered or picked up), counted once per order as the card hears of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +41,23 @@ class OrdersTaken:
     """What the customer sees changed (an update of an order not shown changes nothing)."""
     status_moved: bool
     """The status shown is another one."""
+    order: Order
+    """The changed order as the card now keeps it."""
+    first_seen: bool
+    """The card had not heard of this order before (its products were bought again)."""
+    delivered: bool
+    """The order reached the customer with this change (the first time)."""
+    undone: bool
+    """The order was cancelled, returned or refunded with this change."""
+
+    @property
+    def delivered_count(self) -> int:
+        """The customer's delivered orders, this change included."""
+        return delivered_orders(self.content)
+
+
+def delivered_orders(content: dict[str, Any]) -> int:
+    return int(content.get(DELIVERED_ORDERS) or 0)
 
 
 def take_order_change(content: dict[str, Any], change: OrderChanged) -> OrdersTaken | None:
@@ -51,11 +79,19 @@ def take_order_change(content: dict[str, Any], change: OrderChanged) -> OrdersTa
     shown = current_order(content)
     kept = {key: value for key, value in content.items() if key != PREPARING}
     taken = {**kept, "orders": {o["id"]: o for o in newest}}
+    was = None if known is None else OrderStatus(known["status"])
+    delivered = change.order.status in DELIVERED and was not in DELIVERED | UNDONE
+    if delivered:
+        taken[DELIVERED_ORDERS] = delivered_orders(content) + 1
     now_shown = current_order(taken)
     return OrdersTaken(
         content=taken,
         visible=_visible(now_shown) != _visible(shown),
         status_moved=(shown or {}).get("status") != (now_shown or {}).get("status"),
+        order=orders[change.order.id],
+        first_seen=known is None,
+        delivered=delivered,
+        undone=change.order.status in UNDONE and was not in UNDONE,
     )
 
 
@@ -74,10 +110,13 @@ async def apply_order_change(
     """Put an order's latest state on its customer's card (``order.changed``).
 
     A change older than what the card has (a redelivered or reordered message) is ignored.
-    ``cards``: the batch's cards locked already (``lock_cards``), so the card is not looked up.
+    ``cards``: the batch's cards locked already (``lock_cards``), so the card is not looked up
+    (nor its registrations, when they were read with it).
     """
     customer = change.order.customer
     card, created = await find_or_issue(session, merchant, customer.id, secret_key, known=cards)
+    if created:
+        engine.made_now(session, card)
     changed = update_customer(
         card,
         merchant,
@@ -90,11 +129,15 @@ async def apply_order_change(
         card.content = taken.content
         changed = changed or taken.visible
         status_moved = taken.status_moved
+        await after_orders.order_changed(
+            session, merchant, card, taken, change.occurred_at, clock.now()
+        )
     if created:
-        await announce(session, card, notify=True)
+        await announce(session, card, notify=True, devices=[])
     elif changed:
         if status_moved:
             slot.status_notified(card, clock.now())
-        await record_change(session, card, notify=status_moved)
+        devices = cards.devices_of(card) if cards is not None else None
+        await record_change(session, card, notify=status_moved, devices=devices)
     await session.flush()
     return card

@@ -8,12 +8,15 @@ page all show the same card; they word and lay it out their own way from these.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from services.contracts.messages import DETRACTORS_UP_TO, PROMOTERS_FROM
 from services.contracts.orders import OPEN
+from services.passes.marketing.slot import shown_offers, words
 from services.passes.models import Card, PassDesign
-from services.passes.schemas import template_parts
+from services.passes.schemas import TEMPLATE_FIELDS, template_parts
 from services.passes.texts import Overrides, text
 
 log = logging.getLogger(__name__)
@@ -74,9 +77,13 @@ def status_sentence(order: Order, locale: str, overrides: Overrides | None = Non
     )
 
 
-def back_links(design: PassDesign, card: Card, order: Order | None) -> dict[str, str]:
+def back_links(
+    design: PassDesign, card: Card, order: Order | None, *, referral: str | None = None
+) -> dict[str, str]:
     """The card's links (order, tracking, returns, account): the shop's own for the order,
-    else the merchant's templates; a template that needs a value the order lacks waits."""
+    else the merchant's templates; a template that needs a value the order lacks waits. Then
+    the follow-up of the latest rating (``feedback_link``) and the customer's ``referral``
+    link, while the merchant has one (``journeys/referral.py``)."""
     order = order or {}
     shipping = order.get("shipping") or {}
     own = order.get("links") or {}
@@ -101,11 +108,72 @@ def back_links(design: PassDesign, card: Card, order: Order | None) -> dict[str,
             url = fill_template(design, key, template, values)
         if url:
             links[key] = str(url)
+    if (followup := feedback_link(design, card)) is not None:
+        links[followup[0]] = followup[1]
+    if referral is not None:
+        links["referral"] = referral
     return links
 
 
+RATED = "feedback"
+"""``Card.content[RATED]``: the latest rating of an order on the card (``order_id``, ``score``,
+``at``), from the card's page or the shop's API."""
+
+
+def followup_key(score: int) -> str | None:
+    """What a rating calls for: ``review`` (9-10), ``sorry`` (0-6: "talk to us"), or nothing."""
+    if score >= PROMOTERS_FROM:
+        return "review"
+    if score <= DETRACTORS_UP_TO:
+        return "sorry"
+    return None
+
+
+def feedback_link(design: PassDesign, card: Card) -> tuple[str, str] | None:
+    """The follow-up of the card's latest rating: the merchant's review link (9-10) or survey
+    link (0-6), the rated order filled in; none for 7-8 or without the merchant's template."""
+    rated = card.content.get(RATED)
+    key = None if rated is None else followup_key(int(rated["score"]))
+    if rated is None or key is None:
+        return None
+    template = design.review_url_template if key == "review" else design.survey_url_template
+    if not template:
+        return None
+    order = (card.content.get("orders") or {}).get(rated["order_id"]) or {}
+    values = {
+        "order_id": rated["order_id"],
+        "order_number": order.get("number"),
+        "customer_id": card.customer_id,
+        "tracking_number": (order.get("shipping") or {}).get("tracking_number"),
+    }
+    url = fill_template(design, key, template, values)
+    return None if url is None else (key, url)
+
+
+FALLBACK_LOCALE = "en"
+
+
+def store_locations(design: PassDesign, card: Card) -> list[tuple[float, float, str | None]]:
+    """The merchant's stores (latitude, longitude) and what the lock screen says near one
+    (Apple's ``relevantText``): the newest shown offer's title while there is one (an offer
+    leaving the card is a new version, which brings the store's text back), else the store's
+    own text in the card's language, else in English, else nothing."""
+    offers = shown_offers(card.content)
+    offer_title = words(offers[0], card.locale)[0] if offers else None
+    found = []
+    for location in design.locations or []:
+        texts: dict[str, str] = location.get("relevant_text") or {}
+        said = offer_title or texts.get(card.locale) or texts.get(FALLBACK_LOCALE)
+        found.append((float(location["latitude"]), float(location["longitude"]), said))
+    return found
+
+
 def fill_template(
-    design: PassDesign, key: str, template: str, values: dict[str, Any]
+    design: PassDesign,
+    key: str,
+    template: str,
+    values: Mapping[str, Any],
+    fields: frozenset[str] = TEMPLATE_FIELDS,
 ) -> str | None:
     """The link a template makes, each value percent-encoded; ``None`` while a value it needs
     is missing, or when the template or the link is unusable (logged once, without values).
@@ -114,7 +182,7 @@ def fill_template(
     spec (``{order_id:>100000}``) or a conversion, and must never break or bloat a pass.
     """
     try:
-        parts = template_parts(template)
+        parts = template_parts(template, fields)
     except ValueError as exc:
         _report(design, key, "the template is not usable", problem=str(exc))
         return None

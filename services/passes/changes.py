@@ -20,13 +20,16 @@ from services.contracts.messages import (
     GoogleMessage,
     GoogleObject,
 )
+from services.core.db import public_base_url
 from services.core.models import utcnow
 from services.core.queue import publish
 from services.core.transaction import Slot
 from services.merchants import google_wallet as merchant_google
 from services.merchants.models import Merchant
 from services.passes import google_wallet
+from services.passes.apple import pass_cache
 from services.passes.channel import count
+from services.passes.designs import get_design
 from services.passes.models import Card, PassDesign, Registration
 from services.passes.registrations import next_update_tag, registrations_of
 
@@ -35,7 +38,6 @@ _UPDATE_TAGS = Slot[dict[str, int]](
 )
 """Taken in this transaction. A rolled-back savepoint may have undone the counter's bump, so
 the tag is then taken again."""
-_DESIGNS = Slot[dict[uuid.UUID, PassDesign]]("design of each merchant", dict)
 _MERCHANTS = Slot[dict[uuid.UUID, Merchant]]("merchant of each card announced", dict)
 """Held for the transaction: the session's identity map holds objects weakly, so a merchant no
 caller keeps would be read again (and the session flushed) for every card announced."""
@@ -79,6 +81,7 @@ async def record_change(
     """
     card.version += 1
     card.changed_at = max(whole_second(utcnow()), card.changed_at + timedelta(seconds=1))
+    pass_cache.forget_at_commit(session, card.pass_type_identifier, card.serial_number)
     notification: Notification | None = "status" if notify else None
     if marketing is not None and marketing.notifies:
         notification = "marketing"
@@ -104,18 +107,6 @@ async def update_tag(session: AsyncSession, pass_type: str) -> int:
     return tags[pass_type]
 
 
-async def _design_of(session: AsyncSession, merchant_id: uuid.UUID) -> PassDesign:
-    """The merchant's design, looked up once per transaction (a consumer's batch)."""
-    designs = _DESIGNS.get(session)
-    if merchant_id not in designs:
-        design = await session.scalar(
-            select(PassDesign).where(PassDesign.merchant_id == merchant_id)
-        )
-        assert design is not None, "a card exists only for a merchant with a design"
-        designs[merchant_id] = design
-    return designs[merchant_id]
-
-
 async def announce(
     session: AsyncSession,
     card: Card,
@@ -131,16 +122,18 @@ async def announce(
     comes from the pass's ``changeMessage``). ``marketing``: an offer's message instead, and
     messages to withdraw. ``notification``: what the version announces, for the stats.
     """
-    design = await _design_of(session, card.merchant_id)
-    if devices is None:
-        devices = await registrations_of(session, card)
-    if notification is not None and (devices or card.google_saved):
-        count(session, card.merchant_id, f"notifications.{notification}")
     merchants = _MERCHANTS.get(session)
     if card.merchant_id not in merchants:
         merchants[card.merchant_id] = await session.get_one(Merchant, card.merchant_id)
     merchant = merchants[card.merchant_id]
-    google = google_object(merchant, design, card, notify=notify, marketing=marketing)
+    design = await get_design(session, merchant)
+    if devices is None:
+        devices = await registrations_of(session, card)
+    if notification is not None and (devices or card.google_saved):
+        count(session, card.merchant_id, f"notifications.{notification}")
+    google = google_object(
+        merchant, design, card, public_base_url(session), notify=notify, marketing=marketing
+    )
     update = card_updated(card, design, devices, google, notification=notification)
     publish(session, update, key=str(card.id))
 
@@ -157,6 +150,7 @@ def google_object(
     merchant: Merchant,
     design: PassDesign,
     card: Card,
+    base_url: str,
     *,
     notify: bool,
     marketing: MarketingChange | None = None,
@@ -171,7 +165,7 @@ def google_object(
         issuer_id=str(merchant.google_issuer_id),
         object_id=merchant_google.card_object_id(merchant, card.serial_number),
         service_account_path=str(merchant.google_service_account_path),
-        object=google_wallet.object_body(merchant, design, card),
+        object=google_wallet.object_body(merchant, design, card, base_url),
         message=message,
         withdrawn_messages=marketing.withdrawn if marketing is not None else (),
     )

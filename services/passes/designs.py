@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.errors import Conflict, InvalidInput, NotConfigured, named_by_caller
 from services.core.models import utcnow
+from services.core.transaction import Slot
+from services.merchants import wallet_orders as merchant_wallet_orders
 from services.merchants.models import Merchant
 from services.passes.apple.pkpass import IMAGE_NAMES, StaticFiles
 from services.passes.apple.signing import SigningFiles, SigningMaterial, load_signing_material
@@ -21,6 +23,7 @@ from services.passes.models import Card, DesignImage, PassDesign
 from services.passes.png import NotAPNG, badge_png, png_size
 from services.passes.schemas import AppleSettings, Branding
 from services.passes.texts import check_override
+from services.passes.wallet_orders.settings import OrderSignerCache
 
 DEFAULT_IMAGE_SIZES = {
     "icon.png": (29, 29),
@@ -78,7 +81,18 @@ async def create_design(
     return design
 
 
+_DESIGNS = Slot[dict[uuid.UUID, PassDesign]](
+    "design of each merchant", dict, forget_at_savepoint_rollback=True
+)
+"""Read once per transaction: a consumer's batch issues and changes many cards of a few
+merchants. (Forgotten at a savepoint's rollback, which may have undone a design made in it.)"""
+
+
 async def get_design(session: AsyncSession, merchant: Merchant) -> PassDesign:
+    """The merchant's design, or ``NotConfigured`` while it has none."""
+    designs = _DESIGNS.get(session)
+    if (design := designs.get(merchant.id)) is not None:
+        return design
     design = await session.scalar(select(PassDesign).where(PassDesign.merchant_id == merchant.id))
     if design is None:
         raise NotConfigured(
@@ -86,6 +100,7 @@ async def get_design(session: AsyncSession, merchant: Merchant) -> PassDesign:
             f"(passpost designs apple --merchant {merchant.slug} ...)",
             merchant=merchant.slug,
         )
+    designs[merchant.id] = design
     return design
 
 
@@ -257,24 +272,33 @@ def _mtime(path: Path) -> int:
 
 
 async def design_problems(
-    session: AsyncSession, cache: DesignAssetCache | None = None
+    session: AsyncSession,
+    cache: DesignAssetCache | None = None,
+    orders: OrderSignerCache | None = None,
 ) -> list[NotConfigured]:
-    """Every merchant whose signing material or images are unusable, with what is wrong.
+    """Every merchant whose signing material or images are unusable, with what is wrong: its
+    pass material, and its Order Type ID material while it has Wallet Orders on.
 
     One merchant's broken material stops only that merchant's passes (their builds answer 503),
-    so the server starts anyway and reports these; ``cache`` (the builder's) keeps a recheck
-    down to a query and a ``stat`` per file while nothing changed.
+    so the server starts anyway and reports these; ``cache`` and ``orders`` (the builder's)
+    keep a recheck down to a query and a ``stat`` per file while nothing changed.
     """
     problems = []
     rows = await session.execute(
         select(Merchant, PassDesign).join(PassDesign, PassDesign.merchant_id == Merchant.id)
     )
     cache = cache or DesignAssetCache()
+    orders = orders or OrderSignerCache()
     for merchant, design in rows:
         try:
             await cache.get(session, merchant, design)
         except NotConfigured as exc:
             problems.append(exc)
+        if merchant_wallet_orders.enabled(merchant) and merchant.order_type_identifier:
+            try:
+                orders.get(merchant, design, merchant.order_type_identifier)
+            except NotConfigured as exc:
+                problems.append(exc)
     return problems
 
 

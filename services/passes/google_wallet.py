@@ -29,8 +29,16 @@ from services.passes.card_view import (
     is_open,
     order_number,
     status_sentence,
+    store_locations,
 )
-from services.passes.marketing.slot import coupon_offer, offer_key, shown_offers, words
+from services.passes.journeys.referral import referral_link
+from services.passes.marketing.slot import (
+    coupon_offer,
+    marketing_url,
+    offer_key,
+    shown_offers,
+    words,
+)
 from services.passes.models import Card, PassDesign
 from services.passes.texts import LOCALES, text
 
@@ -60,10 +68,13 @@ def class_body(merchant: Merchant, design: PassDesign, settings: Settings) -> di
     )
 
 
-def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str, Any]:
+def object_body(
+    merchant: Merchant, design: PassDesign, card: Card, base_url: str
+) -> dict[str, Any]:
     """The card as Google shows it, worded in the customer's language: with the offers as
-    text modules (newest first), their links, and the newest coupon code in the barcode while
-    one is shown (as on the Apple pass)."""
+    text modules (newest first), their links, the "No offers, thanks" link to the customer's
+    own page (as on the back of the Apple pass), the newest coupon code in the barcode while
+    one is shown (as on the Apple pass), and the merchant's stores."""
     locale, own = card.locale, design.texts
     order = current_order(card.content)
     shipping = (order or {}).get("shipping") or {}
@@ -71,7 +82,9 @@ def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str,
     eta = shipping.get("estimated_delivery") if is_open(order) else None
     links = [
         CardLink(id=key, uri=url, description=text(f"back.{key}", locale, own))
-        for key, url in back_links(design, card, order).items()
+        for key, url in back_links(
+            design, card, order, referral=referral_link(merchant, design, card)
+        ).items()
     ]
     offers: list[tuple[str, CardText]] = []
     for offer in shown_offers(card.content):
@@ -83,6 +96,13 @@ def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str,
             links.append(
                 CardLink(id=f"offer_{offer_key(offer['id'])}", uri=offer["url"], description=title)
             )
+    links.append(
+        CardLink(
+            id="no_offers",
+            uri=marketing_url(card, base_url),
+            description=text("back.no_offers", locale, own),
+        )
+    )
     coupon = coupon_offer(card.content)
     return loyalty_object(
         GoogleCardView(
@@ -105,6 +125,7 @@ def object_body(merchant: Merchant, design: PassDesign, card: Card) -> dict[str,
             support_phone=design.support_phone,
             support_label=text("back.support", locale, own),
             offers=offers,
+            locations=[(lat, lon) for lat, lon, _ in store_locations(design, card)],
         )
     )
 

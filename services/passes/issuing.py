@@ -27,7 +27,8 @@ from services.passes.card_view import PREPARING
 from services.passes.changes import announce, record_change, update_tag, whole_second
 from services.passes.channel import count
 from services.passes.designs import get_design
-from services.passes.models import Card, PassDesign
+from services.passes.models import Card, PassDesign, Registration
+from services.passes.registrations import registrations_by_card
 from services.passes.schemas import CardIssue
 from services.passes.texts import LOCALES
 
@@ -63,10 +64,19 @@ def new_card(
 class CardsOfBatch:
     """The cards of many customers, found with one query and locked until commit (a consumer's
     batch): for each customer asked for, the card, or ``None`` while it has none. A card issued
-    for one of them afterwards (``find_or_issue``) is added, so the next change finds it."""
+    for one of them afterwards (``find_or_issue``) is added, so the next change finds it.
 
-    def __init__(self, cards: dict[Customer, Card | None]) -> None:
+    With ``devices``, each found card's Apple registrations too, read with one more query: a
+    card's row is locked while it is here and a new registration locks it first, so they stay
+    what they were until commit."""
+
+    def __init__(
+        self,
+        cards: dict[Customer, Card | None],
+        devices: dict[uuid.UUID, list[Registration]] | None = None,
+    ) -> None:
         self._cards = cards
+        self._devices = devices
 
     def knows(self, customer: Customer) -> bool:
         return customer in self._cards
@@ -74,25 +84,43 @@ class CardsOfBatch:
     def card_of(self, customer: Customer) -> Card | None:
         return self._cards[customer]
 
-    def issued(self, card: Card) -> None:
+    def found(self) -> list[Card]:
+        """The cards the customers have."""
+        return [card for card in self._cards.values() if card is not None]
+
+    def devices_of(self, card: Card) -> list[Registration] | None:
+        """The card's registrations as read with the batch; ``None``: not read."""
+        return None if self._devices is None else self._devices.get(card.id)
+
+    def issued(self, card: Card, *, created: bool) -> None:
+        """``card`` found or made after the batch's query (``created``: made now, so on no
+        device)."""
         self._cards[card.merchant_id, card.customer_id] = card
+        if created and self._devices is not None:
+            self._devices[card.id] = []
 
 
-async def lock_cards(session: AsyncSession, customers: Iterable[Customer]) -> CardsOfBatch:
-    """The cards of ``customers``, with one query.
+async def lock_cards(
+    session: AsyncSession, customers: Iterable[Customer], *, with_devices: bool = False
+) -> CardsOfBatch:
+    """The cards of ``customers``, with one query (``with_devices``: and their registrations,
+    with another).
 
     They are locked until commit (in a fixed order), so another consumer cannot change them
     in between and have one of the two changes overwritten."""
     wanted = sorted(set(customers))
-    found = await session.scalars(
-        select(Card)
-        .where(tuple_(Card.merchant_id, Card.customer_id).in_(wanted))
-        .order_by(Card.merchant_id, Card.customer_id)
-        .with_for_update()
-    )
+    found = (
+        await session.scalars(
+            select(Card)
+            .where(tuple_(Card.merchant_id, Card.customer_id).in_(wanted))
+            .order_by(Card.merchant_id, Card.customer_id)
+            .with_for_update()
+        )
+    ).all()
     cards: dict[Customer, Card | None] = dict.fromkeys(wanted)
     cards.update({(card.merchant_id, card.customer_id): card for card in found})
-    return CardsOfBatch(cards)
+    devices = await registrations_by_card(session, found) if with_devices else None
+    return CardsOfBatch(cards, devices)
 
 
 async def issue_card(
@@ -149,7 +177,7 @@ async def find_or_issue(
         created = True
         count(session, merchant.id, "cards.issued")
     if known is not None:
-        known.issued(card)
+        known.issued(card, created=created)
     return card, created
 
 

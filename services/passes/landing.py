@@ -1,7 +1,8 @@
 """The add-to-wallet page behind a card's link: server-rendered, no JavaScript, one card only.
 
 The phone's platform (from its User-Agent) decides which button comes first; a desktop browser
-also gets a QR code of the page, to open it on the phone.
+also gets a QR code of the page, to open it on the phone. Once an order is delivered, the page
+asks how it was (``feedback/form.py``; the form posts to ``/c/{link}/feedback``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import segno
 
 from services.merchants.models import Merchant
 from services.passes.card_view import current_order, idle_status, status_sentence
+from services.passes.feedback.form import FORM_STYLE, feedback_form
 from services.passes.models import Card, PassDesign
 from services.passes.texts import LOCALES, text
 
@@ -53,6 +55,14 @@ PAGE_TEXTS: dict[str, dict[str, str]] = {
         "pl": "Dodaj do Apple Wallet",
         "ru": "Добавить в Apple Wallet",
         "de": "Zu Apple Wallet hinzufügen",
+    },
+    "page.order": {
+        "en": "Track in Apple Wallet",
+        "sk": "Sledovať v Apple Wallet",
+        "cs": "Sledovat v Apple Wallet",
+        "pl": "Śledź w Apple Wallet",
+        "ru": "Отслеживать в Apple Wallet",
+        "de": "In Apple Wallet verfolgen",
     },
     "page.google": {
         "en": "Save to Google Wallet",
@@ -140,7 +150,10 @@ def render(
     google_url: str | None,
     logo_url: str,
     platform: Platform,
+    order_url: str | None = None,
 ) -> str:
+    """The page; ``order_url``: the latest order's Wallet order, offered beside the card on
+    an iPhone (Wallet Orders need iOS 16; elsewhere the card is what a visitor can add)."""
     locale = card.locale if card.locale in LOCALES else merchant.default_locale
     own = design.texts
     order = current_order(card.content)
@@ -152,9 +165,12 @@ def render(
         status = text("status.welcome", locale, own)
     apple = _button("apple", apple_url, _page_text("page.apple", locale), APPLE_ICON)
     buttons = [apple]
+    if order_url and platform == "ios":
+        label = _page_text("page.order", locale)
+        buttons.append(_button("apple-order", order_url, label, APPLE_ICON))
     if google_url:
         google = _button("google", google_url, _page_text("page.google", locale), GOOGLE_ICON)
-        buttons = [google, apple] if platform == "android" else [apple, google]
+        buttons = [google, *buttons] if platform == "android" else [*buttons, google]
     escape = html.escape
     return _template().substitute(
         lang=escape(locale),
@@ -172,6 +188,8 @@ def render(
         qr=_qr_svg(page_url) if platform == "desktop" else "",
         no_offers_url=escape(f"{page_url}/marketing"),
         no_offers=escape(text("back.no_offers", locale, own)),
+        form_style=FORM_STYLE,
+        feedback=feedback_form(design, card, locale),
     )
 
 

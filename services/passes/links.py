@@ -12,14 +12,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
 from services.contracts.cards import GOOGLE_LINK_SUFFIX, LINK_PATH, LINK_TOKEN
-from services.core.db import Session
+from services.core.db import Session, public_base_url
 from services.core.errors import NotConfigured, NotFound
+from services.core.settings import Settings
 from services.core.web import AppSettings
 from services.merchants import google_wallet as merchant_google
+from services.merchants import wallet_orders as merchant_wallet_orders
 from services.merchants.models import Merchant
 from services.passes import landing
 from services.passes.apple.pkpass import MEDIA_TYPE
 from services.passes.bundles import PassBuilder, SignedPass
+from services.passes.card_view import current_order
 from services.passes.designs import get_design
 from services.passes.google_wallet import object_body
 from services.passes.issuing import card_behind_link, links_of
@@ -106,7 +109,9 @@ async def save_to_google(session: Session, card: LinkedCard) -> Response:
     url = None
     if merchant_google.signs_save_links(merchant):
         design = await get_design(session, merchant)
-        url = merchant_google.save_link(merchant, object_body(merchant, design, card))
+        url = merchant_google.save_link(
+            merchant, object_body(merchant, design, card, public_base_url(session))
+        )
     if url is None:
         raise NotConfigured(
             f"merchant {merchant.slug!r}: Google Wallet cannot sign save links",
@@ -149,8 +154,18 @@ async def landing_page(
         google_url=links.google_save_url,
         logo_url=f"{settings.base_url()}/assets/{merchant.slug}/logo@2x.png",
         platform=landing.platform_of(user_agent),
+        order_url=_latest_wallet_order(merchant, card, settings),
     )
     return HTMLResponse(page, headers=LANDING_HEADERS)
+
+
+def _latest_wallet_order(merchant: Merchant, card: Card, settings: Settings) -> str | None:
+    """The package link of the order the card shows, while the merchant has Wallet Orders on."""
+    order = current_order(card.content)
+    if order is None:
+        return None
+    links = merchant_wallet_orders.wallet_order_of(merchant, str(order["id"]), settings)
+    return links.url if links is not None else None
 
 
 LINK_HEADERS = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
@@ -162,7 +177,7 @@ LANDING_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": (
         "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     ),
 }
 

@@ -40,6 +40,12 @@ class PassDesign(IdMixin, TimestampMixin, Base):
     apns_token_key_path: Mapped[str | None] = mapped_column(String(1024))
     """A .p8 key for APNs token auth; without it pushes authenticate with the certificate."""
     apns_token_key_id: Mapped[str | None] = mapped_column(String(10))
+    # Apple Wallet Orders (the switch and the Order Type ID are the merchant's)
+    order_certificate_path: Mapped[str | None] = mapped_column(String(1024))
+    """The Order Type ID certificate: signs the packages and authenticates their pushes."""
+    order_key_path: Mapped[str | None] = mapped_column(String(1024))
+    apple_merchant_identifier: Mapped[str | None] = mapped_column(String(255))
+    """order.json's ``merchant.merchantIdentifier`` (Apple's Merchant ID, ``merchant....``)."""
     # Branding
     organization_name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(String(200))
@@ -53,6 +59,13 @@ class PassDesign(IdMixin, TimestampMixin, Base):
     tracking_url_template: Mapped[str | None] = mapped_column(String(1024))
     returns_url_template: Mapped[str | None] = mapped_column(String(1024))
     account_url_template: Mapped[str | None] = mapped_column(String(1024))
+    review_url_template: Mapped[str | None] = mapped_column(String(1024))
+    """Where a customer who rated an order 9-10 is invited to review it."""
+    survey_url_template: Mapped[str | None] = mapped_column(String(1024))
+    """Where a customer who rated an order 0-6 can tell the shop what went wrong."""
+    locations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """The merchant's stores (at most 10): ``latitude``, ``longitude`` and ``relevant_text``
+    (locale -> text), shown on the lock screen near one (``designs.set_locations``)."""
     texts: Mapped[dict[str, dict[str, str]]] = mapped_column(JSON, default=dict)
     """The merchant's own wording: locale -> text key -> text (see ``passes.texts``)."""
 
@@ -150,6 +163,75 @@ class Registration(IdMixin, Base):
     device_library_identifier: Mapped[str] = mapped_column(String(128))
     card_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("cards.id", ondelete="CASCADE"), index=True
+    )
+    push_token: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WalletOrder(IdMixin, Base):
+    """An order's Apple Wallet order: its package's version and what it shows.
+
+    Its identifier, token and link are derived (``contracts.wallet_orders``); the order type is
+    fixed at the first version, as devices know the order by both.
+    """
+
+    __tablename__ = "wallet_orders"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "order_id"),
+        UniqueConstraint("order_type_identifier", "order_identifier"),
+        Index(
+            "ix_wallet_orders_order_type_identifier_update_tag",
+            "order_type_identifier",
+            "update_tag",
+        ),
+    )
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
+    order_id: Mapped[str] = mapped_column(String(200))
+    """The shop's order id."""
+    card_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("cards.id", ondelete="CASCADE"), index=True
+    )
+    order_type_identifier: Mapped[str] = mapped_column(String(255))
+    order_identifier: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(Integer)
+    """The order's revision shown (``order.changed``): an older copy changes nothing."""
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The order as the package shows it (status, number, total, shipping, items, links)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """order.json's ``createdAt``: when the customer placed the order."""
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """order.json's ``updatedAt``: rises by at least a millisecond per version."""
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """The package's Last-Modified (whole seconds, rising by at least one per version)."""
+    update_tag: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Position in its order type's change order: what ``ordersModifiedSince`` compares."""
+
+
+class WalletOrderPackage(Base):
+    """The signed package of a Wallet order's latest version, built once (like ``PassBundle``)."""
+
+    __tablename__ = "wallet_order_packages"
+
+    wallet_order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("wallet_orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WalletOrderRegistration(IdMixin, Base):
+    """A device that holds a Wallet order and wants pushes for it (the Orders web service)."""
+
+    __tablename__ = "wallet_order_registrations"
+    __table_args__ = (UniqueConstraint("device_identifier", "wallet_order_id"),)
+
+    device_identifier: Mapped[str] = mapped_column(String(128))
+    wallet_order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("wallet_orders.id", ondelete="CASCADE"), index=True
     )
     push_token: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

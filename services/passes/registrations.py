@@ -74,10 +74,13 @@ async def find_card(session: AsyncSession, pass_type: str, serial: str) -> Card:
 
 def authenticate(card: Card | PassState, authorization: str | None) -> None:
     """``Authorization: ApplePass <token>``, compared in constant time."""
+    check_token(card.authentication_token.encode(), authorization)
+
+
+def check_token(expected: bytes, authorization: str | None) -> None:
+    """``authenticate`` with the card's token already encoded (the web service's cache)."""
     scheme, _, given = (authorization or "").partition(" ")
-    if f"{scheme} " != AUTH_SCHEME or not hmac.compare_digest(
-        given.encode(), card.authentication_token.encode()
-    ):
+    if f"{scheme} " != AUTH_SCHEME or not hmac.compare_digest(given.encode(), expected):
         raise Unauthorized("missing or wrong ApplePass token")
 
 

@@ -32,7 +32,9 @@ TemplatePart = tuple[str, str | None]
 """Literal text, then the placeholder that follows it (``None`` after the last literal)."""
 
 
-def template_parts(template: str) -> tuple[TemplatePart, ...]:
+def template_parts(
+    template: str, fields: frozenset[str] = TEMPLATE_FIELDS
+) -> tuple[TemplatePart, ...]:
     """A link template as literal text and placeholders, or ValueError saying what is wrong.
 
     Only the documented placeholders, exactly as ``{order_id}``: no format spec, no conversion,
@@ -47,21 +49,19 @@ def template_parts(template: str) -> tuple[TemplatePart, ...]:
         token, name = match.group(), match.group(1)
         if token in ("{{", "}}"):
             literal.append(token[0])
-        elif name in TEMPLATE_FIELDS:
+        elif name in fields:
             parts.append(("".join(literal), name))
             literal = []
         elif name is None:
             raise ValueError("a lone brace: write {{ or }} for a brace in the URL")
-        elif re.split(r"[:!.\[]", name, maxsplit=1)[0] in TEMPLATE_FIELDS:
+        elif re.split(r"[:!.\[]", name, maxsplit=1)[0] in fields:
             plain = re.split(r"[:!.\[]", name, maxsplit=1)[0]
             raise ValueError(
                 f"{{{plain}}} takes no format spec, conversion, attribute or index: "
                 f"write {{{plain}}} alone"
             )
         else:
-            raise ValueError(
-                f"unknown placeholder {name!r}; use {', '.join(sorted(TEMPLATE_FIELDS))}"
-            )
+            raise ValueError(f"unknown placeholder {name!r}; use {', '.join(sorted(fields))}")
     literal.append(template[position:])
     parts.append(("".join(literal), None))
     return tuple(parts)
@@ -138,6 +138,12 @@ class Branding(BaseModel):
     tracking_url_template: LinkTemplate | None = None
     returns_url_template: LinkTemplate | None = None
     account_url_template: LinkTemplate | None = None
+    review_url_template: LinkTemplate | None = Field(
+        default=None, description="Where a rating of 9-10 is invited to a review (order filled in)."
+    )
+    survey_url_template: LinkTemplate | None = Field(
+        default=None, description='The "talk to us" page a rating of 0-6 is offered.'
+    )
 
     @field_validator(*REQUIRED_BRANDING, mode="after")
     @classmethod
@@ -149,6 +155,34 @@ class Branding(BaseModel):
                 "required: leave it out to keep the current value, null cannot clear it"
             )
         return value
+
+
+MAX_LOCATIONS = 10
+"""Apple Wallet takes at most 10 ``locations`` per pass, Google 10 ``merchantLocations`` per
+object."""
+RelevantText = Annotated[PlainText, Field(min_length=1, max_length=100)]
+
+
+class StoreLocation(BaseModel):
+    """A store: near it, the card comes up on the lock screen with ``relevant_text``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latitude: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
+    longitude: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
+    relevant_text: dict[Locale, RelevantText] = Field(
+        default_factory=dict,
+        max_length=20,
+        json_schema_extra={"additionalProperties": False},
+        description='Per language, e.g. {"en": "Our store on Main Street is nearby"}. While an '
+        "offer is on the card, its title is shown instead.",
+    )
+
+
+class StoreLocations(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    locations: list[StoreLocation] = Field(max_length=MAX_LOCATIONS)
 
 
 class CardIssue(BaseModel):

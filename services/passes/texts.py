@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 
-LOCALES = ("en", "sk", "cs", "pl", "ru", "de")
+from services.contracts.orders import CARD_LANGUAGES
+
+LOCALES = CARD_LANGUAGES
 
 
 def _t(en: str, sk: str, cs: str, pl: str, ru: str, de: str) -> dict[str, str]:
@@ -189,6 +191,80 @@ TEXTS: dict[str, dict[str, str]] = {
         "Готово: предложения снова появятся на этой карте.",
         "Erledigt: Angebote sind auf dieser Karte wieder willkommen.",
     ),
+    "back.review": _t(
+        "Enjoyed it? Leave a review",
+        "Páčilo sa vám? Napíšte recenziu",
+        "Líbilo se vám? Napište recenzi",
+        "Podobało się? Wystaw opinię",
+        "Понравилось? Оставьте отзыв",
+        "Gefallen? Schreiben Sie eine Bewertung",
+    ),
+    "back.sorry": _t(
+        "We're sorry: talk to us",
+        "Mrzí nás to: ozvite sa nám",
+        "Mrzí nás to: ozvěte se nám",
+        "Przykro nam: porozmawiaj z nami",
+        "Нам жаль: расскажите нам",
+        "Das tut uns leid: sprechen Sie mit uns",
+    ),
+    "feedback.title": _t(
+        "How was your order {number}?",
+        "Ako ste boli spokojní s objednávkou {number}?",
+        "Jak jste byli spokojeni s objednávkou {number}?",
+        "Jak oceniasz zamówienie {number}?",
+        "Как вам заказ {number}?",
+        "Wie war Ihre Bestellung {number}?",
+    ),
+    "feedback.question": _t(
+        "How likely are you to recommend us to a friend? 0: not at all, 10: definitely.",
+        "Aká je šanca, že nás odporučíte známemu? 0: vôbec, 10: určite.",
+        "Jaká je šance, že nás doporučíte známému? 0: vůbec, 10: určitě.",
+        "Jak bardzo prawdopodobne jest, że polecisz nas znajomym? 0: wcale, 10: na pewno.",
+        "Насколько вероятно, что вы порекомендуете нас друзьям? 0: ни за что, 10: обязательно.",
+        "Wie wahrscheinlich empfehlen Sie uns weiter? 0: gar nicht, 10: ganz sicher.",
+    ),
+    "feedback.comment": _t(
+        "Anything you would like to tell us? (optional)",
+        "Chcete nám niečo odkázať? (nepovinné)",
+        "Chcete nám něco vzkázat? (nepovinné)",
+        "Chcesz nam coś przekazać? (opcjonalnie)",
+        "Хотите что-нибудь добавить? (необязательно)",
+        "Möchten Sie uns etwas sagen? (optional)",
+    ),
+    "feedback.send": _t("Send", "Odoslať", "Odeslat", "Wyślij", "Отправить", "Senden"),
+    "feedback.thanks": _t(
+        "Thank you for your rating.",
+        "Ďakujeme za vaše hodnotenie.",
+        "Děkujeme za vaše hodnocení.",
+        "Dziękujemy za Twoją ocenę.",
+        "Спасибо за вашу оценку.",
+        "Danke für Ihre Bewertung.",
+    ),
+    "feedback.review_invite": _t(
+        "We are glad you liked it. Would you share it with others in a review?",
+        "Teší nás, že ste spokojní. Podelíte sa o to s ostatnými v recenzii?",
+        "Těší nás, že jste spokojeni. Podělíte se o to s ostatními v recenzi?",
+        "Cieszymy się, że jesteś zadowolony. Podzielisz się tym z innymi w opinii?",
+        "Мы рады, что вам понравилось. Поделитесь впечатлением в отзыве?",
+        "Schön, dass es Ihnen gefallen hat. Teilen Sie es anderen in einer Bewertung mit?",
+    ),
+    "feedback.sorry_text": _t(
+        "We are sorry it was not better. Tell us what went wrong and we will put it right.",
+        "Mrzí nás, že to nebolo lepšie. Povedzte nám, čo sa pokazilo, a napravíme to.",
+        "Mrzí nás, že to nebylo lepší. Řekněte nám, co se pokazilo, a napravíme to.",
+        "Przykro nam, że nie było lepiej. Powiedz nam, co poszło nie tak, a to naprawimy.",
+        "Нам жаль, что всё прошло не лучшим образом. Расскажите, что не так, и мы исправим.",
+        "Es tut uns leid, dass es nicht besser war. Sagen Sie uns, was schiefging, wir "
+        "bringen es in Ordnung.",
+    ),
+    "feedback.nothing": _t(
+        "Once an order of yours is delivered, you can rate it here.",
+        "Keď vám doručíme objednávku, môžete ju tu ohodnotiť.",
+        "Až vám doručíme objednávku, můžete ji tu ohodnotit.",
+        "Gdy dostarczymy Twoje zamówienie, możesz je tu ocenić.",
+        "Когда заказ будет доставлен, здесь можно будет его оценить.",
+        "Sobald Ihre Bestellung zugestellt ist, können Sie sie hier bewerten.",
+    ),
     "back.items": _t("Items", "Položky", "Položky", "Produkty", "Товары", "Artikel"),
     "back.total": _t("Total", "Spolu", "Celkem", "Razem", "Итого", "Gesamt"),
     "back.order": _t(
@@ -217,6 +293,14 @@ TEXTS: dict[str, dict[str, str]] = {
     ),
     "back.account": _t(
         "Your account", "Váš účet", "Váš účet", "Twoje konto", "Ваш аккаунт", "Ihr Konto"
+    ),
+    "back.referral": _t(
+        "Invite a friend",
+        "Pozvite priateľa",
+        "Pozvěte přítele",
+        "Zaproś znajomego",
+        "Пригласить друга",
+        "Freunde einladen",
     ),
     "back.support": _t(
         "Customer support",

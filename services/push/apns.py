@@ -11,7 +11,10 @@ aioapns is the design's client; these are its known faults and what guards each:
   is lost, and whose late answer raises in ``data_received``, which closes the connection with
   every push in flight on it: our protocol drops such futures first;
 - on a dropped connection aioapns resends at once, so a push APNs already accepted could go
-  twice: we allow one attempt and retry with backoff ourselves;
+  twice: our send path (``_PassProtocol.send_push``) sends each push once, and we retry with
+  backoff ourselves;
+- its pool puts every push on one connection until that one is full (~1,000 streams): ours
+  spreads a fan-out over the merchant's connections (``_Pool.connection``);
 - its provider token is renewed every 30 minutes by the clock only, so a token APNs calls
   expired (``403 ExpiredProviderToken``) would be sent again until then: ``ProviderToken``
   renews it on that answer (and the push is retried like any other).
@@ -28,18 +31,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import urlsplit
 
 import jwt
-from aioapns.common import NotificationRequest
+from aioapns.common import NotificationResult
 from aioapns.connection import (
     APNsBaseClientProtocol,
     APNsBaseConnectionPool,
     APNsProductionClientProtocol,
     AuthorizationHeaderProvider,
 )
-from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
+from aioapns.exceptions import ConnectionClosed
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.exceptions import NoAvailableStreamIDError
+from hpack import HeaderTuple, NeverIndexedHeaderTuple
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +102,62 @@ class ApnsSender(Protocol):
     async def close(self) -> None: ...
 
 
+_H2_CLIENT = H2Configuration(
+    client_side=True,
+    header_encoding=None,
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+)
+"""h2 checks and normalises every header we send (a fifth of a push's CPU in the push process):
+ours are built below from fixed lowercase names, a token the registration held to hex, a UUID
+and a topic, so they need neither. What APNs sends us is still checked."""
+_PUSH_BODY = b"{}"
+"""Wallet's documented push: the empty JSON object, the same bytes every time."""
+
+
 class _PassProtocol(APNsProductionClientProtocol):
-    """aioapns's protocol with its per-stream leak and flow-control stall mended, and its
-    writes coalesced."""
+    """aioapns's protocol with its per-stream leak and flow-control stall mended, its writes
+    coalesced, and a send path of its own for the one push a pass gets (``send_push``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.conn = H2Connection(_H2_CLIENT)
         self._flush_due = False
+        self._fixed_headers = (
+            HeaderTuple(b":method", b"POST"),
+            HeaderTuple(b":scheme", b"https"),
+        )
+        self._host = HeaderTuple(b"host", self.APNS_SERVER.encode())
+
+    @property
+    def in_flight(self) -> int:
+        """Streams sent and not yet answered."""
+        return len(self.requests)
+
+    async def send_push(self, token: str, topic: str, apns_id: str) -> NotificationResult:
+        """aioapns's ``send_notification`` for ``{}`` with topic and id only: the path and the
+        id differ on every push, so they stay out of the HPACK table (where each would evict
+        another and never be used again); the rest is indexed once per connection."""
+        stream_id = await self.free_channels.acquire()
+        headers = [
+            *self._fixed_headers,
+            NeverIndexedHeaderTuple(b":path", b"/3/device/" + token.encode()),
+            self._host,
+            NeverIndexedHeaderTuple(b"apns-id", apns_id.encode()),
+            HeaderTuple(b"apns-topic", topic.encode()),
+        ]
+        if self.auth_provider is not None:
+            # Never indexed, as h2 keeps authorization headers unless told otherwise.
+            headers.append(
+                NeverIndexedHeaderTuple(b"authorization", self.auth_provider.get_header().encode())
+            )
+        self.conn.send_headers(stream_id, headers)
+        self.conn.send_data(stream_id, _PUSH_BODY, end_stream=True)
+        self.flush()
+        answer: asyncio.Future[NotificationResult] = self.loop.create_future()
+        self.requests[apns_id] = answer
+        self.request_streams[stream_id] = apns_id
+        return await answer
 
     def flush(self) -> None:
         """Write what h2 has queued once per event-loop turn, not once per request: aioapns
@@ -203,7 +259,15 @@ class ProviderToken(AuthorizationHeaderProvider):
 
 
 class _Pool(APNsBaseConnectionPool):
-    """One merchant's connections, authenticated by certificate (TLS) or by token (JWT)."""
+    """One merchant's connections, authenticated by certificate (TLS) or by token (JWT).
+
+    aioapns fills one connection up to the server's stream limit (APNs allows ~1,000) before
+    it opens another, so a merchant's pushes all wait on one connection's round trips. Here a
+    push goes on the connection with the fewest in flight, and another connection is opened
+    (up to ``max_connections``) once every open one has ``SPREAD_ABOVE`` in flight: pushes
+    sent one by one keep one connection, a fan-out spreads over several."""
+
+    SPREAD_ABOVE = 32
 
     def __init__(
         self,
@@ -219,6 +283,36 @@ class _Pool(APNsBaseConnectionPool):
         self.auth_provider = auth_provider
         self.requests_sent = 0
         self._topic = topic
+        self._opening: asyncio.Future[None] | None = None
+
+    async def connection(self) -> _PassProtocol:
+        """The connection the next push goes on (see the class's docstring)."""
+        while True:
+            connections = cast(list[_PassProtocol], self.connections)
+            quietest = min(connections, key=lambda c: c.in_flight, default=None)
+            if quietest is not None and (
+                quietest.in_flight < self.SPREAD_ABOVE or len(connections) >= self.max_connections
+            ):
+                return quietest
+            if self._opening is None:
+                self._opening = asyncio.ensure_future(self._open())
+            try:
+                # Then choose again: the pushes that waited for it fill it up to the threshold.
+                await asyncio.shield(self._opening)
+            except Exception:
+                if quietest is None:
+                    raise
+                return quietest  # the open ones carry on
+
+    async def _open(self) -> None:
+        try:
+            connection = await self.create_connection()
+        except Exception as exc:
+            log.warning("APNs connection not opened", extra={"error": repr(exc)[:300]})
+            raise ConnectionError() from exc
+        finally:
+            self._opening = None
+        self.connections.append(connection)
 
     async def create_connection(self) -> APNsBaseClientProtocol:
         factory = partial(
@@ -303,18 +397,17 @@ class AioApnsSender:
     ) -> ApnsResult:
         pool = self._pool(credentials, topic)
         pool.requests_sent += 1
-        request = NotificationRequest(
-            device_token=token,
-            message={},
-            notification_id=apns_id,
-            apns_topic=topic,  # Wallet's documented push: topic and {} only, no push type
-        )
         try:
             async with asyncio.timeout(self._timeout):
-                result = await pool.send_notification(request)
+                connection = await pool.connection()
+                try:
+                    result = await connection.send_push(token, topic, apns_id)
+                except NoAvailableStreamIDError:  # a connection's stream ids last ~1bn pushes
+                    connection.close()
+                    raise
         except TimeoutError:
             return ApnsResult(status=0, reason="Timeout")
-        except (ConnectionClosed, MaxAttemptsExceeded, ConnectionError, OSError) as exc:
+        except (ConnectionClosed, NoAvailableStreamIDError, ConnectionError, OSError) as exc:
             return ApnsResult(status=0, reason=f"ConnectionError: {type(exc).__name__}")
         if result.description == "ExpiredProviderToken" and pool.auth_provider is not None:
             pool.auth_provider.expired()

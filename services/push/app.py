@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import FastAPI
 
-from services.contracts.messages import CardUpdated
+from services.contracts.messages import CardUpdated, WalletOrderUpdated
 from services.core.queue import Subscription
 from services.core.settings import Settings
 from services.core.web import Component
@@ -14,7 +14,7 @@ from services.push import callbacks
 from services.push.apns import AioApnsSender
 from services.push.deliveries import DeliveryWorker
 from services.push.google import GoogleClients, GoogleWorker
-from services.push.handlers import card_updated
+from services.push.handlers import card_updated, wallet_order_updated
 from services.push.retention import push_retention
 from services.push.workers import Wakeup
 
@@ -34,6 +34,7 @@ def component(settings: Settings) -> Component:
             app.state.sessionmaker,
             app.state.apns_sender,
             apns_wakeup,
+            batch_size=settings.push_in_flight,
             max_attempts=settings.push_max_attempts,
             lease_seconds=settings.push_lease_seconds,
             poll_interval=settings.queue_poll_interval,
@@ -64,7 +65,10 @@ def component(settings: Settings) -> Component:
     return Component(
         name="push",
         routers=[callbacks.router],
-        subscriptions=[Subscription("push", CardUpdated, card_updated(apns_wakeup, google_wakeup))],
+        subscriptions=[
+            Subscription("push", CardUpdated, card_updated(apns_wakeup, google_wakeup)),
+            Subscription("push", WalletOrderUpdated, wallet_order_updated(apns_wakeup)),
+        ],
         on_startup=[start],
         on_shutdown=[stop],
         tasks=[deliver_apns, deliver_google],

@@ -52,7 +52,7 @@ _deliveries = cast(Table, Delivery.__table__)
 _CARD_TARGETS = select(
     _targets.c.device_library_identifier,
     _targets.c.push_token,
-    _targets.c.apns,
+    sql_cast(_targets.c.apns, Text),  # decoded once per distinct text (``_stored_json``)
     _targets.c.wanted_version,
     _targets.c.sent_version,
 ).where(_targets.c.card_id == bindparam("b_card_id"))
@@ -96,7 +96,7 @@ async def schedule(session: AsyncSession, change: CardUpdated, wakeup: Wakeup | 
     card_id, version = change.card_id, change.version
     apns = change.apns.model_dump()
     known = {
-        device: (push_token, stored_apns, max(wanted, sent))
+        device: (push_token, _stored_json(stored_apns), max(wanted, sent))
         for device, push_token, stored_apns, wanted, sent in await session.execute(
             _CARD_TARGETS, {"b_card_id": card_id}
         )
@@ -175,10 +175,17 @@ def push_id(card_id: uuid.UUID, device: str, version: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
+def _stored_json(stored: str) -> dict[str, Any]:
+    """A merchant's APNs credentials as stored on its targets, decoded once: every target of a
+    card holds the same text (a card may be on thousands of phones). Shared: never changed."""
+    return cast(dict[str, Any], json.loads(stored))
+
+
+@functools.lru_cache(maxsize=256)
 def _credentials(stored: str) -> ApnsCredentials:
     """A merchant's APNs credentials as stored on its targets, decoded once: a claim returns
     them on every row, and the sender looks its pool up by them."""
-    return ApnsCredentials.from_message(json.loads(stored))
+    return ApnsCredentials.from_message(_stored_json(stored))
 
 
 Outcome = tuple[DueTarget, ApnsResult]
@@ -283,9 +290,9 @@ class _Pipeline:
 class DeliveryWorker(LeasedWorker):
     """Keeps up to ``batch_size`` pushes in flight, and records their outcomes as they come.
 
-    Whenever half of the pushes in flight have been answered, it claims as many due targets as
-    there is room for, so the connections never wait for a whole batch to finish. Answered
-    pushes are recorded in batches of at least half that size (or whatever is answered once
+    Whenever a quarter of the pushes in flight have been answered, it claims as many due targets
+    as there is room for, so the connections never wait for a whole batch to finish. Answered
+    pushes are recorded in batches of at least half the window (or whatever is answered once
     nothing is in flight), one record at a time, while the rest are being sent. Every target
     stays leased until its outcome is committed, so no claim picks it up twice. A record that
     fails is tried again; given up, the leases of its targets run out and they are sent again.
@@ -314,6 +321,9 @@ class DeliveryWorker(LeasedWorker):
         )
         self._sender = sender
         self._half = max(1, batch_size // 2)
+        self._refill_at = batch_size - max(1, batch_size // 4)
+        """Claim more once this few are left sending: a quarter of the window per claim keeps
+        the connections busy through the claim's round trip."""
         self._pipeline = _Pipeline(send=self._send, record=self._record)
         self._leases = Lease(
             sessionmaker,
@@ -366,7 +376,7 @@ class DeliveryWorker(LeasedWorker):
         everything sent so far is recorded."""
         self._pipeline.collect()
         self._record_if_due(force=False)
-        while self._pipeline.sending > self._batch_size - self._half:
+        while self._pipeline.sending > self._refill_at:
             await self._pipeline.next_report()
             self._record_if_due(force=False)
         due = await self._claim(self._batch_size - self._pipeline.sending)

@@ -113,3 +113,36 @@ async def test_a_failing_round_is_logged_and_the_job_goes_on(
         assert any(r.message == "scheduled job failed" for r in caplog.records)
     finally:
         runner.cancel()
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_job_stops_when_cancelled_as_the_clock_wakes_it(
+    set_clock: Clock, turns: int
+) -> None:
+    """A shutdown that cancels the jobs right after a move of the clock (a test's clock reset
+    in its teardown, say) must stop them: Python 3.11's ``wait_for`` returned the wake-up and
+    dropped the cancellation, and the job then ran on and held the shutdown forever."""
+    rounds: list[datetime] = []
+
+    async def idle(_: async_sessionmaker[AsyncSession], now: datetime) -> int:
+        rounds.append(now)
+        return 0
+
+    job = Job("idle", every=3600, run=idle)
+    runner = asyncio.create_task(run_job(job, cast(async_sessionmaker[AsyncSession], None)))
+
+    async def waiting() -> bool:
+        return len(rounds) == 1
+
+    await eventually(waiting)
+    await asyncio.sleep(0)  # the runner is in its pause
+    set_clock.advance(timedelta(seconds=1))  # wakes the pause from the loop's next turn
+    for _ in range(turns):  # the cancellation lands at each step of the wake-up in turn
+        await asyncio.sleep(0)
+    runner.cancel()
+    try:
+        await asyncio.wait({runner}, timeout=5)  # waits without passing a cancellation on
+        assert runner.cancelled()
+        assert len(rounds) <= 2
+    finally:
+        runner.cancel()  # the defect's runner took only a second one

@@ -18,6 +18,7 @@ from services.core.queue import (
     InboxMessage,
     OutboxMessage,
     Subscription,
+    on_commit_of_published,
     publish,
     publish_all,
 )
@@ -369,3 +370,34 @@ class _RecordingSession:
 
     def add(self, row: Any) -> None:
         self.added.append(row)
+
+
+async def test_a_commit_wakes_the_listeners_of_the_topics_it_published(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A consumer of this process looks for work after a commit that published its topic,
+    not after every commit (another process consumes the rest); the NATS relay hears all."""
+    woken: list[str] = []
+    stops = [
+        on_commit_of_published(lambda: woken.append("test"), {Named.topic}),
+        on_commit_of_published(lambda: woken.append("other"), [Other.topic]),
+        on_commit_of_published(lambda: woken.append("any")),
+    ]
+    try:
+        async with sessionmaker() as session:
+            publish(session, Named(name="a"))
+            await publish_all(session, [(Named(name="b"), None)])
+            await session.commit()
+        assert sorted(woken) == ["any", "test"], "one wake-up each, at the commit"
+        async with sessionmaker() as session:
+            publish(session, Other(name="c"))
+            await session.rollback()
+        assert sorted(woken) == ["any", "test"], "a rollback wakes nobody"
+        woken.clear()
+        async with sessionmaker() as session:
+            await publish_all(session, [(Named(name="d"), None), (Other(name="e"), None)])
+            await session.commit()
+        assert sorted(woken) == ["any", "other", "test"]
+    finally:
+        for stop in stops:
+            stop()

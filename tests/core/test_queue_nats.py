@@ -246,6 +246,20 @@ async def test_a_running_queue_relays_at_commit_and_applies(
     assert running.cancelled()
 
 
+async def test_an_idle_queue_stops_well_within_its_grace(make_queue: MakeQueue) -> None:
+    """Each consumer waits in a pull for at most ``nats.FETCH_SECONDS``: stopped, it ends by
+    itself within a short grace (at 5 s, every SIGTERM and test teardown waited 5 s)."""
+    queue = await make_queue()
+    running = asyncio.create_task(queue.run([Subscription("t", Named, Recorder())]))
+    async with asyncio.timeout(10):
+        while not queue.connected:  # noqa: ASYNC110  (waiting for the background set-up)
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # the consumer is inside its fetch
+    await queue.stop(grace=3.0)  # the pull's wait and then some: not the 10 s SIGTERM allows
+    assert running.done()
+    assert not running.cancelled()
+
+
 async def test_a_queue_cancelled_as_its_connection_closes_stops(make_queue: MakeQueue) -> None:
     """nats-py turns a cancelled wait on a closed connection into ``ConnectionClosedError``:
     the consumer must still stop, or the app's shutdown waits for it forever."""

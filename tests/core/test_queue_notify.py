@@ -42,7 +42,7 @@ async def consumer(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Con
     if engine.dialect.name != "postgresql":
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite runs in one process")
     other_engine = create_engine(settings)
-    queue = DatabaseQueue(create_sessionmaker(other_engine), poll_interval=POLL_SECONDS)
+    queue = DatabaseQueue(create_sessionmaker(other_engine, settings), poll_interval=POLL_SECONDS)
     seen: list[str] = []
     wakes: list[None] = []
 

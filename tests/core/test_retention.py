@@ -19,11 +19,14 @@ from services.core.queue.retention import queue_rules
 from services.core.retention import Prune, prune
 from services.core.settings import Settings
 from services.onboarding import Onboarded
+from services.orders.connectors.models import ConnectorDelivery
 from services.orders.models import Order, OrderEvent
 from services.orders.retention import orders_rules
 from services.push.models import Delivery, GoogleCallbackNonce, GoogleDelivery
 from services.push.retention import push_rules
 from tests.factories import api_auth, create_merchant, order_event, post_order_event
+from tests.orders.connectors.conftest import connect
+from tests.orders.connectors.platforms import post_shopify, shopify_order
 from tests.waiting import eventually
 
 DAY = timedelta(days=1)
@@ -119,6 +122,31 @@ async def test_order_history_goes_after_its_period_and_the_order_stays(
     assert answer.status_code == 200
     assert answer.json()["status"] == "shipped"
     assert await session.scalar(select(func.count()).select_from(Order)) == 1
+
+
+async def test_connector_deliveries_go_after_a_month(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    shop: Onboarded = await create_merchant(session, settings)
+    await connect(session, shop)
+    assert (await post_shopify(client, "orders/create", shopify_order())).status_code == 200
+    received = await session.scalar(select(func.max(ConnectorDelivery.received_at)))
+    assert received is not None
+    await session.commit()
+
+    async def kept() -> int:
+        async with sessionmaker() as reader:
+            deliveries = select(func.count()).select_from(ConnectorDelivery)
+            return await reader.scalar(deliveries) or 0
+
+    await _prune_all(sessionmaker, orders_rules(settings), received + 29 * DAY)
+    assert await kept() == 1
+    await _prune_all(sessionmaker, orders_rules(settings), received + 31 * DAY)
+    assert await kept() == 0
+    assert (await client.get("/v1/orders/450789469", headers=api_auth(shop))).status_code == 200
 
 
 async def test_delivery_records_and_callback_nonces_go_after_a_month(

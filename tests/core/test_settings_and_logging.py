@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -121,3 +122,28 @@ def test_processes_starting_together_keep_one_development_secret_key(
     assert looked, "the late process did look before the key was there"
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["secret_key"], "no draft left behind"
+
+
+def test_a_development_secret_is_read_once_and_a_copy_elsewhere_has_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every card link needs the key: the file is read on first use only, and settings copied
+    to another data directory (as tests and ``serve`` do) never answer with this one's key."""
+    settings = Settings(environment=Environment.development, data_dir=tmp_path / "a")
+    kept = settings.resolved_secret_key()
+    reads: list[Path] = []
+    real_read = Path.read_text
+
+    def counted(path: Path, *args: Any, **kwargs: Any) -> str:
+        reads.append(path)
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    assert [settings.resolved_secret_key() for _ in range(3)] == [kept] * 3
+    assert reads == []
+    elsewhere = settings.model_copy(update={"data_dir": tmp_path / "b"})
+    assert elsewhere.resolved_secret_key() != kept
+    assert settings.resolved_secret_key() == kept
+    assert (
+        elsewhere.resolved_secret_key() == real_read(tmp_path / "b" / "secret_key").strip().encode()
+    )

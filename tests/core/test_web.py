@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from services.core.settings import Settings
-from services.core.web import create_app
+from services.core.web import Component, create_app
 from tests.waiting import eventually
 
 
@@ -135,3 +137,33 @@ async def test_a_trailing_slash_is_not_redirected_to_the_host_the_client_named(
         response = await client.get(path, headers={"Host": "evil.example"})
         assert response.status_code in (404, 405), (path, response.status_code)
         assert "location" not in response.headers
+
+
+async def test_a_task_that_ignores_its_cancellation_does_not_hold_the_shutdown(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The process ends within its grace period and names the task, as an operator needs."""
+    cancellations: list[int] = []
+
+    async def stubborn(_: FastAPI) -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancellations.append(1)
+                if len(cancellations) > 1:  # the test's own cleanup, below
+                    raise
+
+    component = Component(name="stubborn", tasks=[stubborn])
+    app = create_app(settings.model_copy(update={"shutdown_grace_seconds": 0.2}), [component])
+    async with asyncio.timeout(10):
+        async with app.router.lifespan_context(app):
+            pass
+    assert cancellations == [1]
+    stopping = [r for r in caplog.records if r.message.startswith("background tasks did not")]
+    assert [r.tasks for r in stopping] == [["stubborn"]]
+    left = [task for task in asyncio.all_tasks() if task.get_name() == "stubborn"]
+    for task in left:
+        task.cancel()
+    await asyncio.wait(left, timeout=5)
+    assert all(task.done() for task in left)

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,30 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.contracts.messages import ChannelCounted, GoogleWalletChanged
-from services.core.queue import OutboxMessage
+from services.core.clock import clock
+from services.core.queue import OutboxMessage, publish
 from services.core.settings import Settings
 from services.integrations.google_wallet.client import DEFAULT_API_URL
-from services.merchants import google_wallet
+from services.merchants import google_wallet, journeys
+from services.merchants.models import Merchant
+from services.passes.models import Card
 from services.push.models import GoogleDelivery, GoogleTarget
 from tests.conftest import BASE_URL
 from tests.e2e.conftest import installation
-from tests.factories import create_merchant, order_event, post_order_event
+from tests.e2e.marketing import at_noon
+from tests.factories import (
+    create_merchant,
+    order_event,
+    post_order_event,
+    post_shop_event,
+    shop_event,
+)
 from tests.integrations.google_wallet.conftest import ISSUER_ID, WalletApi, google_error
 from tests.integrations.google_wallet.schema import request_schema, validate
 from tests.integrations.google_wallet.test_callbacks import GoogleSigner, new_key
-from tests.waiting import eventually
+from tests.waiting import eventually, queue_drained
+
+__all__ = ["at_noon"]
 
 HOUR_MS = 3_600_000
 OBJECTS = "loyaltyObject"
@@ -231,6 +244,11 @@ async def test_order_life_in_google_wallet(
     assert kinds.count("downgraded") == 1  # the 4th
     patched = [body for method, path, body in wallet_api.bodies() if method == "PATCH"]
     assert patched[-1]["textModulesData"][0]["body"] == "U kuriéra"
+    # "No offers, thanks" to the card's own page (as on the back of the Apple pass), in the
+    # customer's language.
+    consent_page = f"{accepted['card']['landing_url']}/marketing"
+    no_offers = {"id": "no_offers", "uri": consent_page, "description": "Ponuky nie, ďakujem"}
+    assert no_offers in patched[-1]["linksModuleData"]["uris"]
 
 
 async def test_quota_exceeded_is_resent_as_a_plain_message(
@@ -465,3 +483,166 @@ async def test_at_most_ten_messages_stay_on_the_object(
             return len(row.kept_messages) == 10 and row.kept_messages[-1]["header"] == "Na ceste"
 
     await eventually(kept_ten)
+
+
+async def test_stores_and_a_ratings_follow_up_reach_the_google_object(
+    client: httpx.AsyncClient,
+    shop: Any,
+    wallet_api: WalletApi,
+    google_settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """``merchantLocations`` (at most 10, latitude and longitude) and the review link after a
+    9-10 rating, PATCHed whole; clearing the stores sends an empty list (a PATCH keeps a field
+    it does not name)."""
+    _on_patch(wallet_api)
+    _on_add_message(wallet_api)
+    admin = {"Authorization": f"Bearer {google_settings.ensure_admin_token()}"}
+    slug = shop.merchant.slug
+    stores = [{"latitude": 48.1439 + n / 100, "longitude": 17.1097} for n in range(10)]
+    put = await client.put(
+        f"/admin/v1/merchants/{slug}/locations", json={"locations": stores}, headers=admin
+    )
+    assert put.status_code == 200, put.text
+    review = {"review_url_template": "https://reviews.example.com/r/{order_id}"}
+    branded = await client.patch(f"/admin/v1/merchants/{slug}/branding", json=review, headers=admin)
+    assert branded.status_code == 204
+    await post_order_event(client, shop.api_key, order_event("delivered"))
+    await eventually(lambda: queue_drained(sessionmaker))  # the card exists: the rating shows
+    rated = await client.post(
+        "/v1/customers/c-42/feedback",
+        json={"order_id": "A-1001", "score": 10},
+        headers={"Authorization": f"Bearer {shop.api_key}"},
+    )
+    assert rated.status_code == 201
+
+    def patched() -> list[dict[str, Any]]:
+        return [body for method, path, body in wallet_api.bodies() if method == "PATCH"]
+
+    async def followed_up() -> bool:
+        return any(
+            link["id"] == "review" for body in patched() for link in body["linksModuleData"]["uris"]
+        )
+
+    await eventually(followed_up)
+    last = patched()[-1]
+    assert last["merchantLocations"] == stores
+    [link] = [link for link in last["linksModuleData"]["uris"] if link["id"] == "review"]
+    assert link["uri"] == "https://reviews.example.com/r/A-1001"
+    assert link["description"] == "Páčilo sa vám? Napíšte recenziu"
+
+    cleared = await client.delete(f"/admin/v1/merchants/{slug}/locations", headers=admin)
+    assert cleared.status_code == 204
+
+    async def without_stores() -> bool:
+        return patched()[-1].get("merchantLocations") == []
+
+    await eventually(without_stores)
+
+
+async def test_a_welcome_reaches_the_google_object_once_when_the_card_is_saved(
+    client: httpx.AsyncClient,
+    shop: Any,
+    wallet_api: WalletApi,
+    signer: GoogleSigner,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """``customer.registered`` makes the card (its object inserted, no message); the save
+    callback puts the card on a device, and the journeys' job adds the welcome as one message
+    that notifies; a second save brings no other."""
+    clock.set(datetime.now(UTC).replace(hour=12))  # outside the quiet hours
+    try:
+        await _welcome_once(client, shop, wallet_api, signer, sessionmaker)
+    finally:
+        clock.reset()
+
+
+async def _welcome_once(
+    client: httpx.AsyncClient,
+    shop: Any,
+    wallet_api: WalletApi,
+    signer: GoogleSigner,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    _on_patch(wallet_api)
+    _on_add_message(wallet_api)
+    accepted = await post_shop_event(
+        client, shop, shop_event("customer.registered", "gina", locale="sk")
+    )
+    object_id = f"{ISSUER_ID}.{accepted['card']['serial_number']}"
+
+    async def has_target() -> bool:
+        async with sessionmaker() as session:
+            return await session.scalar(select(GoogleTarget.card_id)) is not None
+
+    await eventually(has_target)
+    now_ms = int(time.time() * 1000)
+
+    def saved() -> bytes:
+        message = {
+            "classId": f"{ISSUER_ID}.customer-card",
+            "objectId": object_id,
+            "expTimeMillis": now_ms + HOUR_MS,
+            "eventType": "save",
+            "nonce": str(uuid.uuid4()),
+        }
+        return signer.callback(message=message, key_expires=now_ms + HOUR_MS)
+
+    assert (await client.post("/google/callbacks", content=saved())).status_code == 200
+    clock.set(clock.now() + timedelta(seconds=1))  # wakes the journeys' job
+
+    async def welcomed() -> bool:
+        return len(_messages(wallet_api)) == 1
+
+    await eventually(welcomed)
+    assert _messages(wallet_api) == [("TEXT_AND_NOTIFY", f"Vitajte v {shop.merchant.name}")]
+    assert (await client.post("/google/callbacks", content=saved())).status_code == 200
+    clock.set(clock.now() + timedelta(minutes=1))
+    await eventually(lambda: queue_drained(sessionmaker))
+    assert len(_messages(wallet_api)) == 1, "never a second welcome"
+
+
+async def test_the_feedback_request_notifies_in_google_wallet_after_a_quiet_day(
+    at_noon: datetime,  # first: the clock is set before the services start
+    client: httpx.AsyncClient,
+    shop: Any,
+    wallet_api: WalletApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    _on_patch(wallet_api)
+    wallet_api.router.route(method="POST", url__regex=rf".*/{OBJECTS}$").mock(
+        side_effect=lambda request: _ok(wallet_api, request)
+    )
+    _on_add_message(wallet_api)
+    async with sessionmaker() as session:
+        merchant = await session.get_one(Merchant, shop.merchant.id)
+        survey = "https://shop.example.com/survey/{order_id}"
+        await journeys.update_journey(session, merchant, "feedback", {"url": survey})
+        await session.commit()
+    moment = at_noon.isoformat().replace("+00:00", "Z")
+    accepted = await post_order_event(client, shop.api_key, order_event("shipped", at=moment))
+    await eventually(lambda: queue_drained(sessionmaker))
+    async with sessionmaker() as session:
+        card = await session.scalar(
+            select(Card).where(Card.serial_number == accepted["card"]["serial_number"])
+        )
+        assert card is not None
+        publish(session, GoogleWalletChanged(card_id=card.id, saved=True, at=at_noon))
+        await session.commit()
+    await post_order_event(client, shop.api_key, order_event("delivered", at=moment))
+    await eventually(lambda: _messages_sent(wallet_api, 2))
+
+    clock.advance(timedelta(days=3))
+    await eventually(lambda: _messages_sent(wallet_api, 3))
+    assert _messages(wallet_api) == [
+        ("TEXT_AND_NOTIFY", "Na ceste"),
+        ("TEXT_AND_NOTIFY", "Doručená"),
+        ("TEXT_AND_NOTIFY", "Ako ste spokojní s objednávkou 1001?"),
+    ], "a marketing message notifies after a day without notifications"
+    patched = [body for method, path, body in wallet_api.bodies() if method == "PATCH"]
+    links = patched[-1]["linksModuleData"]["uris"]
+    assert "https://shop.example.com/survey/A-1001" in [link["uri"] for link in links]
+
+
+async def _messages_sent(api: WalletApi, count: int) -> bool:
+    return len(_messages(api)) >= count

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.apns_standin import ApnsStandin
-from services.contracts.messages import CardCriteria, OfferWithdrawn
+from services.contracts.messages import CardCriteria, MarketingConsentSet, OfferWithdrawn
 from services.core.clock import clock
 from services.core.settings import Settings
 from services.passes.marketing import offers
@@ -38,7 +38,14 @@ from tests.e2e.marketing import (
     set_zones,
     settled,
 )
-from tests.factories import create_card, create_merchant, order_event, post_order_event
+from tests.factories import (
+    create_card,
+    create_merchant,
+    order_event,
+    pass_auth,
+    post_order_event,
+    registration_url,
+)
 from tests.waiting import eventually
 
 __all__ = ["at_noon"]
@@ -422,3 +429,102 @@ async def test_two_offers_held_overnight_make_one_lock_screen_line_in_the_mornin
     assert "Free shipping" in {f["label"] for f in fields(morning).values()}
     totals = offers_standin.campaign_totals()
     assert (totals["deferred"], totals["notified"], totals["silent"]) == (0, 1, {"capped": 1})
+
+
+async def test_a_held_offer_is_asked_again_in_the_morning_and_a_card_off_its_phone_skipped(
+    at_noon: datetime,  # first: the clock is set before the services start
+    device_client: httpx.AsyncClient,
+    standin: ApnsStandin,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    client = device_client
+    shop = await create_merchant(session, settings)
+    names = ("stays", "opts-out", "leaves")
+    cards = {name: (await card_on_phone(client, session, shop, name))[0] for name in names}
+    await set_zones(session, dict.fromkeys(names, "Asia/Tokyo"))
+    clock.set(datetime(2026, 12, 1, 13, 30, tzinfo=UTC))  # 22:30 in Tokyo
+    await send(sessionmaker, audience(shop, offer(), list(names), campaign_id=uuid.uuid4()))
+    await settled(sessionmaker)
+    assert standin.push_count == 0
+    assert offers_standin.campaign_totals()["deferred"] == 3
+
+    # Overnight one customer says no to offers and another takes the card off the phone.
+    consent = MarketingConsentSet(
+        merchant_id=shop.merchant.id, customer_id="opts-out", consent=False, at=clock.now()
+    )
+    await send(sessionmaker, consent)
+    leaves = cards["leaves"]
+    response = await client.delete(
+        registration_url(leaves, "phone-leaves"), headers=pass_auth(leaves)
+    )
+    assert response.status_code == 200
+    await settled(sessionmaker)
+
+    clock.set(datetime(2026, 12, 1, 23, 0, tzinfo=UTC))  # 08:00 in Tokyo
+    await eventually(lambda: nothing_held(sessionmaker))
+    await pushed_in_all(standin, sessionmaker, 1)
+    totals = offers_standin.campaign_totals()
+    assert (totals["deferred"], totals["updated"], totals["notified"]) == (0, 1, 1)
+    assert totals["skipped"] == {"opted_out": 1, "not_on_a_device": 1}
+    assert (await reloaded(sessionmaker, leaves)).version == leaves.version, "left as it was"
+
+    # Back on a phone while the offer is still valid: it shows, silently, and is counted.
+    before = await pass_json(client, leaves)
+    await card_registered(client, leaves)
+    await pushed_in_all(standin, sessionmaker, 2)
+    after = await pass_json(client, leaves)
+    assert fields(after)["offer"]["value"] == "10 % off tea"
+    assert notifying_changes(before, after) == set(), "old news: no lock-screen line"
+    totals = offers_standin.campaign_totals()
+    assert (totals["updated"], totals["notified"]) == (2, 1)
+    assert +totals["skipped"] == {"opted_out": 1}
+    assert totals["silent"] == {"later_on_a_device": 1}
+
+
+async def test_a_card_landing_on_a_device_shows_the_offers_it_missed_that_still_hold(
+    at_noon: datetime,  # first: the clock is set before the services start
+    device_client: httpx.AsyncClient,
+    standin: ApnsStandin,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    client = device_client
+    shop = await create_merchant(session, settings)
+    card = await create_card(session, shop, customer_id="later")  # on no device yet
+    offers_now = (
+        offer("tea-10"),
+        offer("cancelled", title="Free shipping", coupon_code=None),
+        offer("today", title="Today only", valid_until=clock.now() + timedelta(hours=2)),
+    )
+    for view in offers_now:
+        await send(sessionmaker, audience(shop, view, ["later"], campaign_id=uuid.uuid4()))
+    await settled(sessionmaker)
+    assert +offers_standin.campaign_totals()["skipped"] == {"not_on_a_device": 3}
+    withdrawn = OfferWithdrawn(
+        merchant_id=shop.merchant.id, offer_id="cancelled", reason="cancelled"
+    )
+    await send(sessionmaker, withdrawn)
+    await settled(sessionmaker)
+    clock.advance(timedelta(hours=3))  # "Today only" is over
+
+    before = await pass_json(client, card)
+    await card_registered(client, card)
+    await pushed_in_all(standin, sessionmaker, 1)
+    after = await pass_json(client, card)
+    shown = {f["value"] for f in fields(after).values()}
+    assert "10 % off tea" in shown
+    assert not {"Free shipping", "Today only"} & shown, "cancelled and expired offers stay off"
+    assert notifying_changes(before, after) == set()
+    totals = offers_standin.campaign_totals()
+    assert +totals["skipped"] == {"not_on_a_device": 2}
+    assert (totals["updated"], totals["notified"]) == (1, 0)
+    assert totals["silent"] == {"later_on_a_device": 1}
+    states = select(CardOffer.offer_id, CardOffer.state).order_by(CardOffer.offer_id)
+    assert await rows_of(sessionmaker, states) == [
+        ("cancelled", "withdrawn"),
+        ("tea-10", "shown"),
+        ("today", "skipped"),
+    ]

@@ -96,7 +96,7 @@ async def report_done(settings: Settings, campaign_id: uuid.UUID) -> None:
     """What passes reports of the campaign's one part (applied as the offers consumer does)."""
     engine = create_engine(settings)
     try:
-        async with create_sessionmaker(engine)() as session, session.begin():
+        async with create_sessionmaker(engine, settings)() as session, session.begin():
             campaign = await session.get_one(Campaign, campaign_id)
             reported = CampaignProgress(
                 campaign_id=campaign_id,

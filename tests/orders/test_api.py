@@ -11,13 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.settings import Settings
 from services.merchants.service import revoke_api_keys, rotate_signing_secret
 from services.onboarding import Onboarded
+from services.passes.models import Card
 from tests.factories import EVENTS, FULL, api_auth, batch, create_merchant, order_event
-from tests.waiting import eventually
+from tests.waiting import eventually, queue_drained
 
 
 async def test_accepted_with_the_card_links(client: httpx.AsyncClient, shop: Onboarded) -> None:
@@ -130,6 +132,18 @@ async def test_leaving_a_final_status_is_409(client: httpx.AsyncClient, shop: On
         (
             lambda e: e["order"].update(items=[{"name": "x", "quantity": 0}]),
             "body.order.items.0.quantity",
+        ),
+        (
+            lambda e: e["order"].update(items=[{"name": "x", "refill_after_days": 0}]),
+            "body.order.items.0.refill_after_days",
+        ),
+        (
+            lambda e: e["order"].update(items=[{"name": "x", "refill_after_days": "30"}]),
+            "body.order.items.0.refill_after_days",
+        ),
+        (
+            lambda e: e["order"].update(items=[{"name": "x", "product_id": "a b"}]),
+            "body.order.items.0.product_id",
         ),
     ],
 )
@@ -490,3 +504,23 @@ async def test_an_order_id_that_cannot_be_one_is_422(
     response = await client.get(f"/v1/orders/{order_id}", headers=api_auth(shop))
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["path"] == "path.order_id"
+
+
+async def test_items_carry_their_product_and_refill_to_the_card(
+    client: httpx.AsyncClient, shop: Onboarded, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    items = [
+        {"name": "Green tea", "product_id": "tea-green", "refill_after_days": 30},
+        {"name": "Tea kettle", "quantity": 1},
+    ]
+    response = await client.post(EVENTS, json=order_event(items=items), headers=api_auth(shop))
+    assert response.status_code == 202, response.text
+    assert response.json()["order"]["items"] == items
+    await eventually(lambda: queue_drained(sessionmaker))
+    async with sessionmaker() as session:
+        card = await session.scalar(select(Card).where(Card.customer_id == "c-42"))
+    assert card is not None
+    assert card.content["orders"]["A-1001"]["items"] == [
+        {"name": "Green tea", "quantity": 1, "product_id": "tea-green", "refill_after_days": 30},
+        {"name": "Tea kettle", "quantity": 1},
+    ]

@@ -6,11 +6,13 @@ import uuid
 
 import pytest
 
+from services.contracts.cards import CardLinks
+from services.contracts.shop_api import Answer, replay
 from services.core.errors import Conflict, PasspostError
 from services.merchants.models import Merchant
 from services.orders import service
 from services.orders.models import Order
-from services.orders.schemas import CardLinks, EventAccepted, OrderEventIn
+from services.orders.schemas import EventAccepted, OrderEventIn
 from tests.factories import FULL, order_event_in
 
 CARD = CardLinks(
@@ -41,7 +43,13 @@ def _apply(
         return CARD
 
     applied = service._apply_event(
-        merchant, order, event, service.body_hash(event), creates=creates, card=card
+        merchant,
+        order,
+        event,
+        service.body_hash(event),
+        creates=creates,
+        card=card,
+        wallet_order=lambda order_id: None,  # Wallet Orders off: answered null
     )
     assert customers == ([] if isinstance(applied, Conflict) else [order.customer_id])
     return applied
@@ -55,7 +63,7 @@ def test_the_plan_names_one_creator_per_order_and_none_for_a_replayed_id() -> No
         order_event_in(order_id="C", event_id="c-1"),  # answered by an earlier request
         order_event_in("shipped", order_id="C", event_id="c-2"),
     ]
-    seen = service._Answer("c-1", "digest", {})
+    seen = Answer("c-1", "digest", {})
     plan = service._plan(events, {"c-1": seen})
     assert plan.creators == {"A": 0, "C": 4}
     assert plan.digests == tuple(service.body_hash(e) for e in events)
@@ -80,11 +88,11 @@ def test_a_replay_answers_the_same_unless_its_body_differs() -> None:
             "card": CARD,
         }
     )
-    seen = service._Answer("e-1", "abc", accepted.model_dump(mode="json"))
-    again = service._replay(seen, "abc")
+    seen = Answer("e-1", "abc", accepted.model_dump(mode="json"))
+    again = replay(seen, "abc", EventAccepted)
     assert isinstance(again, EventAccepted)
     assert again == accepted.model_copy(update={"duplicate": True})
-    refused = service._replay(seen, "other")
+    refused = replay(seen, "other", EventAccepted)
     assert isinstance(refused, Conflict)
     assert refused.details == {"event_id": "e-1"}
 
@@ -97,7 +105,7 @@ def test_the_event_that_made_the_order_is_applied_as_made(merchant: Merchant) ->
     assert applied.accepted.order.status == "confirmed"
     assert applied.history["outcome"] == "applied"
     assert applied.history["order_id"] == order.id
-    assert applied.answer == service._Answer(
+    assert applied.answer == Answer(
         event.id, service.body_hash(event), applied.accepted.model_dump(mode="json")
     )
     assert applied.history["response"] == applied.answer.response

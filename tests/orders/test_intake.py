@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -21,23 +20,7 @@ from services.orders import service
 from services.orders.schemas import OrderEventIn
 from tests.conftest import BASE_URL
 from tests.factories import EVENTS, api_auth, order_event
-
-
-@contextmanager
-def commits_counted(app: FastAPI) -> Iterator[list[int]]:
-    """How many transactions wrote order events (one entry per commit)."""
-    commits: list[int] = []
-
-    def count(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("INSERT INTO order_events"):
-            commits.append(1)
-
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield commits
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+from tests.statements import statements_of
 
 
 async def post_all(
@@ -52,11 +35,12 @@ async def test_events_posted_together_share_a_transaction(
     app: FastAPI, client: httpx.AsyncClient, shop: Onboarded
 ) -> None:
     events = [order_event(order_id=f"G-{n}") for n in range(8)]
-    with commits_counted(app) as commits:
+    with statements_of(app.state.engine) as statements:
         answers = await post_all(client, shop, events)
     assert [a.status_code for a in answers] == [202] * 8
     assert [a.json()["order"]["id"] for a in answers] == [f"G-{n}" for n in range(8)]
-    assert len(commits) < 8
+    commits = [s for s in statements if s.startswith("INSERT INTO order_events")]
+    assert len(commits) < 8, "one insert of order events per transaction"
     for n in range(8):
         assert (await client.get(f"/v1/orders/G-{n}", headers=api_auth(shop))).status_code == 200
 

@@ -26,6 +26,13 @@ ALLOWED = [
     (S.returned, S.refunded),
     (S.cancelled, S.refunded),
     (S.confirmed, S.cancelled),
+    # A paid order refunded on its way (a lost parcel; WooCommerce's completed, then refunded).
+    (S.confirmed, S.refunded),
+    (S.processing, S.refunded),
+    (S.shipped, S.refunded),
+    (S.out_for_delivery, S.refunded),
+    (S.ready_for_pickup, S.refunded),
+    (S.delivery_issue, S.refunded),
 ]
 REFUSED = [
     (S.delivered, S.shipped),
@@ -42,6 +49,8 @@ BACKWARDS = [
     (S.out_for_delivery, S.processing),
     (S.shipped, S.placed),
     (S.ready_for_pickup, S.shipped),
+    # An order never paid is cancelled, not refunded.
+    (S.placed, S.refunded),
 ]
 
 

@@ -8,20 +8,22 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.contracts.cards import card_identity
 from services.contracts.messages import OrderChanged
 from services.core.queue import InboxMessage, OutboxMessage, Subscription, publish
 from services.core.queue.db import DatabaseQueue
 from services.core.settings import Settings
+from services.onboarding import development_wallet_orders
 from services.passes import issuing
 from services.passes.apple.document import pass_document
-from services.passes.card_orders import apply_order_change
+from services.passes.card_orders import apply_order_change, delivered_orders, take_order_change
 from services.passes.card_view import current_order
 from services.passes.handlers import order_changed
-from services.passes.models import Card
+from services.passes.models import Card, Registration, WalletOrder, WalletOrderRegistration
 from tests.factories import TEST_SECRET_KEY, create_merchant
+from tests.statements import statements_of
 
 
 def change(
@@ -202,6 +204,7 @@ async def test_a_card_issued_concurrently_is_found_and_tags_stay_taken(
 
 
 async def test_a_consumer_batch_applies_each_change_to_one_card_per_customer(
+    engine: AsyncEngine,
     session: AsyncSession,
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -220,7 +223,9 @@ async def test_a_consumer_batch_applies_each_change_to_one_card_per_customer(
 
     queue = DatabaseQueue(sessionmaker)
     handler = order_changed(settings)
-    assert await queue.drain_once([Subscription("passes", OrderChanged, handler)]) == 3
+    with statements_of(engine) as statements:
+        assert await queue.drain_once([Subscription("passes", OrderChanged, handler)]) == 3
+    assert not [s for s in statements if "FROM wallet_orders" in s], "Wallet Orders are off"
 
     async with sessionmaker() as fresh:
         cards = {c.customer_id: c for c in await fresh.scalars(select(Card))}
@@ -229,6 +234,69 @@ async def test_a_consumer_batch_applies_each_change_to_one_card_per_customer(
         assert set(cards["c-2"].content["orders"]) == {"B-2", "C-2"}
         assert (cards["c-1"].version, cards["c-2"].version) == (2, 2)
         assert await fresh.scalar(select(func.count()).select_from(InboxMessage)) == 3
+
+
+async def test_a_consumer_batch_reads_devices_wallet_orders_and_journeys_once(
+    engine: AsyncEngine,
+    session: AsyncSession,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """What each change needs besides its card is read once for the batch: asked change by
+    change (the card's devices, its Wallet order and that order's devices, its journeys),
+    a change cost ten statements and wrote its card twice. The devices still reach push."""
+    shop = await create_merchant(session, settings)
+    m = shop.merchant
+    await development_wallet_orders(session, settings, m)
+    queue = DatabaseQueue(sessionmaker)
+    subscription = Subscription("passes", OrderChanged, order_changed(settings))
+    customers = ("c-1", "c-2", "c-3")
+    for revision, status in enumerate(("confirmed", "shipped"), 1):
+        for customer in customers:
+            payload = change(f"A-{customer}", status, revision, "2026-11-20T10:00")
+            payload["order"]["customer"]["id"] = customer
+            publish(session, message(m, payload))
+        if status == "shipped":
+            session.add_all(await _registered(session, "c-1", "A-c-1"))
+        await session.commit()
+        with statements_of(engine) as statements:
+            assert await queue.drain_once([subscription]) == len(customers)
+
+    def reads(table: str) -> int:
+        return sum(1 for s in statements if s.startswith("SELECT") and f"FROM {table} " in s)
+
+    for table in ("registrations", "wallet_orders", "wallet_order_registrations", "journey_steps"):
+        assert reads(table) == 1, table
+    card_writes = [s for s in statements if s.startswith("UPDATE cards ")]
+    assert len(card_writes) <= len(customers) + 1, "each card once (the first may flush early)"
+    async with sessionmaker() as fresh:
+        outbox = (await fresh.scalars(select(OutboxMessage))).all()
+        card_ids = {c.customer_id: str(c.id) for c in await fresh.scalars(select(Card))}
+    devices = {
+        (row.topic, row.key): [d["push_token"] for d in row.payload["devices"]]
+        for row in outbox
+        if row.topic in ("card.updated", "wallet_order.updated") and row.payload["version"] == 2
+    }
+    assert devices[("card.updated", card_ids["c-1"])] == ["ab" * 32]
+    assert devices[("card.updated", card_ids["c-2"])] == []
+    [wallet_order] = [key for topic, key in devices if topic == "wallet_order.updated"]
+    assert devices[("wallet_order.updated", wallet_order)] == ["cd" * 32]
+
+
+async def _registered(
+    session: AsyncSession, customer: str, order_id: str
+) -> list[Registration | WalletOrderRegistration]:
+    """A phone holding the customer's card and the order's Wallet order."""
+    card = await session.scalar(select(Card).where(Card.customer_id == customer))
+    order = await session.scalar(select(WalletOrder).where(WalletOrder.order_id == order_id))
+    assert card is not None
+    assert order is not None
+    return [
+        Registration(device_library_identifier="phone", card_id=card.id, push_token="ab" * 32),
+        WalletOrderRegistration(
+            device_identifier="phone", wallet_order_id=order.id, push_token="cd" * 32
+        ),
+    ]
 
 
 async def test_a_card_found_to_be_changed_stays_locked_until_commit(
@@ -268,3 +336,49 @@ async def test_the_customers_time_zone_comes_with_their_orders_and_changes_nothi
     # An order without a zone keeps the one known.
     card = await _apply(session, shop.merchant, change("A-1", "shipped", 3, "2026-11-20T10:00"))
     assert card.time_zone == "Asia/Tokyo"
+
+
+async def test_a_card_counts_each_delivered_order_once(
+    session: AsyncSession, settings: Settings
+) -> None:
+    shop = await create_merchant(session, settings)
+    m = shop.merchant
+    await _apply(session, m, change("A-1", "shipped", 1, "2026-11-20T10:00"))
+    card = await _apply(session, m, change("A-1", "delivered", 2, "2026-11-20T10:00"))
+    assert delivered_orders(card.content) == 1
+    # Its details change after delivery, then it is returned: still one delivered order.
+    card = await _apply(session, m, change("A-1", "delivered", 3, "2026-11-20T10:00", number="X"))
+    card = await _apply(session, m, change("A-1", "returned", 4, "2026-11-20T10:00"))
+    assert delivered_orders(card.content) == 1
+    # Picked up at a store counts too; a cancelled one never does.
+    card = await _apply(session, m, change("A-2", "picked_up", 1, "2026-11-21T10:00"))
+    card = await _apply(session, m, change("A-3", "cancelled", 1, "2026-11-22T10:00"))
+    assert delivered_orders(card.content) == 2
+
+
+def test_what_a_change_did_to_its_order() -> None:
+    def taken(content: dict[str, Any], *payload: Any) -> Any:
+        result = take_order_change(content, message(_Merchant(), change(*payload)))
+        assert result is not None
+        return result
+
+    placed = taken({}, "A-1", "placed", 1, "2026-11-20T10:00")
+    assert (placed.first_seen, placed.delivered, placed.undone) == (True, False, False)
+    delivered = taken(placed.content, "A-1", "delivered", 2, "2026-11-20T10:00")
+    assert (delivered.first_seen, delivered.delivered, delivered.undone) == (False, True, False)
+    assert delivered.order["status"] == "delivered"
+    returned = taken(delivered.content, "A-1", "returned", 3, "2026-11-20T10:00")
+    assert (returned.delivered, returned.undone) == (False, True)
+    refunded = taken(returned.content, "A-1", "refunded", 4, "2026-11-20T10:00")
+    assert refunded.undone is False, "undone once, when it was returned"
+    assert (
+        take_order_change(
+            refunded.content,
+            message(_Merchant(), change("A-1", "delivered", 2, "2026-11-20T10:00")),
+        )
+        is None
+    ), "a stale copy does nothing"
+
+
+class _Merchant:
+    id = uuid.uuid4()

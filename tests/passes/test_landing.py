@@ -8,14 +8,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.contracts.cards import card_links
 from services.core.settings import Settings
 from services.merchants import google_wallet
 from services.merchants.models import Merchant
+from services.onboarding import development_wallet_orders
 from services.passes.models import Card
-from tests.factories import create_card, create_merchant
+from tests.factories import create_card, create_merchant, order_event, post_order_event
+from tests.waiting import eventually, queue_drained
 
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 Mobile"
 ANDROID = "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 Chrome/130 Mobile"
@@ -105,3 +107,28 @@ async def test_logo_is_served_for_google(client: httpx.AsyncClient, card: Card) 
     assert response.status_code == 200
     assert response.content.startswith(b"\x89PNG")
     assert (await client.get("/assets/shop/secret.key")).status_code == 404
+
+
+async def test_iphone_tracks_the_latest_order_in_apple_wallet_beside_the_card(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    shop = await create_merchant(session, settings)
+    await development_wallet_orders(session, settings, shop.merchant)
+    await session.commit()
+    await post_order_event(client, shop.api_key, order_event("confirmed", order_id="A-1"))
+    later = order_event(order_id="A-2", at="2026-11-23T11:00:00Z")
+    accepted = await post_order_event(client, shop.api_key, later)
+    await eventually(lambda: queue_drained(sessionmaker))
+    landing = accepted["card"]["landing_url"]
+    page = (await client.get(landing, headers={"User-Agent": IPHONE})).text
+    order_button = re.findall(
+        r'<a class="wallet apple-order" id="apple-order" href="([^"]+)"', page
+    )
+    assert order_button == [accepted["wallet_order"]["url"]]
+    assert "Sledovať v Apple Wallet" in page
+    assert "Pridať do Apple Wallet" in page
+    desktop = (await client.get(landing, headers={"User-Agent": DESKTOP})).text
+    assert "apple-order" not in desktop

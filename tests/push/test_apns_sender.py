@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -143,6 +144,26 @@ async def test_pushes_sent_together_go_out_in_few_writes(dev_keys: Path) -> None
             await sender.close()
     assert {r.status for r in results} == {200}
     assert counting.writes < 10  # aioapns alone writes once per push
+
+
+async def test_a_fan_out_spreads_over_the_merchants_connections(dev_keys: Path) -> None:
+    """aioapns would put all of these on one connection (it opens another only when one has
+    ~1,000 streams in flight); ours are spread, each connection opened once."""
+    chain, credentials, standin = _certificate_setup(dev_keys)
+    async with standin:
+        sender = AioApnsSender(
+            standin.url, ca_file=chain.root_certificate, timeout=5, max_connections=3
+        )
+        try:
+            results = await asyncio.gather(
+                *(sender.send(credentials, TOKEN, TOPIC, str(uuid.uuid4())) for _ in range(300))
+            )
+        finally:
+            await sender.close()
+        per_connection = Counter(p.connection for p in standin.received)
+    assert {r.status for r in results} == {200}
+    assert set(per_connection) == {1, 2, 3}
+    assert min(per_connection.values()) >= 32
 
 
 def _token_key(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, Path]:

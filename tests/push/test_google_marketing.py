@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.contracts.messages import CardUpdated, ChannelCounted
@@ -25,6 +25,7 @@ from services.push.google import GoogleClients, GoogleWorker, schedule
 from services.push.models import GoogleDelivery, GoogleTarget
 from services.push.workers import Wakeup
 from tests.integrations.google_wallet.conftest import ISSUER_ID, WalletApi, google_error
+from tests.statements import statements_of
 
 CARD = uuid.uuid4()
 MERCHANT = uuid.uuid4()
@@ -334,15 +335,9 @@ async def test_marketing_costs_the_card_updated_consumer_no_statement_more(
 ) -> None:
     """The push hot path stays as it was: an offer, or taking one off, is scheduled with the
     same statements as a status message (read the target, write it)."""
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement.split()[0])
-
     await google.deliver(google.change(status(1)))
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        counts = []
+    counts = []
+    with statements_of(engine) as statements:
         for change in (
             google.change(status(2)),
             google.change(offer("a")),
@@ -350,7 +345,6 @@ async def test_marketing_costs_the_card_updated_consumer_no_statement_more(
         ):
             statements.clear()
             await google.schedule(change)
-            counts.append([s for s in statements if s in {"SELECT", "INSERT", "UPDATE"}])
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+            verbs = [s.split()[0] for s in statements]
+            counts.append([v for v in verbs if v in {"SELECT", "INSERT", "UPDATE"}])
     assert counts == [["SELECT", "UPDATE"]] * 3

@@ -8,7 +8,7 @@ records it in the inbox, so a redelivered message has no second effect.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -122,9 +122,15 @@ async def publish_all(
 
 def _wake_consumers_at_commit(session: AnySession, topics: set[str]) -> None:
     """Consumers in this process (in-process listeners) and in others (NOTIFY) look at once."""
-    after_commit(session, _notify_listeners)
+    published = _PUBLISHED.get(session)
+    if not published:  # the first publish of the transaction: one wake-up at its commit
+        after_commit(session, lambda: _notify_listeners(published))
+    published |= topics
     for topic in sorted(topics):
         notify_at_commit(session, topic)
+
+
+_PUBLISHED = Slot[set[str]]("topics the transaction published", set)
 
 
 _BATCH = Slot[Sequence[Contract]]("messages the consumer applies", tuple)
@@ -142,16 +148,25 @@ def applying(session: AsyncSession, messages: Sequence[Contract]) -> None:
     _BATCH.set(session, messages)
 
 
-_listeners: list[Callable[[], None]] = []
+_listeners: list[tuple[Callable[[], None], frozenset[str] | None]] = []
 
 
-def on_commit_of_published(listener: Callable[[], None]) -> Callable[[], None]:
-    """Call ``listener`` after any commit in this process that published; returns the function
-    that removes it. (Other processes' commits: ``notify.CommitListener``, PostgreSQL only.)"""
-    _listeners.append(listener)
-    return lambda: _listeners.remove(listener)
+def on_commit_of_published(
+    listener: Callable[[], None], topics: Collection[str] | None = None
+) -> Callable[[], None]:
+    """Call ``listener`` after any commit in this process that published one of ``topics``
+    (any topic: None); returns the function that removes it. (Other processes' commits:
+    ``notify.CommitListener``, PostgreSQL only.)
+
+    A consumer names its topics: woken by every commit, the orders service's own queue looked
+    for work after each group of order events it published for another service (5% of the
+    process's CPU under single events, by profile)."""
+    entry = (listener, None if topics is None else frozenset(topics))
+    _listeners.append(entry)
+    return lambda: _listeners.remove(entry)
 
 
-def _notify_listeners() -> None:
-    for listener in list(_listeners):
-        listener()
+def _notify_listeners(published: set[str]) -> None:
+    for listener, topics in list(_listeners):
+        if topics is None or not topics.isdisjoint(published):
+            listener()

@@ -54,9 +54,10 @@ from services.core.queue.notify import reconnect_delay
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 64
-FETCH_SECONDS = 5.0
+FETCH_SECONDS = 1.0
 """How long a consumer's pull request waits for messages (JetStream answers at once when some
-arrive); only how soon an idle consumer notices a lost connection."""
+arrive): how soon an idle consumer notices a lost connection, and how long its stop waits for
+it (at 5 s, every SIGTERM took 5 s; an idle pull a second costs the server nothing)."""
 MESSAGE_ID_HEADER = "Nats-Msg-Id"
 PUBLISH_ACK_SECONDS = 10.0
 RELAY_LEASE_SECONDS = 1.5 * PUBLISH_ACK_SECONDS

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
+from prometheus_client import Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session as SyncSession
@@ -74,28 +75,37 @@ def reconnect_delay(attempt: int) -> float:
     return random.uniform(0.5, 1.0) * base  # noqa: S311  (jitter, not a secret)
 
 
-class CommitListener:
-    """Calls ``wake`` when another process commits a message on one of ``topics``.
+class ChannelListener:
+    """Calls ``on_notification(channel, payload)`` for every notification on ``channels``.
 
-    ``ignore_origin``: notifications from this publisher are skipped (by default this process,
-    whose commits already wake its consumers in-process). ``listening`` is set while connected.
+    ``on_connect`` runs each time the listener is (re)connected: whatever was sent while
+    nobody listened is lost, so the caller looks again then. ``listening`` is set while
+    connected; ``gauge`` (if given) says so as a metric. ``name`` and ``meanwhile`` say in
+    the log what is listening and what happens while it cannot.
     """
 
     def __init__(
         self,
         engine: AsyncEngine,
-        topics: Iterable[str],
-        wake: Callable[[], None],
+        channels: Iterable[str],
+        on_notification: Callable[[str, str], None],
+        on_connect: Callable[[], None],
         *,
-        ignore_origin: str | None = ORIGIN,
+        name: str,
+        meanwhile: str,
+        application_name: str = APPLICATION_NAME,
+        gauge: Gauge | None = None,
         ping_seconds: float = PING_SECONDS,
     ) -> None:
         self._connect_args = driver_connect_args(engine)
         server_settings = self._connect_args.setdefault("server_settings", {})
-        server_settings.setdefault("application_name", APPLICATION_NAME)
-        self._channels = sorted({channel(t) for t in topics})
-        self._wake = wake
-        self._ignore_origin = ignore_origin
+        server_settings.setdefault("application_name", application_name)
+        self._channels = sorted(set(channels))
+        self._on_notification = on_notification
+        self._on_connect = on_connect
+        self._name = name
+        self._meanwhile = meanwhile
+        self._gauge = gauge
         self._ping_seconds = ping_seconds
         self.listening = asyncio.Event()
         self.connections = 0
@@ -110,7 +120,9 @@ class CommitListener:
             except Exception as exc:  # unreachable, refused, misconfigured: keep trying
                 failures += 1
                 log.warning(
-                    "queue listener cannot connect; polling meanwhile",
+                    "%s cannot connect; %s",
+                    self._name,
+                    self._meanwhile,
                     extra={"error": type(exc).__name__, "attempt": failures},
                 )
                 await asyncio.sleep(reconnect_delay(failures))
@@ -120,9 +132,10 @@ class CommitListener:
                 await self._listen(connection)
             finally:
                 self.listening.clear()
-                metrics.QUEUE_LISTENING.set(0)
+                if self._gauge is not None:
+                    self._gauge.set(0)
                 await _close(connection)
-            log.warning("queue listener lost its connection; polling meanwhile")
+            log.warning("%s lost its connection; %s", self._name, self._meanwhile)
             await asyncio.sleep(reconnect_delay(1))
 
     async def _listen(self, connection: asyncpg.Connection) -> None:
@@ -131,14 +144,14 @@ class CommitListener:
         connection.add_termination_listener(lambda _connection: lost.set())
         try:
             for name in self._channels:
-                await connection.add_listener(name, self._on_notification)
+                await connection.add_listener(name, self._received)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return
         self.connections += 1
         self.listening.set()
-        metrics.QUEUE_LISTENING.set(1)
-        # Whatever was committed while nobody listened: look now rather than at the next poll.
-        self._wake()
+        if self._gauge is not None:
+            self._gauge.set(1)
+        self._on_connect()
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._ping_seconds):
@@ -149,7 +162,42 @@ class CommitListener:
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 return
 
-    def _on_notification(self, _connection: Any, _pid: int, _channel: str, origin: str) -> None:
+    def _received(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
+        self._on_notification(channel, payload)
+
+
+class CommitListener(ChannelListener):
+    """Calls ``wake`` when another process commits a message on one of ``topics``.
+
+    ``ignore_origin``: notifications from this publisher are skipped (by default this process,
+    whose commits already wake its consumers in-process). ``listening`` is set while connected;
+    on every (re)connection it wakes too: whatever was committed while nobody listened is looked
+    at now rather than at the next poll.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        topics: Iterable[str],
+        wake: Callable[[], None],
+        *,
+        ignore_origin: str | None = ORIGIN,
+        ping_seconds: float = PING_SECONDS,
+    ) -> None:
+        super().__init__(
+            engine,
+            (channel(t) for t in topics),
+            self._from,
+            wake,
+            name="queue listener",
+            meanwhile="polling meanwhile",
+            gauge=metrics.QUEUE_LISTENING,
+            ping_seconds=ping_seconds,
+        )
+        self._wake = wake
+        self._ignore_origin = ignore_origin
+
+    def _from(self, _channel: str, origin: str) -> None:
         if origin != self._ignore_origin:
             self._wake()
 

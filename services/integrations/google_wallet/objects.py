@@ -70,6 +70,9 @@ class GoogleCardView:
     support_label: str = "Customer support"
     offers: Sequence[tuple[str, CardText]] = ()
     """Text modules of the offers on the card (stable id, title and text), newest first."""
+    locations: Sequence[tuple[float, float]] | None = None
+    """The merchant's stores (latitude, longitude), at most 10: ``merchantLocations``. An empty
+    list takes them off the object (a PATCH keeps a field it does not name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,10 @@ def loyalty_object(view: GoogleCardView) -> dict[str, Any]:
         body["accountId"] = view.account_id
     if view.account_name:
         body["accountName"] = view.account_name
+    if view.locations is not None:
+        body["merchantLocations"] = [
+            {"latitude": latitude, "longitude": longitude} for latitude, longitude in view.locations
+        ]
     return body
 
 

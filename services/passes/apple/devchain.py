@@ -1,7 +1,8 @@
 """A local key chain shaped like Apple's, so the real signing and push code runs everywhere.
 
 root -> "WWDR" intermediate -> pass type certificate (UID and CN "Pass Type ID: <id>", OU = team
-id, Apple's pass-type extension), plus a TLS certificate for the local APNs stand-in. Real
+id, Apple's pass-type extension) and Order Type ID certificates for Wallet Orders (UID and CN
+"Order Type ID: <id>", OU = team id), plus a TLS certificate for the local APNs stand-in. Real
 certificates replace these by configuration alone.
 """
 
@@ -126,10 +127,42 @@ def ensure_pass_type_certificate(
     keys_dir: Path, pass_type_identifier: str, team_identifier: str, organization: str
 ) -> PassTypeFiles:
     """Issue a pass type certificate from the development WWDR, as Apple's portal would."""
+    return _ensure_certificate(
+        keys_dir,
+        pass_type_identifier,
+        f"Pass Type ID: {pass_type_identifier}",
+        team_identifier,
+        organization,
+        [(x509.UnrecognizedExtension(PASS_TYPE_EXTENSION_OID, b"\x05\x00"), False)],
+    )
+
+
+def ensure_order_type_certificate(
+    keys_dir: Path, order_type_identifier: str, team_identifier: str, organization: str
+) -> PassTypeFiles:
+    """Issue an Order Type ID certificate (Wallet Orders) from the development WWDR."""
+    return _ensure_certificate(
+        keys_dir,
+        order_type_identifier,
+        f"Order Type ID: {order_type_identifier}",
+        team_identifier,
+        organization,
+        [],
+    )
+
+
+def _ensure_certificate(
+    keys_dir: Path,
+    identifier: str,
+    common_name: str,
+    team_identifier: str,
+    organization: str,
+    marks: list[tuple[x509.ExtensionType, bool]],
+) -> PassTypeFiles:
+    """A signing (and APNs client) certificate for ``identifier``, issued once."""
     ensure_dev_chain(keys_dir)
     files = PassTypeFiles(
-        certificate=keys_dir / f"{pass_type_identifier}.pem",
-        key=keys_dir / f"{pass_type_identifier}.key",
+        certificate=keys_dir / f"{identifier}.pem", key=keys_dir / f"{identifier}.key"
     )
     if files.certificate.exists() and files.key.exists():
         return files
@@ -139,8 +172,8 @@ def ensure_pass_type_certificate(
     cert = build_certificate(
         x509.Name(
             [
-                x509.NameAttribute(NameOID.USER_ID, pass_type_identifier),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"Pass Type ID: {pass_type_identifier}"),
+                x509.NameAttribute(NameOID.USER_ID, identifier),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
                 x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, team_identifier),
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
                 x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
@@ -150,10 +183,7 @@ def ensure_pass_type_certificate(
         issuer=wwdr,
         issuer_key=wwdr_key,
         days=365,
-        extensions=[
-            (x509.UnrecognizedExtension(PASS_TYPE_EXTENSION_OID, b"\x05\x00"), False),
-            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
-        ],
+        extensions=[*marks, (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)],
     )
     write_private_key(files.key, key)
     write_certificate(files.certificate, cert)

@@ -13,13 +13,15 @@ notifies changes exactly one field with a ``changeMessage``; a silent one, or on
 card, changes none. Every shown offer's text, validity, coupon code and link are on the back,
 then the "No offers, thanks" link. While an offer with a coupon is shown, the barcode carries
 the newest coupon code (a cashier scans it); otherwise the card's serial number.
+
+The merchant's stores are the pass's ``locations`` (``card_view.store_locations``): near one,
+Wallet shows the card on the lock screen with its ``relevantText``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.contracts.cards import card_links
 from services.core.settings import Settings
 from services.passes.apple.pkpass import MAX_SECONDARY_AND_AUXILIARY, check_field_limits, rgb
 from services.passes.card_view import (
@@ -28,9 +30,11 @@ from services.passes.card_view import (
     idle_status,
     is_open,
     order_number,
+    store_locations,
 )
 from services.passes.marketing.slot import (
     coupon_offer,
+    marketing_url,
     notifying_offer,
     offer_key,
     shown_offers,
@@ -51,12 +55,15 @@ def pass_strings_for(design: PassDesign, card: Card) -> dict[str, bytes]:
     return {locale: pass_strings(locale, design.texts, {"number": number}) for locale in LOCALES}
 
 
-def pass_document(design: PassDesign, card: Card, settings: Settings) -> dict[str, Any]:
-    """pass.json for the card as it is now. Labels and status values are pass.strings keys."""
+def pass_document(
+    design: PassDesign, card: Card, settings: Settings, *, referral: str | None = None
+) -> dict[str, Any]:
+    """pass.json for the card as it is now. Labels and status values are pass.strings keys.
+    ``referral``: the customer's referral link, while the merchant has one."""
     order = current_order(card.content)
     store_card = _front(card, order)
-    store_card["backFields"] = _back(design, card, order)
-    _marketing_slot(card, store_card, consent_url=marketing_url(card, settings))
+    store_card["backFields"] = _back(design, card, order, referral)
+    _marketing_slot(card, store_card, consent_url=marketing_url(card, settings.base_url()))
     check_field_limits(store_card)
     document: dict[str, Any] = {
         "formatVersion": 1,
@@ -76,7 +83,20 @@ def pass_document(design: PassDesign, card: Card, settings: Settings) -> dict[st
     }
     if design.logo_text:
         document["logoText"] = design.logo_text
+    if locations := _locations(design, card):
+        document["locations"] = locations
     return document
+
+
+def _locations(design: PassDesign, card: Card) -> list[dict[str, Any]]:
+    """pass.json ``locations``: latitude, longitude and, when there is one, ``relevantText``."""
+    found = []
+    for latitude, longitude, said in store_locations(design, card):
+        entry: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+        if said is not None:
+            entry["relevantText"] = said
+        found.append(entry)
+    return found
 
 
 def _front(card: Card, order: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
@@ -126,7 +146,9 @@ def _front(card: Card, order: dict[str, Any] | None) -> dict[str, list[dict[str,
     return front
 
 
-def _back(design: PassDesign, card: Card, order: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _back(
+    design: PassDesign, card: Card, order: dict[str, Any] | None, referral: str | None
+) -> list[dict[str, Any]]:
     fields: list[dict[str, Any]] = []
     order = order or {}
     if order.get("items"):
@@ -142,7 +164,7 @@ def _back(design: PassDesign, card: Card, order: dict[str, Any] | None) -> list[
                 "currencyCode": total["currency"],
             }
         )
-    for key, url in back_links(design, card, order).items():
+    for key, url in back_links(design, card, order, referral=referral).items():
         fields.append(
             {
                 "key": f"link_{key}",
@@ -162,11 +184,6 @@ def _back(design: PassDesign, card: Card, order: dict[str, Any] | None) -> list[
         )
     fields.append({"key": "about", "label": "back.about", "value": "about.text"})
     return fields
-
-
-def marketing_url(card: Card, settings: Settings) -> str:
-    """The customer's own page to say no (or yes again) to offers on the card."""
-    return f"{card_links(card, settings.base_url()).landing_url}/marketing"
 
 
 def _barcode(card: Card) -> dict[str, str]:

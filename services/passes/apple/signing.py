@@ -6,6 +6,7 @@ clear message naming the setting and the path, never a stack trace at a phone's 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +51,11 @@ class SigningMaterial:
 
 @dataclass(frozen=True, slots=True)
 class SigningFiles:
-    """Where a merchant's material lives; the names are the settings an operator sets."""
+    """Where a merchant's material lives; the names are the settings an operator sets.
+
+    The same checks hold a Wallet order's Order Type ID certificate (``kind``, ``section``):
+    Apple issues both from the WWDR intermediate, naming the identifier in UID and CN.
+    """
 
     merchant: str
     pass_type_identifier: str
@@ -58,13 +63,16 @@ class SigningFiles:
     certificate_path: Path
     key_path: Path
     wwdr_path: Path
+    kind: str = "pass type"
+    section: str = "apple"
+    identifier_setting: str = "apple.pass_type_identifier"
 
 
 def _problem(files: SigningFiles, setting: str, path: Path, what: str) -> NotConfigured:
     return NotConfigured(
-        f"merchant {files.merchant!r}: apple.{setting} ({path}): {what}",
+        f"merchant {files.merchant!r}: {files.section}.{setting} ({path}): {what}",
         merchant=files.merchant,
-        setting=f"apple.{setting}",
+        setting=f"{files.section}.{setting}",
         path=str(path),
     )
 
@@ -91,6 +99,9 @@ def _subject(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> str | None:
     return str(values[0].value) if values else None
 
 
+_CN_PREFIX = re.compile(r"^(?:Pass|Order) Type ID: ")
+
+
 def load_signing_material(files: SigningFiles) -> SigningMaterial:
     """Load and cross-check the certificate, key and WWDR intermediate of one merchant."""
     certificate = _certificate(files, "certificate_path", files.certificate_path)
@@ -106,7 +117,7 @@ def load_signing_material(files: SigningFiles) -> SigningMaterial:
                 files, "key_path", files.key_path, "not an unencrypted PEM or DER private key"
             ) from None
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise _problem(files, "key_path", files.key_path, "only RSA and EC keys can sign passes")
+        raise _problem(files, "key_path", files.key_path, "only RSA and EC keys can sign")
 
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     if key.public_key().public_bytes(serialization.Encoding.DER, public) != (
@@ -121,14 +132,14 @@ def load_signing_material(files: SigningFiles) -> SigningMaterial:
 
     uid = _subject(certificate, NameOID.USER_ID)
     common_name = _subject(certificate, NameOID.COMMON_NAME) or ""
-    cert_pass_type = uid or common_name.removeprefix("Pass Type ID: ")
+    cert_pass_type = uid or _CN_PREFIX.sub("", common_name)
     if cert_pass_type != files.pass_type_identifier:
         raise _problem(
             files,
             "certificate_path",
             files.certificate_path,
-            f"is for pass type {cert_pass_type!r}, not the merchant's "
-            f"{files.pass_type_identifier!r} (apple.pass_type_identifier)",
+            f"is for {files.kind} {cert_pass_type!r}, not the merchant's "
+            f"{files.pass_type_identifier!r} ({files.identifier_setting})",
         )
     team = _subject(certificate, NameOID.ORGANIZATIONAL_UNIT_NAME)
     if team is not None and team != files.team_identifier:

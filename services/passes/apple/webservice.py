@@ -15,14 +15,17 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import metrics
+from services.core.clock import clock
 from services.core.db import Session, read_connection
 from services.core.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
 from services.core.jsonbody import parse_json_body
 from services.core.ratelimit import RateLimit
 from services.core.settings import Settings
 from services.passes import registrations
+from services.passes.apple.pass_cache import CachedPass, PassCache
 from services.passes.apple.pkpass import MEDIA_TYPE
 from services.passes.bundles import SignedPass, cached_content
+from services.passes.landing_on_a_device import card_landed
 from services.passes.links import get_pass_builder, pkpass_response
 from services.passes.models import Card
 
@@ -76,7 +79,7 @@ _SERIALS_SCHEMA = {
 }
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+async def json_object(request: Request) -> dict[str, Any]:
     body = parse_json_body(await request.body())
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
@@ -173,11 +176,13 @@ async def register_device(
 ) -> Response:
     """Register a device to receive push notifications for a pass."""
     request.app.state.registration_floods.check(card, device)
-    push_token = (await _json_object(request)).get("pushToken")
+    push_token = (await json_object(request)).get("pushToken")
     if not isinstance(push_token, str):
         raise BadRequest("pushToken is missing")
     limits = _registration_limits(request)
     created = await registrations.register(session, card, device, push_token, limits)
+    if created:
+        await card_landed(session, card, clock.now())
     return Response(status_code=201 if created else 200)
 
 
@@ -195,7 +200,7 @@ async def unregister_device(
     return Response(status_code=200)
 
 
-def _parameter(
+def parameter(
     where: str, name: str, description: str, schema: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """An OpenAPI parameter the endpoint reads from the request itself (see below)."""
@@ -226,9 +231,9 @@ def _parameter(
     },
     openapi_extra={
         "parameters": [
-            _parameter("path", "device", "deviceLibraryIdentifier", DEVICE_SCHEMA),
-            _parameter("path", "pass_type", "passTypeIdentifier", PASS_TYPE_SCHEMA),
-            _parameter("query", "passesUpdatedSince", "lastUpdated of an earlier answer"),
+            parameter("path", "device", "deviceLibraryIdentifier", DEVICE_SCHEMA),
+            parameter("path", "pass_type", "passTypeIdentifier", PASS_TYPE_SCHEMA),
+            parameter("query", "passesUpdatedSince", "lastUpdated of an earlier answer"),
         ]
     },
 )
@@ -257,9 +262,9 @@ async def list_updated_passes(request: Request) -> Response:
     },
     openapi_extra={
         "parameters": [
-            _parameter("path", "pass_type", "passTypeIdentifier", PASS_TYPE_SCHEMA),
-            _parameter("path", "serial", "serialNumber", SERIAL_SCHEMA),
-            _parameter("header", "If-Modified-Since", "Last-Modified of the device's copy"),
+            parameter("path", "pass_type", "passTypeIdentifier", PASS_TYPE_SCHEMA),
+            parameter("path", "serial", "serialNumber", SERIAL_SCHEMA),
+            parameter("header", "If-Modified-Since", "Last-Modified of the device's copy"),
         ],
         "security": [{APPLE_PASS.scheme_name: []}],
     },
@@ -267,25 +272,42 @@ async def list_updated_passes(request: Request) -> Response:
 async def latest_pass(request: Request) -> Response:
     """The latest version of a pass, or 304 when the device has it already.
 
-    Devices poll this after every push, mostly to hear 304: that answer reads four columns of
-    the card, and a 200 adds only the bundle built for the card's current version.
+    Devices poll this after every push, mostly to hear 304: that answer needs four columns of
+    the card, and a 200 adds only the bundle built for the card's current version; both are
+    kept by the process (``pass_cache``), which forgets a card as soon as it changes.
     """
     pass_type: str = request.path_params["pass_type"]
     serial: str = request.path_params["serial"]
+    cache: PassCache = request.app.state.pass_cache
+    cached = cache.lookup(pass_type, serial) or await _read_pass_state(request, pass_type, serial)
+    registrations.check_token(cached.token, request.headers.get("authorization"))
+    state = cached.state
+    since = request.headers.get("if-modified-since")
+    if since == cached.last_modified or _not_modified(state.changed_at, since):
+        return Response(status_code=304)
+    content = cache.bundles.get(state.id, state.version)
+    if content is None:
+        async with read_connection(request) as connection:
+            content = await cached_content(connection, state.id, state.version)
+    if content is not None:
+        cache.bundles.put(state.id, state.version, content)
+        return pkpass_response(SignedPass(content, state.version, state.changed_at))
+    signed = await _build_and_keep(request, pass_type, serial)
+    cache.bundles.put(state.id, signed.version, signed.content)
+    return pkpass_response(signed)
+
+
+async def _read_pass_state(request: Request, pass_type: str, serial: str) -> CachedPass:
+    """The card's ``PassState`` from the database, kept by the cache unless it raced a change."""
     try:
         registrations.check_path(pass_type=pass_type, serial=serial)
     except BadRequest:
         raise NotFound("no such pass") from None
+    cache: PassCache = request.app.state.pass_cache
+    ticket = cache.ticket()
     async with read_connection(request) as connection:
         state = await registrations.find_pass_state(connection, pass_type, serial)
-        registrations.authenticate(state, request.headers.get("authorization"))
-        since = _http_date(request.headers.get("if-modified-since"))
-        if since is not None and state.changed_at <= since:
-            return Response(status_code=304)
-        content = await cached_content(connection, state.id, state.version)
-    if content is not None:
-        return pkpass_response(SignedPass(content, state.version, state.changed_at))
-    return pkpass_response(await _build_and_keep(request, pass_type, serial))
+    return cache.store(ticket, pass_type, serial, state)
 
 
 async def _build_and_keep(request: Request, pass_type: str, serial: str) -> SignedPass:
@@ -297,7 +319,8 @@ async def _build_and_keep(request: Request, pass_type: str, serial: str) -> Sign
         return await builder.signed_pass(session, card)
 
 
-def _http_date(value: str | None) -> datetime | None:
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP date with its zone (``If-Modified-Since``); anything else means none."""
     if not value:
         return None
     try:
@@ -305,6 +328,12 @@ def _http_date(value: str | None) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return moment if moment.tzinfo is not None else None
+
+
+def _not_modified(changed_at: datetime, if_modified_since: str | None) -> bool:
+    """Whether the device's copy is current."""
+    since = http_date(if_modified_since)
+    return since is not None and changed_at <= since
 
 
 DEVICE_LOG_BURST = 10
@@ -318,7 +347,7 @@ def device_log_limit() -> RateLimit:
     return RateLimit(burst=DEVICE_LOG_BURST, per_second=DEVICE_LOG_PER_MINUTE / 60)
 
 
-_LOG_BODY = {
+LOG_BODY = {
     "required": True,
     "content": {
         "application/json": {
@@ -340,7 +369,7 @@ _LOG_BODY = {
         **BadRequest.openapi("Malformed body"),
         **TooManyRequests.openapi("This address logged too often; see Retry-After"),
     },
-    openapi_extra={"requestBody": _LOG_BODY},
+    openapi_extra={"requestBody": LOG_BODY},
 )
 async def device_log(request: Request) -> Response:
     """Devices report problems with our passes here; the lines go to the service log, at most
@@ -351,7 +380,7 @@ async def device_log(request: Request) -> Response:
     if (wait := limit.take(address)) is not None:
         metrics.DEVICE_LOG_REFUSED.inc()
         raise TooManyRequests("too many device logs from this address", retry_after=wait)
-    logs = (await _json_object(request)).get("logs")
+    logs = (await json_object(request)).get("logs")
     if not isinstance(logs, list) or not all(isinstance(line, str) for line in logs):
         raise BadRequest("logs must be a list of strings")
     for line in logs[:MAX_LOG_LINES]:

@@ -17,14 +17,16 @@ from services.contracts.messages import (
 from services.core.clock import clock
 from services.core.queue import publish
 from services.passes.issuing import lock_cards
+from services.passes.landing_on_a_device import card_landed
 from services.passes.marketing.consent import set_consent
-from services.passes.marketing.models import DUE_STATES, CardOffer
+from services.passes.marketing.models import CardOffer
 from services.passes.marketing.offers import (
     PAGE,
     apply_audience,
     due_rows,
     lock_cards_by_id,
     take_off,
+    withdrawable,
 )
 from services.passes.models import Card
 from services.passes.registrations import registrations_by_card
@@ -64,7 +66,7 @@ async def _cards_with_offer_after(
     query = select(CardOffer.card_id).where(
         CardOffer.merchant_id == merchant_id,
         CardOffer.offer_id == offer_id,
-        CardOffer.state.in_(DUE_STATES),
+        withdrawable(),
     )
     if after is not None:
         query = query.where(CardOffer.card_id > uuid.UUID(after))
@@ -83,5 +85,9 @@ async def google_wallet_changed(session: AsyncSession, changed: GoogleWalletChan
     card = await session.scalar(select(Card).where(Card.id == changed.card_id).with_for_update())
     if card is None:
         return
-    if card.google_changed_at is None or card.google_changed_at <= changed.at:
-        card.google_saved, card.google_changed_at = changed.saved, changed.at
+    if card.google_changed_at is not None and card.google_changed_at > changed.at:
+        return
+    landed = changed.saved and not card.google_saved
+    card.google_saved, card.google_changed_at = changed.saved, changed.at
+    if landed:
+        await card_landed(session, card, clock.now())

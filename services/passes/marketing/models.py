@@ -13,6 +13,7 @@ from services.core.models import Base, IdMixin, UTCDateTime, utcnow
 
 SHOWN = "shown"
 DEFERRED = "deferred"
+SKIPPED = "skipped"
 DUE_STATES = (SHOWN, DEFERRED)
 
 

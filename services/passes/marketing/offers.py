@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.messages import CampaignAudience, CampaignProgress, CardCriteria
@@ -29,6 +29,7 @@ from services.passes.marketing.models import (
     DEFERRED,
     DUE_STATES,
     SHOWN,
+    SKIPPED,
     CardOffer,
     MarketingConsent,
 )
@@ -52,6 +53,10 @@ PAGE = 500
 """Cards per transaction when passes pages through a merchant's cards itself."""
 
 SUPPRESSED = {"capped": "suppressed.capped", "opted_out": "suppressed.opted_out"}
+NOT_ON_A_DEVICE = "not_on_a_device"
+"""Skipped: the card was on no device (no Apple registration, its Google object not saved)."""
+LATER_ON_A_DEVICE = "later_on_a_device"
+"""Silent: skipped as on no device, shown once the card landed on one (old news by then)."""
 
 
 @dataclass
@@ -119,10 +124,10 @@ async def apply_audience(session: AsyncSession, audience: CampaignAudience, now:
         )
         session.add(row)
         added += 1
-        consent = context.consent.get(card.customer_id, True)
-        if consent and not _on_a_device(card, context):
-            _skip(row, "not_on_a_device", tally)
+        if _on_no_device(card, context):
+            _skip(row, NOT_ON_A_DEVICE, tally)
             continue
+        consent = context.consent.get(card.customer_id, True)
         decision = _decide(card, row, consent, context, now)
         await _apply_decision(session, card, row, decision, now, tally, context.devices)
     if done and not added:
@@ -144,7 +149,7 @@ async def _cards_of_part(
         locked = await lock_cards(session, [(merchant_id, c) for c in audience.customer_ids])
         cards = {c: locked.card_of((merchant_id, c)) for c in audience.customer_ids}
         return cards, audience.parts
-    page = await _page_of_cards(session, merchant_id, audience.after)
+    page = await page_of_cards(session, merchant_id, audience.after)
     if len(page) < PAGE:
         return {c.customer_id: c for c in page}, audience.part
     rest = audience.model_copy(update={"after": page[-1].customer_id, "part": audience.part + 1})
@@ -198,34 +203,72 @@ async def _apply_decision(
             count(session, card.merchant_id, "suppressed.quiet_hours")
         return
     notifies = isinstance(decision, Notify)
-    row.state, row.due_at = SHOWN, None
-    card.content = slot.with_offer(card.content, row.offer)
-    message = slot.google_message(row.offer, card.locale, notifies=notifies)
-    await record_change(
-        session,
-        card,
-        marketing=MarketingChange(message, notifies=notifies),
-        devices=devices.get(card.id),
-    )
+    await _show_row(session, card, row, notifies=notifies, now=now, devices=devices.get(card.id))
     tally.updated += 1
     if notifies:
         row.notified_at = now
         tally.notified += 1
-        notified = [datetime.fromisoformat(at) for at in card.marketing_notified]
-        card.marketing_notified = [at.isoformat() for at in recent([*notified, now], now)]
-        slot.announced(card, row.offer_id)
     elif isinstance(decision, Silent):
         tally.silent[decision.reason] += 1
         if decision.reason in SUPPRESSED:
             count(session, card.merchant_id, SUPPRESSED[decision.reason])
 
 
+async def _show_row(
+    session: AsyncSession,
+    card: Card,
+    row: CardOffer,
+    *,
+    notifies: bool,
+    now: datetime,
+    devices: list[Registration] | None,
+) -> None:
+    """The row's offer on the card, first, as a new version (its Google message with it)."""
+    row.state, row.reason, row.due_at = SHOWN, None, None
+    await show(session, card, row.offer, notifies=notifies, now=now, devices=devices)
+
+
+async def show(
+    session: AsyncSession,
+    card: Card,
+    message: slot.Offer,
+    *,
+    notifies: bool,
+    now: datetime,
+    devices: list[Registration] | None,
+) -> None:
+    """Put a marketing message (an offer, a journey's) in the card's slot, newest first, in a
+    new version; one that notifies counts against the card's caps and its version announces
+    it (the one field with a ``changeMessage``)."""
+    card.content = slot.with_offer(card.content, message)
+    google = slot.google_message(message, card.locale, notifies=notifies)
+    await record_change(
+        session, card, marketing=MarketingChange(google, notifies=notifies), devices=devices
+    )
+    if notifies:
+        notified = [datetime.fromisoformat(at) for at in card.marketing_notified]
+        card.marketing_notified = [at.isoformat() for at in recent([*notified, now], now)]
+        slot.announced(card, message["id"])
+
+
+async def take_off_messages(
+    session: AsyncSession, card: Card, ids: set[str], devices: list[Registration] | None
+) -> None:
+    """Take marketing messages off the card quietly: a new version whose changed fields carry
+    no ``changeMessage``, their Google messages withdrawn."""
+    card.content = slot.without_offers(card.content, ids)
+    withdrawn = tuple(slot.message_id(message_id) for message_id in sorted(ids))
+    await record_change(
+        session, card, marketing=MarketingChange(withdrawn=withdrawn), devices=devices
+    )
+
+
 def _skip(row: CardOffer, reason: str, tally: Tally) -> None:
-    row.state, row.reason, row.due_at = "skipped", reason, None
+    row.state, row.reason, row.due_at = SKIPPED, reason, None
     tally.skipped[reason] += 1
 
 
-async def _page_of_cards(
+async def page_of_cards(
     session: AsyncSession, merchant_id: uuid.UUID, after: str | None
 ) -> list[Card]:
     """The merchant's next page of cards by customer id, locked (in that order)."""
@@ -281,6 +324,11 @@ def _on_a_device(card: Card, context: Audience) -> bool:
     return bool(context.devices.get(card.id)) or card.google_saved
 
 
+def _on_no_device(card: Card, context: Audience) -> bool:
+    """Skipped as on no device (an opted-out card is skipped as opted out, by the policy)."""
+    return context.consent.get(card.customer_id, True) and not _on_a_device(card, context)
+
+
 def _matches(card: Card, criteria: CardCriteria, context: Audience) -> bool:
     """The segment's card criteria: the card's language, and the wallet it is in."""
     if criteria.locales is not None and card.locale not in criteria.locales:
@@ -314,11 +362,7 @@ async def take_off(
     for row in rows:
         row.state, row.reason, row.due_at = state, reason, None
     if shown:
-        card.content = slot.without_offers(card.content, {row.offer_id for row in shown})
-        withdrawn = tuple(slot.message_id(row.offer_id) for row in shown)
-        await record_change(
-            session, card, marketing=MarketingChange(withdrawn=withdrawn), devices=devices
-        )
+        await take_off_messages(session, card, {row.offer_id for row in shown}, devices)
     tallies: dict[uuid.UUID, Tally] = defaultdict(Tally)
     for row in held:
         tallies[row.campaign_id].deferred -= 1
@@ -334,17 +378,25 @@ def publish_tallies(
         publish(session, tally.progress(campaign_id, merchant_id, None, None), key=str(campaign_id))
 
 
+def withdrawable() -> ColumnElement[bool]:
+    """The rows an offer's withdrawal ends: shown, held, or skipped while the card was on no
+    device (it would show once the card lands on one)."""
+    waiting = and_(CardOffer.state == SKIPPED, CardOffer.reason == NOT_ON_A_DEVICE)
+    return or_(CardOffer.state.in_(DUE_STATES), waiting)
+
+
 async def due_rows(
     session: AsyncSession, cards: Sequence[Card], offer_id: str | None = None
 ) -> dict[uuid.UUID, list[CardOffer]]:
-    """The offers still shown or held on these (locked) cards, per card, oldest first."""
+    """The offers still shown or held on these (locked) cards, per card, oldest first; with
+    ``offer_id``, that offer's rows its withdrawal ends."""
     if not cards:
         return {}
-    query = select(CardOffer).where(
-        CardOffer.card_id.in_([c.id for c in cards]), CardOffer.state.in_(DUE_STATES)
-    )
-    if offer_id is not None:
-        query = query.where(CardOffer.offer_id == offer_id)
+    query = select(CardOffer).where(CardOffer.card_id.in_([c.id for c in cards]))
+    if offer_id is None:
+        query = query.where(CardOffer.state.in_(DUE_STATES))
+    else:
+        query = query.where(CardOffer.offer_id == offer_id, withdrawable())
     rows: dict[uuid.UUID, list[CardOffer]] = defaultdict(list)
     for row in (await session.scalars(query.order_by(CardOffer.created_at))).all():
         rows[row.card_id].append(row)
@@ -379,8 +431,10 @@ async def release_held(
     now: datetime,
 ) -> None:
     """The quiet hours of held offers ended: ask the policy again (caps, consent, expiry) and
-    show them now, silently if capped, or drop them if they expired meanwhile. ``cards`` are
-    locked; their consent, registrations and merchants' rules are read once per merchant."""
+    show them now, silently if capped, or drop them if they expired meanwhile or the card left
+    every device overnight (skipped ``not_on_a_device``). A withdrawn offer (redeemed,
+    cancelled) is no longer held. ``cards`` are locked; their consent, registrations and
+    merchants' rules are read once per merchant."""
     by_merchant: dict[uuid.UUID, list[Card]] = defaultdict(list)
     for card in cards:
         by_merchant[card.merchant_id].append(card)
@@ -388,6 +442,11 @@ async def release_held(
         context = await audience_context(session, merchant_id, merchant_cards)
         tallies: dict[uuid.UUID, Tally] = defaultdict(Tally)
         for card in merchant_cards:
+            if _on_no_device(card, context):
+                for row in rows[card.id]:
+                    tallies[row.campaign_id].deferred -= 1
+                    _skip(row, NOT_ON_A_DEVICE, tallies[row.campaign_id])
+                continue
             for row, decision in _decide_held(card, rows[card.id], context, now):
                 tally = tallies[row.campaign_id]
                 tally.deferred -= 1
@@ -410,3 +469,41 @@ def _decide_held(
             notified = [*notified, now]
         decided.append((row, decision))
     return sorted(decided, key=lambda pair: isinstance(pair[1], Notify))
+
+
+# A card landing on a device -------------------------------------------------------------
+
+
+async def landed_on_a_device(
+    session: AsyncSession, card: Card, now: datetime, devices: list[Registration] | None = None
+) -> None:
+    """The card is on a device now (a new Apple registration, its Google object saved): the
+    offers its campaigns skipped while it was on none and still valid show now, silently (old
+    news by then; a lock-screen line for each would be spam, and the caps stay for new ones),
+    counted for their campaigns (skipped ``not_on_a_device`` -1, updated +1, silent
+    ``later_on_a_device`` +1). ``card``'s row is locked."""
+    query = (
+        select(CardOffer)
+        .where(
+            CardOffer.card_id == card.id,
+            CardOffer.state == SKIPPED,
+            CardOffer.reason == NOT_ON_A_DEVICE,
+            CardOffer.valid_until > now,
+        )
+        .order_by(CardOffer.created_at)
+    )
+    rows = (await session.scalars(query)).all()
+    if not rows:
+        return
+    consent = await consents_of(session, card.merchant_id, [card.customer_id])
+    if not consent.get(card.customer_id, True):
+        return  # opted out since: the rows stay skipped, as the policy would have them
+    await session.refresh(card)  # as it is under the lock (read before it, on registration)
+    tallies: dict[uuid.UUID, Tally] = defaultdict(Tally)
+    for row in rows:
+        await _show_row(session, card, row, notifies=False, now=now, devices=devices)
+        tally = tallies[row.campaign_id]
+        tally.updated += 1
+        tally.skipped[NOT_ON_A_DEVICE] -= 1
+        tally.silent[LATER_ON_A_DEVICE] += 1
+    publish_tallies(session, card.merchant_id, tallies)

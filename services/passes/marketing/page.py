@@ -42,7 +42,7 @@ PAGE_HEADERS = {
     ),
 }
 CHOICES = {"no": False, "yes": True}
-_NO_CARD: dict[int | str, dict[str, Any]] = {
+NO_CARD: dict[int | str, dict[str, Any]] = {
     404: {
         "description": "No card behind this link",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
@@ -59,7 +59,7 @@ def _template() -> Template:
 @router.get(
     "/{link_token}/marketing",
     response_class=HTMLResponse,
-    responses={200: {"description": "The customer's choice about offers"}, **_NO_CARD},
+    responses={200: {"description": "The customer's choice about offers"}, **NO_CARD},
 )
 async def marketing_page(card: LinkedCard, session: Session) -> HTMLResponse:
     """Whether the card shows offers, and a button to change that (nothing changes here but
@@ -73,7 +73,7 @@ async def marketing_page(card: LinkedCard, session: Session) -> HTMLResponse:
     response_class=HTMLResponse,
     responses={
         200: {"description": "The choice, recorded"},
-        **_NO_CARD,
+        **NO_CARD,
         **InvalidInput.openapi("consent is neither yes nor no"),
     },
     openapi_extra={

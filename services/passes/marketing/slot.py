@@ -12,6 +12,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+from services.contracts.cards import card_links
 from services.contracts.messages import GoogleMessage
 from services.passes.models import Card
 
@@ -56,6 +57,12 @@ def status_notified(card: Card, at: datetime) -> None:
 def status_notified_at(card: Card) -> datetime | None:
     at = card.content.get("status_notified_at")
     return datetime.fromisoformat(at) if at else None
+
+
+def marketing_url(card: Card, base_url: str) -> str:
+    """The customer's own page to say no (or yes again) to offers on the card: the "No offers,
+    thanks" link on the back of the Apple pass and on the Google object."""
+    return f"{card_links(card, base_url).landing_url}/marketing"
 
 
 def offer_key(offer_id: str) -> str:

@@ -83,11 +83,17 @@ async def test_an_offer_on_the_google_object(
 ) -> None:
     shop = await _google_shop(session, settings, service_account_info, tmp_path)
     card = await create_card(session, shop, customer_id="g-1")
-    # Not on a device yet: skipped.
-    await _apply(sessionmaker, audience(shop, offer("early"), ["g-1"], campaign_id=uuid.uuid4()))
+    # Not on a device yet: skipped; once saved, it shows, as a plain message (old news).
+    early = offer("early", title="Early bird", coupon_code=None)
+    await _apply(sessionmaker, audience(shop, early, ["g-1"], campaign_id=uuid.uuid4()))
     async with sessionmaker() as check:
         assert (await check.get_one(Card, card.id)).version == card.version
     await _apply(sessionmaker, GoogleWalletChanged(card_id=card.id, saved=True, at=at_noon))
+    landed = await _last_google(sessionmaker, card)
+    assert landed["version"] == card.version + 1
+    assert landed.get("notification") is None
+    assert landed["google"]["message"]["id"] == message_id("early")
+    assert landed["google"]["message"]["important"] is False
 
     tea = offer()
     await _apply(sessionmaker, audience(shop, tea, ["g-1"], campaign_id=uuid.uuid4()))
