@@ -252,10 +252,14 @@ async def test_a_refill_reminder_comes_after_its_days_unless_bought_again(
     reminded = await pass_json(client, card)
     assert notifying_changes(before, reminded) == {"offer"}
     assert fields(reminded)["offer"]["value"] == "Dochádza vám Green tea?"
+    [(version,)] = await rows_of(sessionmaker, select(Card.version).where(Card.id == card.id))
     clock.set(NOON + timedelta(days=60))
-    # The tea's reminder leaves the card (it was due to at day 44) in the round the filters'
-    # comes in: one push, and the version it fetches still carries the filters' line.
+    # The tea's reminder leaves the card (it was due to at day 44) in the version the filters'
+    # comes in: one push (two versions could wake the phone twice), carrying the filters' line.
     await pushed_in_all(standin, sessionmaker, pushes + 2)
+    assert await rows_of(sessionmaker, select(Card.version).where(Card.id == card.id)) == [
+        (version + 1,)
+    ]
     filters = await pass_json(client, card)
     assert fields(filters)["offer"]["value"] == "Dochádza vám Water filters?"
     assert notifying_changes(reminded, filters) == {"offer"}

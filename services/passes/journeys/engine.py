@@ -304,15 +304,14 @@ async def _handle_card(
     now: datetime,
 ) -> None:
     """One card's due steps, in the order its versions must come: the expired messages off
-    first, then the silent ones on, the notifying one last. Push sends a card's latest version
-    only, and Apple shows a line only for a field with a ``changeMessage`` that changed, so a
-    quiet version after the notifying one in the same round would swallow its line."""
+    (in the first new message's version, or one of their own), then the silent ones on, the
+    notifying one last. Push sends a card's latest version only, and Apple shows a line only
+    for a field with a ``changeMessage`` that changed, so a quiet version after the notifying
+    one in the same round would swallow its line."""
     expired = [step for step in steps if step.state == SHOWN]
     for step in expired:
         _end(step, "expired", None)
-    if expired:
-        ids = {message_id(step) for step in expired}
-        await take_off_messages(session, card, ids, context.devices.get(card.id))
+    replacing = {message_id(step) for step in expired}
     notified = [datetime.fromisoformat(at) for at in card.marketing_notified]
     shown: list[tuple[JourneyStep, dict[str, Any], bool]] = []
     for step in steps:
@@ -325,7 +324,10 @@ async def _handle_card(
                 if decided[2]:
                     notified.append(now)
     for step, message, notifies in sorted(shown, key=lambda decided: decided[2]):
-        await _show_step(session, card, step, message, notifies, context, now)
+        await _show_step(session, card, step, message, notifies, context, now, replacing)
+        replacing = set()
+    if replacing:
+        await take_off_messages(session, card, replacing, context.devices.get(card.id))
 
 
 async def _decide_step(
@@ -379,9 +381,12 @@ async def _show_step(
     notifies: bool,
     context: Audience,
     now: datetime,
+    replacing: set[str],
 ) -> None:
     devices = context.devices.get(card.id)
-    await show(session, card, message, notifies=notifies, now=now, devices=devices)
+    await show(
+        session, card, message, notifies=notifies, now=now, devices=devices, replacing=replacing
+    )
     step.state, step.message, step.shown_at = SHOWN, message, now
     step.due_at = datetime.fromisoformat(message["valid_until"])
     if notifies:

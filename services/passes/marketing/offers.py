@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -236,15 +236,21 @@ async def show(
     notifies: bool,
     now: datetime,
     devices: list[Registration] | None,
+    replacing: Set[str] = frozenset(),
 ) -> None:
     """Put a marketing message (an offer, a journey's) in the card's slot, newest first, in a
     new version; one that notifies counts against the card's caps and its version announces
-    it (the one field with a ``changeMessage``)."""
-    card.content = slot.with_offer(card.content, message)
-    google = slot.google_message(message, card.locale, notifies=notifies)
-    await record_change(
-        session, card, marketing=MarketingChange(google, notifies=notifies), devices=devices
+    it (the one field with a ``changeMessage``).
+
+    ``replacing``: messages that leave the card in the same version (expired in the same
+    round), so that the phone is woken once for both and Google gets one update."""
+    card.content = slot.with_offer(slot.without_offers(card.content, replacing), message)
+    change = MarketingChange(
+        slot.google_message(message, card.locale, notifies=notifies),
+        notifies=notifies,
+        withdrawn=_withdrawn(replacing),
     )
+    await record_change(session, card, marketing=change, devices=devices)
     if notifies:
         notified = [datetime.fromisoformat(at) for at in card.marketing_notified]
         card.marketing_notified = [at.isoformat() for at in recent([*notified, now], now)]
@@ -257,10 +263,14 @@ async def take_off_messages(
     """Take marketing messages off the card quietly: a new version whose changed fields carry
     no ``changeMessage``, their Google messages withdrawn."""
     card.content = slot.without_offers(card.content, ids)
-    withdrawn = tuple(slot.message_id(message_id) for message_id in sorted(ids))
     await record_change(
-        session, card, marketing=MarketingChange(withdrawn=withdrawn), devices=devices
+        session, card, marketing=MarketingChange(withdrawn=_withdrawn(ids)), devices=devices
     )
+
+
+def _withdrawn(ids: Set[str]) -> tuple[str, ...]:
+    """The Google messages of the card's messages ``ids``."""
+    return tuple(slot.message_id(message_id) for message_id in sorted(ids))
 
 
 def _skip(row: CardOffer, reason: str, tally: Tally) -> None:

@@ -9,6 +9,7 @@ version carries no ``changeMessage``, and an offer leaving the card never brings
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Set
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +34,7 @@ def with_offer(content: dict[str, Any], offer: Offer) -> dict[str, Any]:
     return {**content, "offers": offers}
 
 
-def without_offers(content: dict[str, Any], offer_ids: set[str]) -> dict[str, Any]:
+def without_offers(content: dict[str, Any], offer_ids: Set[str]) -> dict[str, Any]:
     offers = [o for o in shown_offers(content) if o["id"] not in offer_ids]
     return {**content, "offers": offers}
 
