@@ -238,10 +238,38 @@ async def _cancel(workers: list[asyncio.Task[None]], grace: float) -> None:
         if not task.cancelled():
             task.exception()
     if running:
+        where = "; ".join(f"{t.get_name()} at {awaiting(t)}" for t in running)
         log.error(
-            "background tasks did not stop when cancelled",
+            "background tasks did not stop when cancelled: %s",
+            where,
             extra={"tasks": sorted(task.get_name() for task in running)},
         )
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where a task waits, outermost await first (``Task.get_stack`` shows only the outermost
+    frame of a suspended coroutine): what a task that ignores its cancellation is stuck on."""
+    places: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = next(
+            (f for a in ("cr_frame", "gi_frame", "ag_frame") if (f := getattr(awaited, a, None))),
+            None,
+        )
+        if frame is None:  # a future (or a task) at the bottom of the chain
+            places.append("a future")
+            break
+        code = frame.f_code
+        places.append(f"{code.co_name} ({code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})")
+        awaited = next(
+            (
+                w
+                for a in ("cr_await", "gi_yieldfrom", "ag_await")
+                if (w := getattr(awaited, a, None))
+            ),
+            None,
+        )
+    return " > ".join(places)
 
 
 async def _nothing() -> None:

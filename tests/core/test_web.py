@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -162,6 +163,11 @@ async def test_a_task_that_ignores_its_cancellation_does_not_hold_the_shutdown(
     assert cancellations == [1]
     stopping = [r for r in caplog.records if r.message.startswith("background tasks did not")]
     assert [r.tasks for r in stopping] == [["stubborn"]]
+    # Where it waits, so that a hang in CI's log says what to fix.
+    where = stopping[0].message.split(": ", 1)[1]
+    assert re.fullmatch(
+        r"stubborn at stubborn \(test_web.py:\d+\) > sleep \(tasks.py:\d+\) > a future", where
+    )
     left = [task for task in asyncio.all_tasks() if task.get_name() == "stubborn"]
     for task in left:
         task.cancel()
