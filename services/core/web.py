@@ -40,7 +40,7 @@ from services.core.queue.db import DatabaseQueue
 from services.core.queue.nats import NatsQueue, StreamLimits
 from services.core.queue.notify import CommitListener
 from services.core.queue.retention import queue_retention
-from services.core.schedule import Job, run_job
+from services.core.schedule import Job, Schedule
 from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,9 @@ class Component:
     """What one service contributes to a process.
 
     Routes, queue subscriptions, hooks run at startup and (in reverse) at shutdown, and
-    long-running tasks and scheduled jobs, started after every startup hook and cancelled after
-    every shutdown hook; ``readiness``: details it adds to ``/readyz``.
+    long-running tasks and scheduled jobs, started after every startup hook; at shutdown the
+    jobs finish their round beside the shutdown hooks, and what still runs is then cancelled;
+    ``readiness``: details it adds to ``/readyz``.
     """
 
     name: str
@@ -97,6 +98,8 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
         workers: list[asyncio.Task[None]] = []
         remove_listener: Callable[[], None] | None = None
         queue: QueueBackend | None = None
+        jobs = [queue_retention(settings), *(j for c in components for j in c.jobs)]
+        schedule = Schedule(jobs, app.state.sessionmaker)
         try:
             for component in components:
                 for hook in component.on_startup:
@@ -140,21 +143,22 @@ def create_app(settings: Settings, components: Sequence[Component]) -> FastAPI:
             for component in components:
                 for task in component.tasks:
                     workers.append(asyncio.create_task(task(app), name=component.name))
-            for job in [queue_retention(settings), *(j for c in components for j in c.jobs)]:
-                runner = run_job(job, app.state.sessionmaker)
-                workers.append(asyncio.create_task(runner, name=f"job-{job.name}"))
+            workers.extend(schedule.start())
             log.info("service started", extra={"services": names})
             yield
         finally:
             if remove_listener is not None:
                 remove_listener()
             # Uvicorn finished the requests in flight; now the background work stops taking
-            # more and finishes or hands back what it holds, the queue beside the components.
+            # more and finishes or hands back what it holds: the components, the queue and the
+            # scheduled jobs side by side.
+            grace = settings.shutdown_grace_seconds
             await asyncio.gather(
                 _stop_components(app, components),
-                queue.stop(settings.shutdown_grace_seconds) if queue is not None else _nothing(),
+                queue.stop(grace) if queue is not None else _nothing(),
+                schedule.stop(grace),
             )
-            await _cancel(workers, settings.shutdown_grace_seconds)
+            await _cancel(workers, grace)
             await engine.dispose()
 
     app = FastAPI(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.clock import Clock, clock
-from services.core.schedule import Job, run_job
+from services.core.schedule import Job, Schedule
 from tests.waiting import eventually
 
 NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -74,7 +74,7 @@ async def test_a_job_runs_batches_back_to_back_then_when_the_clock_passes_a_dead
 
     # An hour between rounds: only the clock's move can make it run again within the test.
     job = Job("expire", every=3600, run=expire)
-    runner = asyncio.create_task(run_job(job, cast(async_sessionmaker[AsyncSession], None)))
+    [runner] = Schedule([job], cast(async_sessionmaker[AsyncSession], None)).start()
     try:
 
         async def handled_count(count: int) -> bool:
@@ -101,7 +101,7 @@ async def test_a_failing_round_is_logged_and_the_job_goes_on(
         return 0
 
     job = Job("flaky", every=3600, run=flaky)
-    runner = asyncio.create_task(run_job(job, cast(async_sessionmaker[AsyncSession], None)))
+    [runner] = Schedule([job], cast(async_sessionmaker[AsyncSession], None)).start()
     try:
 
         async def ran(count: int) -> bool:
@@ -129,7 +129,7 @@ async def test_a_job_stops_when_cancelled_as_the_clock_wakes_it(
         return 0
 
     job = Job("idle", every=3600, run=idle)
-    runner = asyncio.create_task(run_job(job, cast(async_sessionmaker[AsyncSession], None)))
+    [runner] = Schedule([job], cast(async_sessionmaker[AsyncSession], None)).start()
 
     async def waiting() -> bool:
         return len(rounds) == 1
@@ -146,3 +146,55 @@ async def test_a_job_stops_when_cancelled_as_the_clock_wakes_it(
         assert len(rounds) <= 2
     finally:
         runner.cancel()  # the defect's runner took only a second one
+
+
+async def test_a_stop_lets_the_round_in_flight_finish_then_ends_the_job(set_clock: Clock) -> None:
+    """A shutdown must not cut a round's transaction: its work would be lost (and on SQLite a
+    connection cancelled mid-transaction could hold the process's exit forever)."""
+    started, release = asyncio.Event(), asyncio.Event()
+    rounds: list[str] = []
+
+    async def slow(_: async_sessionmaker[AsyncSession], now: datetime) -> int:
+        rounds.append("started")
+        started.set()
+        await release.wait()
+        rounds.append("finished")
+        return 1  # more work: only the stop ends the batches
+
+    schedule = Schedule([Job("slow", every=3600, run=slow)], cast(Any, None))
+    [runner] = schedule.start()
+    try:
+        await asyncio.wait_for(started.wait(), 5)
+        stopping = asyncio.create_task(schedule.stop(grace=5))
+        await asyncio.sleep(0.05)
+        assert not stopping.done(), "the stop waits for the round"
+        release.set()
+        await asyncio.wait_for(stopping, 5)
+        assert runner.done()
+        assert not runner.cancelled()
+        assert rounds == ["started", "finished"], "no round after the stop"
+    finally:
+        runner.cancel()
+
+
+async def test_a_stop_ends_a_job_in_its_pause_at_once(set_clock: Clock) -> None:
+    rounds: list[datetime] = []
+
+    async def idle(_: async_sessionmaker[AsyncSession], now: datetime) -> int:
+        rounds.append(now)
+        return 0
+
+    schedule = Schedule([Job("idle", every=3600, run=idle)], cast(Any, None))
+    [runner] = schedule.start()
+    try:
+        await eventually(lambda: _ran(rounds))
+        await asyncio.wait_for(schedule.stop(grace=3600), 5)
+        assert runner.done()
+        assert not runner.cancelled()
+        assert len(rounds) == 1
+    finally:
+        runner.cancel()
+
+
+async def _ran(rounds: list[datetime]) -> bool:
+    return len(rounds) == 1

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core.schedule import Job
 from services.core.settings import Settings
 from services.core.web import Component, create_app
 from tests.waiting import eventually
@@ -173,3 +177,29 @@ async def test_a_task_that_ignores_its_cancellation_does_not_hold_the_shutdown(
         task.cancel()
     await asyncio.wait(left, timeout=5)
     assert all(task.done() for task in left)
+
+
+async def test_a_job_mid_transaction_at_shutdown_commits_before_the_process_ends(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shutdown waits for the scheduled round in flight instead of cancelling it inside its
+    transaction (a test's clock reset in its teardown wakes every job just before it)."""
+    started, release = asyncio.Event(), asyncio.Event()
+    committed: list[bool] = []
+
+    async def round_(sessionmaker: async_sessionmaker[AsyncSession], now: datetime) -> int:
+        async with sessionmaker() as session, session.begin():
+            await session.execute(text("SELECT 1"))
+            started.set()
+            await release.wait()
+        committed.append(True)
+        return 0
+
+    component = Component(name="slow", jobs=[Job("slow", every=3600, run=round_)])
+    app = create_app(settings, [component])
+    async with asyncio.timeout(10):
+        async with app.router.lifespan_context(app):
+            await started.wait()
+            asyncio.get_running_loop().call_later(0.1, release.set)  # during the shutdown
+    assert committed == [True]
+    assert not [r for r in caplog.records if r.message.startswith("background tasks did not")]
