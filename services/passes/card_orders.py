@@ -139,5 +139,4 @@ async def apply_order_change(
             slot.status_notified(card, clock.now())
         devices = cards.devices_of(card) if cards is not None else None
         await record_change(session, card, notify=status_moved, devices=devices)
-    await session.flush()
     return card

@@ -93,7 +93,12 @@ async def get_design(session: AsyncSession, merchant: Merchant) -> PassDesign:
     designs = _DESIGNS.get(session)
     if (design := designs.get(merchant.id)) is not None:
         return design
-    design = await session.scalar(select(PassDesign).where(PassDesign.merchant_id == merchant.id))
+    query = select(PassDesign).where(PassDesign.merchant_id == merchant.id)
+    if not any(isinstance(pending, PassDesign) for pending in session.new):
+        # The read needs none of the caller's changes written first: a consumer's batch would
+        # otherwise write its first card here, and then again with the rest.
+        query = query.execution_options(autoflush=False)
+    design = await session.scalar(query)
     if design is None:
         raise NotConfigured(
             f"merchant {merchant.slug!r} has no pass design: set its Apple settings first "

@@ -196,14 +196,18 @@ def parse_tag(value: str | None) -> int | None:
 
 
 async def next_update_tag(session: AsyncSession, pass_type: str) -> int:
-    """The next tag of ``pass_type``; its row stays locked until the caller's transaction ends."""
+    """The next tag of ``pass_type``; its row stays locked until the caller's transaction ends.
+
+    The bump does not flush the session: the change the tag is for is written with the rest
+    of its batch, not in a statement of its own and then again for the tag."""
     bump = (
         update(PassTypeCounter)
         .where(PassTypeCounter.pass_type_identifier == pass_type)
         .values(value=PassTypeCounter.value + 1)
         .returning(PassTypeCounter.value)
     )
-    value = (await session.execute(bump)).scalar_one_or_none()
+    with session.no_autoflush:
+        value = (await session.execute(bump)).scalar_one_or_none()
     if value is not None:
         return int(value)
     try:
