@@ -206,6 +206,31 @@ async def test_a_failing_message_in_a_batch_is_rolled_back_alone(
         assert "handler failed on purpose" in (rows[ids[1]].last_error or "")
 
 
+async def test_a_write_that_fails_at_a_later_flush_fails_only_its_own_message(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Handlers leave their writes to the batch's flush, so one message's bad write can fail
+    in the next one's query (autoflush): that error is not the next message's to bear."""
+    async with sessionmaker() as session:
+        session.add(Merchant(slug="taken", name="taken"))
+        ids = [publish(session, Named(name=n)) for n in ("one", "taken", "two")]
+        await session.commit()
+
+    async def handler(session: AsyncSession, message: Named) -> None:
+        await session.scalar(select(func.count()).select_from(Merchant))  # flushes the last
+        session.add(Merchant(slug=message.name, name=message.name))
+
+    assert await _queue(sessionmaker).drain_once([Subscription("t", Named, handler)]) == 3
+    async with sessionmaker() as session:
+        assert set(await session.scalars(select(InboxMessage.message_id))) == {ids[0], ids[2]}
+        failed = await session.scalar(
+            select(OutboxMessage).where(OutboxMessage.message_id == ids[1])
+        )
+        assert failed is not None
+        assert failed.processed_at is None
+        assert "merchants" in (failed.last_error or "")
+
+
 async def test_message_gives_up_after_max_attempts(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:

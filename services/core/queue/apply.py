@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import metrics
@@ -153,6 +154,10 @@ class BatchApplier:
                 token = message_id_var.set(str(message.id))
                 try:
                     await subscription.handler(session, contract)
+                except DBAPIError:
+                    # Maybe an earlier message's write, flushed by this one's query (handlers
+                    # leave their writes to the batch's flush): tried message by message.
+                    raise
                 except Exception as exc:  # a handler's failure must not stop the consumer
                     raise _HandlerFailed(message, exc) from exc
                 finally:
