@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,11 +15,10 @@ from services.core.transaction import Slot
 from services.merchants import wallet_orders as merchant_wallet_orders
 from services.merchants.models import Merchant
 from services.passes.card_orders import apply_order_change
-from services.passes.issuing import CardsOfBatch, issue_missing, lock_cards
+from services.passes.issuing import CardsOfBatch, lock_cards
 from services.passes.journeys import cart
 from services.passes.journeys.engine import read_open_journeys
 from services.passes.registrations import drop_push_token
-from services.passes.schemas import CardIssue
 from services.passes.wallet_orders.tracking import (
     WalletOrdersOfBatch,
     drop_order_push_token,
@@ -66,9 +64,9 @@ def order_changed(settings: Settings) -> Handler[OrderChanged]:
     async def handle(session: AsyncSession, change: OrderChanged) -> None:
         """Show an order's new state on its customer's card and in its Wallet order; a cart
         reminder not sent yet is not sent (any order event of the customer cancels it)."""
-        secret_key = settings.resolved_secret_key()
-        batch = await _batch(session, change, secret_key)
+        batch = await _batch(session, change)
         merchant = batch.merchants[change.merchant_id]
+        secret_key = settings.resolved_secret_key()
         card = await apply_order_change(session, merchant, change, secret_key, cards=batch.cards)
         await track_order_change(
             session, merchant, card, change, secret_key, known=batch.wallet_orders
@@ -78,13 +76,12 @@ def order_changed(settings: Settings) -> Handler[OrderChanged]:
     return handle
 
 
-async def _batch(session: AsyncSession, change: OrderChanged, secret_key: bytes) -> _Batch:
+async def _batch(session: AsyncSession, change: OrderChanged) -> _Batch:
     """What every change in the consumer's batch (``change`` alone outside one) needs, read
     at the batch's first change and shared by the others: the merchants, the customers'
-    cards (locked; those missing made together) and their registrations, which journeys have
-    steps open on them, and the orders' Wallet orders and their devices (of merchants that
-    have them). A query per change would also flush the session each time, and write each
-    card twice."""
+    cards (locked) and their registrations, which journeys have steps open on them, and the
+    orders' Wallet orders and their devices (of merchants that have them). A query per change
+    would also flush the session each time, and write each card twice."""
     batch = _BATCH.get(session)
     if batch is None or not batch.cards.knows(_customer(change)):
         changes = batch_of(session, OrderChanged) or [change]
@@ -93,7 +90,6 @@ async def _batch(session: AsyncSession, change: OrderChanged, secret_key: bytes)
         merchants = {
             m: await session.get_one(Merchant, m) for m in {c.merchant_id for c in changes}
         }
-        await issue_missing(session, cards, merchants, _first_words(changes), secret_key)
         orders = await lock_wallet_orders(
             session,
             {
@@ -109,16 +105,3 @@ async def _batch(session: AsyncSession, change: OrderChanged, secret_key: bytes)
 
 def _customer(change: OrderChanged) -> tuple[uuid.UUID, str]:
     return change.merchant_id, change.order.customer.id
-
-
-def _first_words(changes: Sequence[OrderChanged]) -> dict[tuple[uuid.UUID, str], CardIssue]:
-    """Each customer's name and language as the batch's first change of them gives them (a
-    card made for the batch starts with these; later changes update them as ever)."""
-    first: dict[tuple[uuid.UUID, str], CardIssue] = {}
-    for change in changes:
-        customer = change.order.customer
-        first.setdefault(
-            _customer(change),
-            CardIssue(customer_id=customer.id, customer_name=customer.name, locale=customer.locale),
-        )
-    return first

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -19,7 +18,7 @@ from services.contracts.cards import (
     card_identity,
     open_link,
 )
-from services.core.errors import NotConfigured, NotFound
+from services.core.errors import NotFound
 from services.core.models import utcnow
 from services.core.settings import Settings
 from services.merchants import google_wallet as merchant_google
@@ -78,33 +77,12 @@ class CardsOfBatch:
     ) -> None:
         self._cards = cards
         self._devices = devices
-        self._made: set[Customer] = set()
 
     def knows(self, customer: Customer) -> bool:
         return customer in self._cards
 
     def card_of(self, customer: Customer) -> Card | None:
         return self._cards[customer]
-
-    def missing(self) -> list[Customer]:
-        """The customers who have no card yet."""
-        return [customer for customer, card in self._cards.items() if card is None]
-
-    def made(self, cards: Iterable[Card]) -> None:
-        """Cards made for the batch (``issue_missing``): on no device, and each handed out
-        once as made now."""
-        for card in cards:
-            customer = (card.merchant_id, card.customer_id)
-            self._cards[customer] = card
-            self._made.add(customer)
-            if self._devices is not None:
-                self._devices[card.id] = []
-
-    def take(self, customer: Customer) -> tuple[Card | None, bool]:
-        """The customer's card, and whether the batch made it and this is its first use."""
-        made = customer in self._made
-        self._made.discard(customer)
-        return self._cards[customer], made
 
     def found(self) -> list[Card]:
         """The cards the customers have."""
@@ -177,11 +155,11 @@ async def find_or_issue(
     """
     customer = (merchant.id, customer_id)
     if known is not None and known.knows(customer):
-        card, made = known.take(customer)
+        card = known.card_of(customer)
     else:
-        card, made = await _find(session, merchant, customer_id), False
+        card = await _find(session, merchant, customer_id)
     if card is not None:
-        return card, made
+        return card, False
     design = await get_design(session, merchant)  # refuse before a card that cannot be built
     identity = card_identity(secret_key, merchant.id, customer_id)
     data = CardIssue(customer_id=customer_id, locale=locale)
@@ -201,43 +179,6 @@ async def find_or_issue(
     if known is not None:
         known.issued(card, created=created)
     return card, created
-
-
-async def issue_missing(
-    session: AsyncSession,
-    known: CardsOfBatch,
-    merchants: Mapping[uuid.UUID, Merchant],
-    customers: Mapping[Customer, CardIssue],
-    secret_key: bytes,
-) -> None:
-    """The cards a batch's customers lack, made with one insert in one savepoint (a savepoint
-    and an insert per card cost three round trips each), named and in their language from the
-    start; ``find_or_issue`` then hands each out as made now. A merchant without a design is
-    left to ``find_or_issue`` (which refuses its changes), and so is everything if a card was
-    issued meanwhile by another process (the insert is refused): one by one, as without it."""
-    made: list[Card] = []
-    for merchant_id, customer_id in known.missing():
-        merchant, data = merchants[merchant_id], customers[merchant_id, customer_id]
-        try:
-            design = await get_design(session, merchant)
-        except NotConfigured:
-            continue
-        locale = data.locale if data.locale in LOCALES else None
-        first = CardIssue(customer_id=customer_id, customer_name=data.customer_name, locale=locale)
-        identity = card_identity(secret_key, merchant_id, customer_id)
-        made.append(new_card(merchant, design, first, identity))
-    if not made:
-        return
-    for card in made:  # before the savepoint, as in find_or_issue
-        card.update_tag = await update_tag(session, card.pass_type_identifier)
-    try:
-        async with session.begin_nested():
-            session.add_all(made)
-    except IntegrityError:
-        return
-    for merchant_id, issued in Counter(card.merchant_id for card in made).items():
-        count(session, merchant_id, "cards.issued", issued)
-    known.made(made)
 
 
 async def _find(session: AsyncSession, merchant: Merchant, customer_id: str) -> Card | None:

@@ -22,7 +22,6 @@ from services.passes.card_orders import apply_order_change, delivered_orders, ta
 from services.passes.card_view import current_order
 from services.passes.handlers import order_changed
 from services.passes.models import Card, Registration, WalletOrder, WalletOrderRegistration
-from services.passes.schemas import CardIssue
 from tests.factories import TEST_SECRET_KEY, create_merchant
 from tests.statements import statements_of
 
@@ -286,64 +285,6 @@ async def test_a_consumer_batch_reads_devices_wallet_orders_and_journeys_once(
     assert devices[("card.updated", card_ids["c-2"])] == []
     [wallet_order] = [key for topic, key in devices if topic == "wallet_order.updated"]
     assert devices[("wallet_order.updated", wallet_order)] == ["cd" * 32]
-
-
-async def test_a_batch_makes_the_cards_its_new_customers_lack_with_one_insert(
-    engine: AsyncEngine,
-    session: AsyncSession,
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> None:
-    """First orders of a batch: a savepoint and an insert per card, then an update for its
-    name and language, cost 7 statements a card. Now one insert for all, each card named and
-    in its language from the start, announced and counted as issued as before."""
-    shop = await create_merchant(session, settings)
-    m = shop.merchant
-    queue = DatabaseQueue(sessionmaker)
-    subscription = Subscription("passes", OrderChanged, order_changed(settings))
-    for customer, locale in (("c-1", "cs"), ("c-2", "xx"), ("c-3", "de")):
-        payload = change(f"A-{customer}", "confirmed", 1, "2026-11-20T10:00", locale=locale)
-        payload["order"]["customer"] |= {"id": customer, "name": f"Name {customer}"}
-        publish(session, message(m, payload))
-    await session.commit()
-    with statements_of(engine) as statements:
-        assert await queue.drain_once([subscription]) == 3
-    assert sum(1 for s in statements if s.startswith("INSERT INTO cards ")) == 1
-    assert not [s for s in statements if s.startswith("UPDATE cards SET customer_name")]
-    async with sessionmaker() as fresh:
-        cards = {c.customer_id: c for c in await fresh.scalars(select(Card))}
-        outbox = (await fresh.scalars(select(OutboxMessage))).all()
-    assert {c: (card.customer_name, card.locale) for c, card in cards.items()} == {
-        "c-1": ("Name c-1", "cs"),
-        "c-2": ("Name c-2", m.default_locale),  # a language we do not speak
-        "c-3": ("Name c-3", "de"),
-    }
-    announced = {row.key for row in outbox if row.topic == "card.updated"}
-    assert announced == {str(card.id) for card in cards.values()}
-    issued = [row.payload["counts"] for row in outbox if row.topic == "channel.counted"]
-    assert issued == [{"cards.issued": 3}]
-
-
-async def test_a_card_issued_meanwhile_leaves_the_batch_to_issue_one_by_one(
-    session: AsyncSession, settings: Settings
-) -> None:
-    """Another process issued one of the cards between the batch's look-up and its insert:
-    the insert is refused as a whole, and each change then finds or makes its card alone."""
-    shop = await create_merchant(session, settings)
-    m = shop.merchant
-    taken, _ = await issuing.find_or_issue(session, m, "c-2", TEST_SECRET_KEY)
-    await session.commit()
-    wanted = {(m.id, c): CardIssue(customer_id=c, customer_name=c) for c in ("c-1", "c-2")}
-    batch = issuing.CardsOfBatch(dict.fromkeys(wanted))  # looked up before c-2 was issued
-    await issuing.issue_missing(session, batch, {m.id: m}, wanted, TEST_SECRET_KEY)
-    assert batch.missing() == list(wanted), "nothing made"
-    first, made = await issuing.find_or_issue(session, m, "c-1", TEST_SECRET_KEY, known=batch)
-    second, found = await issuing.find_or_issue(session, m, "c-2", TEST_SECRET_KEY, known=batch)
-    await session.commit()
-    assert made
-    assert not found
-    assert second.id == taken.id
-    assert first.customer_id == "c-1"
 
 
 async def _registered(
