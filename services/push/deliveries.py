@@ -346,8 +346,6 @@ class DeliveryWorker(LeasedWorker):
             seconds=lease_seconds,
             count_attempt=True,
         )
-        self._more_due = False
-        """The last claim took all it could: claim again without first peeking for due rows."""
         self._lease_seconds = lease_seconds
         self._held: set[tuple[uuid.UUID, str]] = set()
         """The targets claimed and not yet recorded, whose leases ``_keep_leases`` renews."""
@@ -371,7 +369,7 @@ class DeliveryWorker(LeasedWorker):
             except Exception as exc:  # the record path will fail the same way and stop us
                 log.warning("push leases not renewed", extra={"error": repr(exc)[:300]})
 
-    async def deliver_once(self) -> int:
+    async def deliver_once(self, *, look_first: bool = True) -> int:
         """Wait for room, claim due targets and start sending them; 0 once nothing is due and
         everything sent so far is recorded."""
         self._pipeline.collect()
@@ -379,7 +377,7 @@ class DeliveryWorker(LeasedWorker):
         while self._pipeline.sending > self._refill_at:
             await self._pipeline.next_report()
             self._record_if_due(force=False)
-        due = await self._claim(self._batch_size - self._pipeline.sending)
+        due = await self._claim(self._batch_size - self._pipeline.sending, look_first)
         if not due:
             await self.settle()
             return 0
@@ -404,10 +402,10 @@ class DeliveryWorker(LeasedWorker):
         if force or len(pipeline.answered) >= self._half or not pipeline.sending:
             pipeline.record()
 
-    async def _claim(self, limit: int) -> list[DueTarget]:
+    async def _claim(self, limit: int, look_first: bool) -> list[DueTarget]:
         """Lease up to ``limit`` due targets with one statement (``SKIP LOCKED`` on PostgreSQL)."""
-        rows = await self._leases.claim(limit, peek=not self._more_due)
-        self._more_due = len(rows) == limit
+        rows = await self._leases.claim(limit, peek=look_first and not self.more_due)
+        self.more_due = len(rows) == limit
         return [
             DueTarget(
                 card_id=row.card_id,

@@ -265,14 +265,16 @@ class GoogleWorker(LeasedWorker):
             count_attempt=True,
         )
 
-    async def deliver_once(self) -> int:
-        claimed = await self._claim()
+    async def deliver_once(self, *, look_first: bool = True) -> int:
+        claimed = await self._claim(look_first)
         if claimed:
             outcomes = await asyncio.gather(*(self._work(item) for item in claimed))
             await self._record(list(zip(claimed, outcomes, strict=True)))
         return len(claimed)
 
-    async def _claim(self) -> list[_Claimed]:
+    async def _claim(self, look_first: bool) -> list[_Claimed]:
+        rows = await self._leases.claim(self._batch_size, peek=look_first and not self.more_due)
+        self.more_due = len(rows) == self._batch_size
         return [
             _Claimed(
                 card_id=row.card_id,
@@ -287,7 +289,7 @@ class GoogleWorker(LeasedWorker):
                 kept=tuple(row.kept_messages),
                 notified_at=tuple(row.notified_at),
             )
-            for row in await self._leases.claim(self._batch_size)
+            for row in rows
         ]
 
     async def _work(self, item: _Claimed) -> _Outcome:

@@ -23,13 +23,25 @@ class Wakeup:
     def set(self) -> None:
         self._event.set()
 
-    async def wait(self, seconds: float) -> None:
+    def clear(self) -> None:
+        """Forget earlier wake-ups: a worker about to claim sees what they announced."""
+        self._event.clear()
+
+    @property
+    def woken(self) -> bool:
+        """Work was committed since the last ``clear`` (or ``wait``)."""
+        return self._event.is_set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Sleep until woken or ``seconds`` have passed; True if woken."""
         # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
         # arrives with the event, and the worker would then outlive its shutdown.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._event.wait()
+        woken = self._event.is_set()
         self._event.clear()
+        return woken
 
 
 class LeasedWorker(ABC):
@@ -58,34 +70,56 @@ class LeasedWorker(ABC):
         self._stopping = False
         self._idle = asyncio.Event()
         self._failures = FailedRounds(type(self).__name__, first=poll_interval)
+        self.more_due = False
+        """The last claim took as many rows as it asked for: more may be due at once."""
 
     @abstractmethod
-    async def deliver_once(self) -> int:
-        """One round; returns how many items it claimed."""
+    async def deliver_once(self, *, look_first: bool = True) -> int:
+        """One round; returns how many items it claimed.
+
+        ``look_first``: peek for due rows before claiming (``Lease.claim``); the worker skips it
+        when it knows work is there. A round that claims all it asked for sets ``more_due``."""
 
     async def settle(self) -> None:  # noqa: B027  # a hook: most workers leave nothing behind
         """Finish what a round left running in the background (nothing, unless overridden)."""
 
     async def run(self) -> None:
+        """Rounds until stopped. After a short claim (all that was due) the worker claims again
+        only when woken or at the next poll: claiming at once would find nothing, at the
+        price of a transaction per round. Woken by a commit, it claims without peeking."""
+        look_first = True
         try:
             while not self._stopping:
                 self._idle.clear()
+                self._wakeup.clear()  # from now on a commit wakes the next wait at once
                 try:
-                    worked = await self.deliver_once()
+                    more = await self._round(look_first)
                 except Exception as exc:  # the database away: what is leased goes again later
                     self._idle.set()
                     await self._wakeup.wait(self._failures.failed(exc))
+                    look_first = True
                     continue
                 self._failures.succeeded()
-                if worked:
+                if more:
+                    look_first = False
                     continue
                 self._idle.set()
-                await self._wakeup.wait(self._poll_interval)
+                look_first = not await self._wakeup.wait(self._poll_interval)
         finally:
             try:
                 await self.settle()
             finally:
                 self._idle.set()
+
+    async def _round(self, look_first: bool) -> bool:
+        """One round, settled unless more is due now; True if the next should follow at once
+        (its claim was full, or a commit woke the worker meanwhile)."""
+        worked = await self.deliver_once(look_first=look_first)
+        if worked and (self.more_due or self._wakeup.woken):
+            return True
+        if worked:
+            await self.settle()
+        return False
 
     async def stop(self, grace: float) -> None:
         """Finish and record the round in flight and what it left running, so a restart does

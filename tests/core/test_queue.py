@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.core.logging import message_id as applied_message_id
 from services.core.models import utcnow
@@ -26,6 +26,8 @@ from services.core.queue.apply import retry_delay
 from services.core.queue.contract import Contract
 from services.core.queue.db import DatabaseQueue
 from services.merchants.models import Merchant
+from tests.statements import statements_of
+from tests.waiting import eventually, queue_drained
 
 
 class Named(Contract):
@@ -335,6 +337,32 @@ async def test_other_topics_are_left_alone(sessionmaker: async_sessionmaker[Asyn
 def test_retry_delay_grows_and_is_capped(attempt: int) -> None:
     delay = retry_delay(attempt)
     assert 0.5 * min(300, 2 ** (attempt - 1)) <= delay <= min(300, 2 ** (attempt - 1))
+
+
+async def test_a_woken_queue_claims_once_per_batch_and_then_sleeps(
+    sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    """A commit wakes the queue: it claims without a look first, applies the short batch and
+    sleeps; claiming again at once would find nothing at the price of a transaction."""
+    recorder = Recorder()
+    queue = DatabaseQueue(sessionmaker, poll_interval=30)
+    with statements_of(engine) as statements:
+        async with sessionmaker() as session:
+            publish(session, Named(name="first"))
+            await session.commit()
+        running = asyncio.create_task(queue.run([Subscription("t", Named, recorder)]))
+        await eventually(lambda: queue_drained(sessionmaker))
+        async with sessionmaker() as session:
+            publish(session, Named(name="second"))
+            await session.commit()
+        queue.wake()  # what the commit's listener does in a served process
+        await eventually(lambda: queue_drained(sessionmaker))
+        await queue.stop(grace=5)
+        await running
+    claims = [s for s in statements if s.startswith("UPDATE outbox_messages SET attempts")]
+    looks = [s for s in statements if s.startswith("SELECT outbox_messages.id")]
+    assert [m.name for m in recorder.seen] == ["first", "second"]
+    assert (len(looks), len(claims)) == (1, 2), "a look at the start, then a claim per wake-up"
 
 
 async def test_a_queue_woken_as_it_is_cancelled_still_stops(

@@ -18,6 +18,7 @@ from services.push.apns import ApnsCredentials, ApnsResult
 from services.push.deliveries import RECORD_ATTEMPTS, DeliveryWorker, push_id, schedule
 from services.push.models import Delivery, PushTarget
 from services.push.workers import Wakeup
+from tests.statements import statements_of
 from tests.waiting import eventually
 
 CARD = uuid.uuid4()
@@ -472,3 +473,29 @@ async def test_a_record_that_keeps_failing_leaves_the_push_to_its_lease_and_the_
         await worker.stop(grace=5)
         await running
         event.remove(engine.sync_engine, "before_cursor_execute", fail_the_record)
+
+
+async def test_a_woken_worker_claims_once_per_change_and_then_sleeps(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession, engine: AsyncEngine
+) -> None:
+    """A commit wakes the worker: it claims without peeking, pushes, records and sleeps; a
+    second claim at once would find nothing at the price of a transaction."""
+    wakeup, sender = Wakeup(), ScriptedSender()
+    worker = DeliveryWorker(sessionmaker, sender, wakeup, poll_interval=30)
+    with statements_of(engine) as statements:
+        await _schedule(sessionmaker, change(2, ("d1", "aa" * 32)))
+        running = asyncio.create_task(worker.run())
+        await eventually(lambda: _delivered(session, 1))
+        await _schedule(sessionmaker, change(3, ("d1", "aa" * 32)))
+        wakeup.set()  # what the schedule's commit does in a served process
+        await eventually(lambda: _delivered(session, 2))
+        await worker.stop(grace=5)
+        await running
+    claims = [s for s in statements if s.startswith("UPDATE push_targets SET attempts")]
+    looks = [s for s in statements if s.startswith("SELECT push_targets.card_id")]
+    assert sender.sent == [("aa" * 32, "pass.test.shop")] * 2
+    assert (len(looks), len(claims)) == (1, 2), "a look at the start, then a claim per wake-up"
+
+
+async def _delivered(session: AsyncSession, count: int) -> bool:
+    return len(await _deliveries(session)) >= count

@@ -62,32 +62,41 @@ class DatabaseQueue:
             self._stopped.set()
 
     async def _run(self, subscriptions: list[Subscription[Any]]) -> None:
-        claimed = 0
+        look_first = True
         while not self._stopping:
             # Cleared before the drain: a commit during it wakes the next wait at once.
             self._wakeup.clear()
             pause = self._poll_interval
             try:
-                # Behind a backlog, claim straight away: the read-only look first costs a query.
-                claimed = await self.drain_once(subscriptions, look_first=not claimed)
+                claimed = await self.drain_once(subscriptions, look_first=look_first)
             except Exception as exc:  # the database away: claimed rows wait for their lease
-                claimed, pause = 0, self._failures.failed(exc)
+                look_first, pause = True, self._failures.failed(exc)
             else:
                 self._failures.succeeded()
-                if claimed:
+                if claimed == BATCH_SIZE:  # a backlog: claim the next batch straight away
+                    look_first = False
                     continue
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
-            # that arrives with a wake-up, and the queue would then outlive its shutdown.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause):
-                    await self._wakeup.wait()
+            # A short batch was all that was due: what is committed meanwhile wakes us, so
+            # claiming again now would only find nothing (a transaction per batch).
+            look_first = not await self._wait(pause)
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep until woken or ``seconds`` have passed; True if woken: a message was committed,
+        so the next claim need not look first."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+        # arrives with a wake-up, and the queue would then outlive its shutdown.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
+        return self._wakeup.is_set() and not self._stopping
 
     async def drain_once(
         self, subscriptions: list[Subscription[Any]], *, look_first: bool = True
     ) -> int:
         """Claim one batch and apply it; returns how many messages were claimed.
 
-        ``look_first``: check for due messages without a write lock before claiming."""
+        ``look_first``: check for due messages without a write lock before claiming (the
+        queue skips it when a commit woke it, or behind a backlog)."""
         by_topic = {s.topic: s for s in subscriptions}
         claimed = await self._claim(list(by_topic), look_first=look_first)
         if claimed:
