@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.core.db import create_engine, create_sessionmaker
 from services.core.queue import Subscription, publish, publish_all
 from services.core.queue.db import DatabaseQueue
-from services.core.queue.notify import APPLICATION_NAME, CommitListener
+from services.core.queue.notify import APPLICATION_NAME, ChannelListener, CommitListener
 from services.core.settings import Settings
+from services.passes.apple import pass_cache
 from tests.core.test_queue import Named
+from tests.statements import statements_of
 from tests.waiting import eventually
 
 POLL_SECONDS = 30.0
@@ -119,6 +121,46 @@ async def test_a_publish_inside_a_savepoint_notifies_when_the_whole_transaction_
             publish(session, Named(name="nested"))
         await session.commit()
     await eventually(_arrived(consumer, "nested"), WITHIN_SECONDS)
+
+
+async def test_a_commit_sends_all_its_notifications_in_one_statement(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], consumer: Consumer
+) -> None:
+    """A consumer's batch publishes and changes cards: its queue wake-up and its cards' cache
+    notifications go in one round trip, and each listener hears its own."""
+    heard: list[tuple[str, str]] = []
+    cards = ChannelListener(
+        engine,
+        [pass_cache.CHANNEL],
+        lambda channel, payload: heard.append((channel, payload)),
+        lambda: None,
+        name="test card listener",
+        meanwhile="-",
+    )
+    listening = asyncio.create_task(cards.run())
+    try:
+        async with asyncio.timeout(WITHIN_SECONDS):
+            await cards.listening.wait()
+        with statements_of(engine) as statements:
+            async with sessionmaker() as session:
+                publish(session, Named(name="with cards"))
+                pass_cache.forget_at_commit(session, "pass.test", "s-1")
+                pass_cache.forget_at_commit(session, "pass.test", "s-2")
+                await session.commit()
+        await eventually(_arrived(consumer, "with cards"), WITHIN_SECONDS)
+        await eventually(lambda: _true(len(heard) == 2), WITHIN_SECONDS)
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+    assert len([s for s in statements if "pg_notify" in s]) == 1
+    assert sorted(heard) == [
+        (pass_cache.CHANNEL, pass_cache.card_key("pass.test", "s-1")),
+        (pass_cache.CHANNEL, pass_cache.card_key("pass.test", "s-2")),
+    ]
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_the_listener_reconnects_when_its_connection_is_terminated(

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.queue.contract import Contract
 from services.core.queue.models import InboxMessage, OutboxMessage
-from services.core.queue.notify import notify_at_commit
+from services.core.queue.notify import ORIGIN, channel, notify_at_commit
 from services.core.transaction import AnySession, Slot, after_commit
 
 __all__ = [
@@ -127,7 +127,7 @@ def _wake_consumers_at_commit(session: AnySession, topics: set[str]) -> None:
         after_commit(session, lambda: _notify_listeners(published))
     published |= topics
     for topic in sorted(topics):
-        notify_at_commit(session, topic)
+        notify_at_commit(session, channel(topic), ORIGIN)
 
 
 _PUBLISHED = Slot[set[str]]("topics the transaction published", set)

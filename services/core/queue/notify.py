@@ -40,9 +40,10 @@ MAX_RECONNECT_SECONDS = 30.0
 APPLICATION_NAME = "passpost queue listener"
 """How the listening connection shows in ``pg_stat_activity``."""
 
-_TOPICS = Slot[set[str]]("topics to notify at commit", set)
+_NOTIFICATIONS = Slot[set[tuple[str, str]]]("(channel, payload) to notify at commit", set)
 _NOTIFY = text(
-    "SELECT pg_notify(channel, :origin) FROM unnest(CAST(:channels AS text[])) AS channel"
+    "SELECT pg_notify(n.channel, n.payload) FROM unnest("
+    "CAST(:channels AS text[]), CAST(:payloads AS text[])) AS n(channel, payload)"
 )
 
 
@@ -50,23 +51,24 @@ def channel(topic: str) -> str:
     return CHANNEL_PREFIX + topic
 
 
-def notify_at_commit(session: Any, topic: str) -> None:
-    """Have the session's transaction notify ``topic``'s listeners when it commits.
+def notify_at_commit(session: Any, channel_name: str, payload: str) -> None:
+    """Have the session's transaction send ``pg_notify(channel_name, payload)`` when it
+    commits; a transaction's notifications (the queue's topics, the pass caches' cards) go in
+    one statement, a round trip per commit rather than one per kind.
 
     ``session`` is an ``AsyncSession`` (or its sync ``Session``): both share ``info``.
     """
-    _TOPICS.get(session).add(topic)
+    _NOTIFICATIONS.get(session).add((channel_name, payload))
     before_commit(session, _send_notifications)
 
 
 def _send_notifications(session: SyncSession) -> None:
     # Runs as the outermost transaction commits (never at a SAVEPOINT's release).
-    topics = _TOPICS.peek(session)
-    if not topics or session.get_bind().dialect.name != "postgresql":
+    notifications = _NOTIFICATIONS.peek(session)
+    if not notifications or session.get_bind().dialect.name != "postgresql":
         return
-    session.connection().execute(
-        _NOTIFY, {"channels": sorted(channel(t) for t in topics), "origin": ORIGIN}
-    )
+    channels, payloads = zip(*sorted(notifications), strict=True)
+    session.connection().execute(_NOTIFY, {"channels": list(channels), "payloads": list(payloads)})
 
 
 def reconnect_delay(attempt: int) -> float:

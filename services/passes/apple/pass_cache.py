@@ -34,10 +34,8 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session as SyncSession
-
-from services.core.transaction import Slot, after_commit, before_commit
+from services.core.queue.notify import notify_at_commit
+from services.core.transaction import Slot, after_commit
 from services.passes.registrations import PassState
 
 CHANNEL = "passpost.passes.card_changed"
@@ -206,7 +204,6 @@ def card_key(pass_type: str, serial: str) -> str:
 
 
 _CHANGED = Slot[set[tuple[str, str]]]("cards changed, forgotten by the caches at commit", set)
-_NOTIFY = text("SELECT pg_notify(:channel, key) FROM unnest(CAST(:keys AS text[])) AS key")
 
 
 def forget_at_commit(session: Any, pass_type: str, serial: str) -> None:
@@ -214,17 +211,9 @@ def forget_at_commit(session: Any, pass_type: str, serial: str) -> None:
     that commits (``session``: an ``AsyncSession`` or its sync ``Session``)."""
     changed = _CHANGED.get(session)
     if not changed:
-        before_commit(session, _notify_others)
         after_commit(session, lambda: _forget(changed))
     changed.add((pass_type, serial))
-
-
-def _notify_others(session: SyncSession) -> None:
-    changed = _CHANGED.peek(session)
-    if not changed or session.get_bind().dialect.name != "postgresql":
-        return
-    keys = sorted(card_key(pass_type, serial) for pass_type, serial in changed)
-    session.connection().execute(_NOTIFY, {"channel": CHANNEL, "keys": keys})
+    notify_at_commit(session, CHANNEL, card_key(pass_type, serial))
 
 
 def _forget(changed: set[tuple[str, str]]) -> None:
