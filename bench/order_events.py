@@ -228,6 +228,7 @@ async def _latency(
         "post_p99_ms": outcome["p99_ms"],
         "lost": lost,
         "events": outcome["count"],
+        "cpu_ms": cpu,
     }
     log(
         f"event->push at {rate:.0f}/s: p50 {result['p50_ms']:.0f} ms, "
@@ -275,6 +276,34 @@ def _latency_results(
     return results
 
 
+def _cpu_result(database: Database, runs: dict[float, list[dict[str, Any]]]) -> Result:
+    """CPU per event at the lowest rate, where each event is a batch of its own (what every
+    transaction, claim and wake-up costs), beside the same at the highest rate."""
+    low, high = min(runs), max(runs)
+
+    def total(rate: float) -> float:
+        return median(sum(o["cpu_ms"].values()) for o in runs[rate])
+
+    by_process = ", ".join(
+        f"{service} {median(o['cpu_ms'][service] for o in runs[low]):.1f}"
+        for service in runs[low][0]["cpu_ms"]
+    )
+    return Result(
+        name=f"{FIGURE}.{database}.cpu_ms_per_event_at_{low:.0f}_per_s",
+        value=total(low),
+        unit="ms",
+        reference=f"CPU ms per event at {high:.0f} events/s, same run",
+        reference_value=total(high) if high != low else None,
+        ratio=ratio(total(low), total(high)) if high != low else None,
+        target="none (reported)",
+        met=None,
+        method=f"CPU time of the server's processes (by /proc) over each latency run at "
+        f"{low:.0f} events/s, from the first event until the pushes are out and the queue is "
+        f"drained (their idle polling included, ~2-4% of a core each), divided by its events; "
+        f"median of {len(runs[low])} runs; by process: {by_process}; {_layout(database)}.",
+    )
+
+
 async def _measure(
     server: Server, standin: Standin, database: Database, cfg: RunConfig
 ) -> list[Result]:
@@ -291,12 +320,15 @@ async def _measure(
     results: list[Result] = []
     plans = [(10.0, 1.0, True)] if cfg.quick else [(200.0, 1.0, True), (10.0, 2.0, False)]
     run_number = 0
+    cpu_runs: dict[float, list[dict[str, Any]]] = {}
     for rate, seconds, judged in plans:
         runs = []
         for _ in range(cfg.repeats):
             runs.append(await _latency(server, standin, customers, rate, seconds, run_number))
             run_number += 1
         results.extend(_latency_results(database, runs, rate, seconds, customers, target=judged))
+        cpu_runs[rate] = runs
+    results.append(_cpu_result(database, cpu_runs))
 
     healthz = await load(
         server,
