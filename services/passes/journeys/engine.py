@@ -124,7 +124,7 @@ async def read_open_journeys(session: AsyncSession, cards: Sequence[Card]) -> No
     )
     known = _OPEN_JOURNEYS.get(session)
     known.update({card.id: set() for card in cards})
-    for card_id, journey in rows.tuples():
+    for card_id, journey in rows:
         known[card_id].add(journey)
 
 
