@@ -7,6 +7,7 @@ slower than the wait, and misses whatever comes after it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -18,11 +19,19 @@ from services.passes.models import Card
 from services.push.models import PushTarget
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
-    """Poll ``check`` until it holds; fail with TimeoutError after ``seconds``."""
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], seconds: float = 30.0
+) -> None:
+    """Poll ``check`` (a condition, or a coroutine reading the database or an HTTP answer) until
+    it holds; fail with TimeoutError after ``seconds``."""
     async with asyncio.timeout(seconds):
-        while not await check():  # noqa: ASYNC110  (polling the database or an HTTP answer)
+        while not await _holds(check):  # noqa: ASYNC110  (polling: no event to wait on)
             await asyncio.sleep(0.05)
+
+
+async def _holds(check: Callable[[], Awaitable[bool]] | Callable[[], bool]) -> bool:
+    held = check()
+    return await held if inspect.isawaitable(held) else held
 
 
 async def queue_drained(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Row, Select, event
+from sqlalchemy import Row, Select, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from services.core.settings import Settings
+from services.core.sqlite_writes import DRIVER, SQLiteDialect, WriteTurns, take_turn
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY_OPTION = "passpost_read_only"
@@ -57,7 +58,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url,
+            make_url(url).set(drivername=f"sqlite+{DRIVER}"),
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=POOL_SIZE,
             max_overflow=0,
@@ -92,6 +93,10 @@ def ensure_wal(cursor: Any) -> None:
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
+    turns = WriteTurns(SQLITE_BUSY_TIMEOUT_MS / 1000)
+    assert isinstance(engine.dialect, SQLiteDialect)
+    engine.dialect.write_turns = turns
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # aiosqlite opens in autocommit-less mode; we take control of BEGIN ourselves so that
@@ -106,8 +111,15 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if not connection.get_execution_options().get(READ_ONLY_OPTION, False):
+        if connection.get_execution_options().get(READ_ONLY_OPTION, False):
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        take_turn(turns, dbapi_connection)
+        try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            turns.give_back(dbapi_connection)
+            raise
 
 
 def create_sessionmaker(

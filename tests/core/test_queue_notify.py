@@ -148,7 +148,7 @@ async def test_a_commit_sends_all_its_notifications_in_one_statement(
                 pass_cache.forget_at_commit(session, "pass.test", "s-2")
                 await session.commit()
         await eventually(_arrived(consumer, "with cards"), WITHIN_SECONDS)
-        await eventually(lambda: _true(len(heard) == 2), WITHIN_SECONDS)
+        await eventually(lambda: len(heard) == 2, WITHIN_SECONDS)
     finally:
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
@@ -157,10 +157,6 @@ async def test_a_commit_sends_all_its_notifications_in_one_statement(
         (pass_cache.CHANNEL, pass_cache.card_key("pass.test", "s-1")),
         (pass_cache.CHANNEL, pass_cache.card_key("pass.test", "s-2")),
     ]
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_the_listener_reconnects_when_its_connection_is_terminated(
