@@ -404,8 +404,7 @@ class DeliveryWorker(LeasedWorker):
 
     async def _claim(self, limit: int, look_first: bool) -> list[DueTarget]:
         """Lease up to ``limit`` due targets with one statement (``SKIP LOCKED`` on PostgreSQL)."""
-        rows = await self._leases.claim(limit, peek=look_first and not self.more_due)
-        self.more_due = len(rows) == limit
+        rows = await self._claim_rows(self._leases, limit, look_first)
         return [
             DueTarget(
                 card_id=row.card_id,

@@ -273,8 +273,7 @@ class GoogleWorker(LeasedWorker):
         return len(claimed)
 
     async def _claim(self, look_first: bool) -> list[_Claimed]:
-        rows = await self._leases.claim(self._batch_size, peek=look_first and not self.more_due)
-        self.more_due = len(rows) == self._batch_size
+        rows = await self._claim_rows(self._leases, self._batch_size, look_first)
         return [
             _Claimed(
                 card_id=row.card_id,

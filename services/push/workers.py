@@ -6,10 +6,14 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.dbfaults import FailedRounds
+from services.core.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,13 @@ class LeasedWorker(ABC):
 
         ``look_first``: peek for due rows before claiming (``Lease.claim``); the worker skips it
         when it knows work is there. A round that claims all it asked for sets ``more_due``."""
+
+    async def _claim_rows(self, lease: Lease, limit: int, look_first: bool) -> Sequence[Row[Any]]:
+        """``lease.claim`` for a round: no peek when the last claim was full (more is due), and
+        ``more_due`` set from what this one took."""
+        rows = await lease.claim(limit, peek=look_first and not self.more_due)
+        self.more_due = len(rows) == limit
+        return rows
 
     async def settle(self) -> None:  # noqa: B027  # a hook: most workers leave nothing behind
         """Finish what a round left running in the background (nothing, unless overridden)."""
