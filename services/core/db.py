@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from services.core.settings import Settings
-from services.core.sqlite_writes import DRIVER, SQLiteDialect, WriteTurns, take_turn
+from services.core.sqlite_driver import DRIVER, SQLiteDialect
+from services.core.sqlite_writes import WriteTurns, take_turn
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY_OPTION = "passpost_read_only"

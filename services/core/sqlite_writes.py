@@ -15,16 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
-from typing import Any
 
-from sqlalchemy.dialects import registry
-from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.util import await_
-
-DRIVER = "passpost_aiosqlite"
-"""The driver name of ``SQLiteDialect`` in SQLAlchemy's registry (``sqlite+passpost_aiosqlite``)."""
 
 
 class WriteTurns:
@@ -78,42 +71,6 @@ class WriteTurns:
         return self._lock
 
 
-class SQLiteDialect(SQLiteDialect_aiosqlite):
-    """aiosqlite, handing the process's write turn on once a transaction has ended.
-
-    The engine's ``begin`` event takes the turn (``services.core.db``); only the dialect sees the
-    COMMIT return, which is when the next writer can have the lock without waiting.
-    """
-
-    supports_statement_cache = True
-    """Statements compile as aiosqlite's do (SQLAlchemy caches only when a dialect says so)."""
-    write_turns: WriteTurns | None = None
-
-    def do_commit(self, dbapi_connection: Any) -> None:
-        self._then_give_back(super().do_commit, dbapi_connection)
-
-    def do_rollback(self, dbapi_connection: Any) -> None:
-        self._then_give_back(super().do_rollback, dbapi_connection)
-
-    def do_close(self, dbapi_connection: Any) -> None:
-        self._then_give_back(super().do_close, dbapi_connection)
-
-    def do_terminate(self, dbapi_connection: Any) -> None:
-        self._then_give_back(super().do_terminate, dbapi_connection)
-
-    def _then_give_back(self, end: Callable[[Any], None], connection: Any) -> None:
-        """End the transaction (or the connection), then hand the turn on, whatever happened."""
-        try:
-            end(connection)
-        finally:
-            if self.write_turns is not None:
-                # Commit and rollback get the pool's proxy, close and terminate the connection.
-                self.write_turns.give_back(getattr(connection, "dbapi_connection", connection))
-
-
 def take_turn(turns: WriteTurns, dbapi_connection: object) -> None:
     """``WriteTurns.take`` from SQLAlchemy's synchronous event code (the greenlet's await)."""
     await_(turns.take(dbapi_connection))
-
-
-registry.register(f"sqlite.{DRIVER}", __name__, "SQLiteDialect")

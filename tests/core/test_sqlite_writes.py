@@ -15,7 +15,8 @@ from services.core import db
 from services.core.db import create_engine, create_sessionmaker, read_only, read_rows
 from services.core.dbfaults import DatabaseFault, database_fault
 from services.core.settings import Settings
-from services.core.sqlite_writes import SQLiteDialect, WriteTurns
+from services.core.sqlite_driver import SQLiteDialect
+from services.core.sqlite_writes import WriteTurns
 from tests.waiting import eventually
 
 WITHIN_SECONDS = 10.0
