@@ -2,8 +2,8 @@
 
 - A statement is one trip to the connection's thread: aiosqlite's cursor makes one for the
   cursor, one for the statement, one for its rows and one to close it, each a hand-over to
-  the thread and a wake-up of the event loop back. Under load those hops were a third of the
-  embedded default's CPU.
+  the thread and a wake-up of the event loop back (a py-spy of ``serve all`` put a third of
+  its samples in the event loop's own work). BENCHMARKS.md, issue 14 session 11, has the A/B.
 - The process's write turn (``sqlite_writes.WriteTurns``) is handed on once a transaction has
   ended: only the dialect sees its COMMIT return.
 """
