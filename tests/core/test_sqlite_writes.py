@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -30,11 +30,16 @@ def sqlite_settings(settings: Settings, tmp_path: Path) -> Settings:
     return settings.model_copy(update={"database_url": f"sqlite+aiosqlite:///{tmp_path}/turns.db"})
 
 
-@pytest.fixture
-async def sqlite_engine(sqlite_settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(sqlite_settings)
+async def _engine_with_table(settings: Settings) -> AsyncEngine:
+    engine = create_engine(settings)
     async with engine.begin() as connection:
         await connection.execute(text("CREATE TABLE turns_seen (id INTEGER PRIMARY KEY, who TEXT)"))
+    return engine
+
+
+@pytest.fixture
+async def sqlite_engine(sqlite_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = await _engine_with_table(sqlite_settings)
     yield engine
     await engine.dispose()
 
@@ -48,12 +53,13 @@ def _turns(engine: AsyncEngine) -> WriteTurns:
 async def _write(
     sessionmaker: async_sessionmaker[AsyncSession],
     who: str,
-    then: Callable[[], object] = lambda: None,
+    then: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
-    """Write a row, then do ``then`` inside the transaction (raising rolls it back)."""
+    """Write a row, then await ``then`` inside the transaction (raising rolls it back)."""
     async with sessionmaker() as session, session.begin():
         await session.execute(text("INSERT INTO turns_seen (who) VALUES (:who)"), {"who": who})
-        then()
+        if then is not None:
+            await then()
 
 
 async def _written(engine: AsyncEngine) -> list[str]:
@@ -63,12 +69,8 @@ async def _written(engine: AsyncEngine) -> list[str]:
         return [who for (who,) in rows]
 
 
-async def _holding(
-    sessionmaker: async_sessionmaker[AsyncSession], release: asyncio.Event, who: str = "first"
-) -> None:
-    async with sessionmaker() as session, session.begin():
-        await session.execute(text("INSERT INTO turns_seen (who) VALUES (:who)"), {"who": who})
-        await release.wait()
+async def _fail() -> None:
+    raise ZeroDivisionError
 
 
 async def test_writers_begin_in_the_order_they_asked_once_the_writer_before_commits(
@@ -77,7 +79,7 @@ async def test_writers_begin_in_the_order_they_asked_once_the_writer_before_comm
     sessionmaker = create_sessionmaker(sqlite_engine, sqlite_settings)
     turns = _turns(sqlite_engine)
     release = asyncio.Event()
-    first = asyncio.create_task(_holding(sessionmaker, release))
+    first = asyncio.create_task(_write(sessionmaker, "first", then=release.wait))
     await eventually(lambda: turns.waiting == 0 and turns.taken, WITHIN_SECONDS)
     writers = []
     for n in range(5):
@@ -98,10 +100,10 @@ async def test_a_failed_a_cancelled_or_a_dropped_writer_hands_its_turn_on(
     turns = _turns(sqlite_engine)
 
     with pytest.raises(ZeroDivisionError):
-        await _write(sessionmaker, "failed", then=lambda: 1 / 0)
+        await _write(sessionmaker, "failed", then=_fail)
     assert not turns.taken
 
-    holder = asyncio.create_task(_holding(sessionmaker, asyncio.Event(), "cancelled"))
+    holder = asyncio.create_task(_write(sessionmaker, "cancelled", then=asyncio.Event().wait))
     await eventually(lambda: turns.taken, WITHIN_SECONDS)
     waiting = asyncio.create_task(_write(sessionmaker, "after the cancelled"))
     await eventually(lambda: turns.waiting == 1, WITHIN_SECONDS)
@@ -121,12 +123,10 @@ async def test_waiting_for_the_turn_past_the_busy_timeout_is_a_locked_database(
     sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 50)
-    engine = create_engine(sqlite_settings)
+    engine = await _engine_with_table(sqlite_settings)
     sessionmaker = create_sessionmaker(engine, sqlite_settings)
     release = asyncio.Event()
-    async with engine.begin() as connection:
-        await connection.execute(text("CREATE TABLE turns_seen (id INTEGER PRIMARY KEY, who TEXT)"))
-    holder = asyncio.create_task(_holding(sessionmaker, release))
+    holder = asyncio.create_task(_write(sessionmaker, "first", then=release.wait))
     await eventually(lambda: _turns(engine).taken, WITHIN_SECONDS)
     with pytest.raises(OperationalError) as waited:
         await _write(sessionmaker, "too late")
